@@ -1,0 +1,105 @@
+"""Secret values: typed so they never print, generated strong, checked for weakness."""
+
+from __future__ import annotations
+
+import math
+import secrets
+import string
+
+MASK = "********"
+
+# Characters a secret may hold: printable ASCII without whitespace, quotes, backslash,
+# '$' or backtick, so that it survives every file format it is written to unquoted.
+SECRET_ALPHABET = frozenset(set(string.printable) - set(string.whitespace) - set("'\"\\$`"))
+
+# Fixed development values used for empty secrets in the 'local' environment only.
+LOCAL_DEV_SECRETS = {
+    "admin_token": "local-dev-admin-token-not-for-production",
+    "mysql_password": "local-dev-mysql-password",
+    "mysql_root_password": "local-dev-mysql-root-password",
+    "grafana_admin_password": "local-dev-grafana-password",
+}
+
+KNOWN_WEAK = frozenset(
+    s.lower()
+    for s in (
+        "MyAccessToken", "admin", "administrator", "password", "passw0rd", "secret", "root",
+        "torrust", "changeme", "change_me", "letmein", "123456", "12345678", "qwerty",
+        "root_secret_local", "tracker_secret_local", "admin_secret_local", "root_password",
+        "mysql", "grafana", "prometheus", "token", "default",
+        *LOCAL_DEV_SECRETS.values(),
+    )
+)
+
+PLACEHOLDER_MARKERS = ("REPLACE_ME", "REPLACE_WITH", "CHANGE_ME", "CHANGEME", "<", ">")
+
+MIN_LENGTH = 16
+MIN_DISTINCT = 8
+MIN_BITS = 80
+
+
+class Secret:
+    """A string that prints as a mask. `reveal()` is the only way to the value."""
+
+    __slots__ = ("_value",)
+
+    def __init__(self, value: str):
+        self._value = value
+
+    def reveal(self) -> str:
+        return self._value
+
+    def __bool__(self) -> bool:
+        return bool(self._value)
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Secret) and secrets.compare_digest(self._value, other._value)
+
+    def __hash__(self) -> int:
+        return hash(("Secret", self._value))
+
+    def __repr__(self) -> str:
+        return f"Secret({MASK})"
+
+    __str__ = __repr__
+
+
+def generate(nbytes: int = 32) -> str:
+    """A strong random secret: 256 bits from the OS CSPRNG, URL-safe alphabet."""
+    return secrets.token_urlsafe(nbytes)
+
+
+def looks_like_placeholder(value: str) -> bool:
+    upper = value.upper()
+    return any(m in upper for m in PLACEHOLDER_MARKERS)
+
+
+def estimated_bits(value: str) -> float:
+    """Length times log2 of the size of the character classes used: a cheap upper bound."""
+    pool = 0
+    if any(c in string.ascii_lowercase for c in value):
+        pool += 26
+    if any(c in string.ascii_uppercase for c in value):
+        pool += 26
+    if any(c in string.digits for c in value):
+        pool += 10
+    if any(c not in string.ascii_letters + string.digits for c in value):
+        pool += 32
+    return len(value) * math.log2(pool) if pool else 0.0
+
+
+def bad_characters(value: str) -> str:
+    return "".join(sorted({c for c in value if c not in SECRET_ALPHABET}))
+
+
+def weakness(value: str) -> str | None:
+    """Why a secret is too weak for a non-local environment, or None."""
+    if value.lower() in KNOWN_WEAK:
+        return "a well-known default value"
+    if len(value) < MIN_LENGTH:
+        return f"too short ({len(value)} characters; at least {MIN_LENGTH})"
+    if len(set(value)) < MIN_DISTINCT:
+        return f"too little variety ({len(set(value))} distinct characters; at least {MIN_DISTINCT})"
+    if estimated_bits(value) < MIN_BITS:
+        return f"too little entropy (about {estimated_bits(value):.0f} bits; at least {MIN_BITS})"
+    return None

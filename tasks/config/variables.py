@@ -1,0 +1,206 @@
+"""Every setting the tool reads, in one table.
+
+This table is the single source for: loading and validation (`settings.py`), the
+documented `.env.example` (generated from it and committed; a test checks they match),
+the files `app.config` writes, and `app.settings`. The code reads settings only through
+it: an unknown `TORRUST_*` name in a file is an error, so typos never pass silently.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+# Kinds: how a raw string is parsed and checked (see settings.py).
+STR, INT, BOOL, ENUM, SECRET, BINDS, DOMAIN, DOMAINS, EMAIL, IMAGE, CRON, PATH, SUBNET6, DURATION = (
+    "str int bool enum secret binds domain domains email image cron path subnet6 duration".split()
+)
+
+
+@dataclass(frozen=True)
+class Var:
+    name: str
+    group: str
+    kind: str
+    default: str
+    doc: str
+    choices: tuple[str, ...] = ()
+    minimum: int | None = None
+    maximum: int | None = None
+    # Value `app.config` writes for a non-local environment, when it differs from the
+    # local default (secrets are generated instead).
+    production: str | None = None
+    # Shown in .env.example as the allowed values when the kind does not say it all.
+    allowed: str = ""
+    optional: bool = False  # an empty value is allowed and means "not set"
+    extra: dict = field(default_factory=dict)
+
+    @property
+    def secret(self) -> bool:
+        return self.kind == SECRET
+
+
+PLACEHOLDER = "REPLACE_ME"
+
+VARIABLES: tuple[Var, ...] = (
+    # --- deploy target -----------------------------------------------------------------
+    Var("TORRUST_DEPLOY_TARGET", "Deploy target", ENUM, "local",
+        "Where the stack runs: 'local' is this machine's Docker engine (no SSH); 'ssh' is a "
+        "host reached over SSH with the settings below.",
+        choices=("local", "ssh"), production="ssh"),
+    Var("TORRUST_SSH_HOST", "Deploy target", STR, "",
+        "Host name or IP address of the SSH deploy target. Empty until infra.apply or "
+        "infra.register records it (or you set it).", optional=True),
+    Var("TORRUST_SSH_PORT", "Deploy target", INT, "22", "SSH port of the deploy target.",
+        minimum=1, maximum=65535),
+    Var("TORRUST_SSH_USER", "Deploy target", STR, "torrust",
+        "SSH user on the deploy target (not root: it needs the docker group)."),
+    Var("TORRUST_SSH_KEY", "Deploy target", PATH, "",
+        "Private key file for SSH. Empty: the SSH agent and the default keys are used.",
+        optional=True),
+    Var("TORRUST_SSH_KNOWN_HOSTS", "Deploy target", PATH, "",
+        "known_hosts file holding the deploy target's host key. Empty: "
+        ".torrust/<env>/known_hosts in this checkout (one per environment).", optional=True),
+    Var("TORRUST_SSH_CONNECT_TIMEOUT", "Deploy target", INT, "10",
+        "Seconds to wait for the SSH connection to open.", minimum=1, maximum=600),
+    Var("TORRUST_COMMAND_TIMEOUT", "Deploy target", INT, "600",
+        "Seconds a single command on the target may run before it is stopped.",
+        minimum=5, maximum=86400),
+    Var("TORRUST_DEPLOY_ROOT", "Deploy target", PATH, "/opt/torrust",
+        "Absolute directory on the target holding releases/, current and storage/."),
+    Var("TORRUST_COMPOSE_PROJECT", "Deploy target", STR, "torrust",
+        "Docker Compose project name; fixed per environment so every command finds the "
+        "same containers.", allowed="lowercase letters, digits, '-' and '_', starting with a letter or digit"),
+    Var("TORRUST_RELEASES_KEEP", "Deploy target", INT, "5",
+        "How many releases to keep on the target (the current and previous ones are never "
+        "pruned).", minimum=2, maximum=100),
+    # --- infrastructure ----------------------------------------------------------------
+    Var("TORRUST_PROVIDER", "Infrastructure", ENUM, "none",
+        "Who provides the host: 'none' (deploy target local), 'libvirt' (local KVM), "
+        "'hetzner' (Hetzner Cloud) or 'existing' (a server you already own).",
+        choices=("none", "libvirt", "hetzner", "existing"), production="existing"),
+    # --- domains -------------------------------------------------------------------------
+    Var("TORRUST_DOMAIN", "Domains", DOMAIN, "torrust.local",
+        "Base domain. The public names below default to subdomains of it.",
+        production=PLACEHOLDER),
+    Var("TORRUST_HTTP_TRACKER_DOMAINS", "Domains", DOMAINS, "",
+        "Public name of each HTTP tracker, comma-separated, one per entry of "
+        "TORRUST_HTTP_TRACKERS. Empty: tracker.<domain>, then tracker2.<domain>, ...",
+        optional=True),
+    Var("TORRUST_API_DOMAIN", "Domains", DOMAIN, "",
+        "Public name of the tracker's REST API. Empty: api.<domain>.", optional=True),
+    Var("TORRUST_GRAFANA_DOMAIN", "Domains", DOMAIN, "",
+        "Public name of Grafana. Empty: grafana.<domain>.", optional=True),
+    # --- tracker -------------------------------------------------------------------------
+    Var("TORRUST_UDP_TRACKERS", "Tracker", BINDS, "[::]:6969",
+        "Bind address of each UDP tracker (BEP 15), comma-separated. '[::]' is dual-stack "
+        "(IPv4 and IPv6). Each port is published on the host.",
+        allowed="comma-separated HOST:PORT, e.g. [::]:6969,[::]:6868"),
+    Var("TORRUST_HTTP_TRACKERS", "Tracker", BINDS, "[::]:7070",
+        "Bind address of each HTTP tracker inside the container, comma-separated. They are "
+        "reached through the proxy only, never published directly.",
+        allowed="comma-separated HOST:PORT, e.g. [::]:7070"),
+    Var("TORRUST_API_BIND", "Tracker", BINDS, "[::]:1212",
+        "Bind address of the REST API inside the container (reached through the proxy).",
+        allowed="one HOST:PORT", extra={"single": True}),
+    Var("TORRUST_HEALTH_CHECK_API_BIND", "Tracker", BINDS, "127.0.0.1:1313",
+        "Bind address of the health-check API inside the container (loopback: it is used by "
+        "the container health check and probed from the host).",
+        allowed="one HOST:PORT", extra={"single": True}),
+    Var("TORRUST_TRACKER_PRIVATE", "Tracker", BOOL, "false",
+        "Private tracker: peers need a key to announce."),
+    Var("TORRUST_TRACKER_LISTED", "Tracker", BOOL, "false",
+        "Listed tracker: only whitelisted torrents are tracked."),
+    Var("TORRUST_ANNOUNCE_INTERVAL", "Tracker", INT, "120",
+        "Seconds a peer should wait between announces.", minimum=1, maximum=86400),
+    Var("TORRUST_ANNOUNCE_INTERVAL_MIN", "Tracker", INT, "120",
+        "Minimum seconds between announces (at most TORRUST_ANNOUNCE_INTERVAL).",
+        minimum=1, maximum=86400),
+    Var("TORRUST_LOG_LEVEL", "Tracker", ENUM, "info", "Tracker log threshold.",
+        choices=("off", "error", "warn", "info", "debug", "trace")),
+    Var("TORRUST_TRACKER_EXTERNAL_IP", "Tracker", STR, "",
+        "Public IP the tracker reports for peers on the same host. Empty: not set.",
+        optional=True, allowed="an IPv4 or IPv6 address"),
+    Var("TORRUST_TRACKER_ADMIN_TOKEN", "Tracker", SECRET, "",
+        "Admin token of the REST API; also used by Prometheus. Secret. Empty in 'local': a "
+        "development value; required elsewhere (app.config generates one)."),
+    Var("TORRUST_TRACKER_USER_ID", "Tracker", INT, "1000",
+        "UID the tracker container runs as; it owns the tracker's storage.",
+        minimum=1, maximum=2**31 - 1),
+    # --- database ------------------------------------------------------------------------
+    Var("TORRUST_DB_DRIVER", "Database", ENUM, "sqlite3",
+        "Tracker database: 'sqlite3' (a file in the tracker's storage) or 'mysql' (a MySQL "
+        "service reachable only by the tracker).", choices=("sqlite3", "mysql"),
+        production="mysql"),
+    Var("TORRUST_MYSQL_DATABASE", "Database", STR, "torrust_tracker", "MySQL database name.",
+        allowed="letters, digits and '_' (at most 64)"),
+    Var("TORRUST_MYSQL_USER", "Database", STR, "torrust", "MySQL user of the tracker (never root).",
+        allowed="letters, digits and '_' (at most 32), not 'root'"),
+    Var("TORRUST_MYSQL_PASSWORD", "Database", SECRET, "",
+        "MySQL password of the tracker's user. Secret."),
+    Var("TORRUST_MYSQL_ROOT_PASSWORD", "Database", SECRET, "",
+        "MySQL root password (used by backups and restores on the host). Secret."),
+    # --- proxy and TLS ---------------------------------------------------------------------
+    Var("TORRUST_HTTP_PORT", "Proxy and TLS", INT, "80",
+        "Host port the proxy publishes for HTTP.", minimum=1, maximum=65535),
+    Var("TORRUST_HTTPS_PORT", "Proxy and TLS", INT, "443",
+        "Host port the proxy publishes for HTTPS (TCP) and HTTP/3 (UDP) when TLS is on.",
+        minimum=1, maximum=65535),
+    Var("TORRUST_TLS", "Proxy and TLS", BOOL, "false",
+        "Serve the HTTP trackers, the API and Grafana over HTTPS.", production="true"),
+    Var("TORRUST_ACME_EMAIL", "Proxy and TLS", EMAIL, "",
+        "Let's Encrypt account email; required outside 'local' when TLS is on.",
+        optional=True, production=PLACEHOLDER),
+    Var("TORRUST_ACME_STAGING", "Proxy and TLS", BOOL, "false",
+        "Use Let's Encrypt's staging CA (untrusted certificates, generous rate limits)."),
+    Var("TORRUST_TLS_INTERNAL", "Proxy and TLS", ENUM, "auto",
+        "Use the proxy's internal CA instead of ACME: 'auto' for names ending in .local, "
+        ".localhost, .test or .internal; 'always'; or 'never'.",
+        choices=("auto", "always", "never")),
+    # --- monitoring ----------------------------------------------------------------------
+    Var("TORRUST_PROMETHEUS", "Monitoring", BOOL, "false",
+        "Run Prometheus, scraping the tracker's stats and metrics.", production="true"),
+    Var("TORRUST_PROMETHEUS_PORT", "Monitoring", INT, "9090",
+        "Host port of Prometheus, published on 127.0.0.1 only.", minimum=1, maximum=65535),
+    Var("TORRUST_PROMETHEUS_RETENTION", "Monitoring", DURATION, "30d",
+        "How long Prometheus keeps samples.", allowed="a number followed by h, d, w or y"),
+    Var("TORRUST_GRAFANA", "Monitoring", BOOL, "false",
+        "Run Grafana with the Prometheus datasource and the Torrust dashboards (needs "
+        "TORRUST_PROMETHEUS=true).", production="true"),
+    Var("TORRUST_GRAFANA_ADMIN_USER", "Monitoring", STR, "torrust-admin", "Grafana admin user name.",
+        allowed="letters, digits, '.', '_', '-' and '@'"),
+    Var("TORRUST_GRAFANA_ADMIN_PASSWORD", "Monitoring", SECRET, "",
+        "Grafana admin password. Secret."),
+    # --- backups -------------------------------------------------------------------------
+    Var("TORRUST_BACKUP", "Backups", BOOL, "false",
+        "Install the scheduled backup (cron) on the deploy target.", production="true"),
+    Var("TORRUST_BACKUP_SCHEDULE", "Backups", CRON, "0 3 * * *",
+        "When the scheduled backup runs (cron syntax, host time zone).",
+        allowed="five cron fields: minute hour day-of-month month day-of-week"),
+    Var("TORRUST_BACKUP_RETENTION_COUNT", "Backups", INT, "7",
+        "Keep at least this many newest backups.", minimum=1, maximum=10000),
+    Var("TORRUST_BACKUP_RETENTION_DAYS", "Backups", INT, "14",
+        "Delete backups older than this many days (beyond the newest COUNT).",
+        minimum=1, maximum=36500),
+    # --- images --------------------------------------------------------------------------
+    Var("TORRUST_TRACKER_IMAGE", "Images", IMAGE, "torrust/tracker:v3.0.0",
+        "Tracker image, pinned to a release tag (never a moving tag such as develop).",
+        allowed="NAME:TAG or NAME@sha256:DIGEST"),
+    Var("TORRUST_MYSQL_IMAGE", "Images", IMAGE, "mysql:8.4", "MySQL image.",
+        allowed="NAME:TAG or NAME@sha256:DIGEST"),
+    Var("TORRUST_CADDY_IMAGE", "Images", IMAGE, "caddy:2.8.4", "Caddy (proxy) image.",
+        allowed="NAME:TAG or NAME@sha256:DIGEST"),
+    Var("TORRUST_PROMETHEUS_IMAGE", "Images", IMAGE, "prom/prometheus:v3.0.1", "Prometheus image.",
+        allowed="NAME:TAG or NAME@sha256:DIGEST"),
+    Var("TORRUST_GRAFANA_IMAGE", "Images", IMAGE, "grafana/grafana:11.4.0", "Grafana image.",
+        allowed="NAME:TAG or NAME@sha256:DIGEST"),
+    # --- network -------------------------------------------------------------------------
+    Var("TORRUST_IPV6", "Network", BOOL, "false",
+        "Give the public Docker network an IPv6 subnet so published UDP works over IPv6 (the "
+        "host's Docker daemon needs \"ip6tables\": true).", production="true"),
+    Var("TORRUST_IPV6_SUBNET", "Network", SUBNET6, "fd00:7472:6b72::/64",
+        "IPv6 subnet of the public Docker network when TORRUST_IPV6 is on.",
+        allowed="an IPv6 network in CIDR notation, /48 to /112"),
+)
+
+BY_NAME: dict[str, Var] = {v.name: v for v in VARIABLES}
+GROUPS: tuple[str, ...] = tuple(dict.fromkeys(v.group for v in VARIABLES))

@@ -1,0 +1,97 @@
+"""Exit codes and the error types every task maps to them.
+
+One table, documented in docs/guides/exit-codes.md; a test keeps the two in step.
+A task never lets a traceback reach the user for an expected failure: it raises one
+of these and the CLI layer prints the message and exits with the code.
+"""
+
+from __future__ import annotations
+
+from enum import IntEnum
+
+
+class ExitCode(IntEnum):
+    OK = 0
+    UNEXPECTED = 1  # a bug in the tool: the traceback is shown
+    CONFIG = 2  # bad settings, bad flags, a refused placeholder
+    VALIDATION = 3  # a rendered artifact was rejected by its validator
+    PREREQUISITE = 4  # a tool the task needs is missing (docker, compose v2, ...)
+    CONFIRMATION = 5  # a destructive action needs --yes (no prompt under CI)
+    CONNECTION = 10  # the deploy target cannot be reached
+    AUTH = 11  # the target refused our credentials
+    HOST_KEY = 12  # the host key is unknown or changed
+    COMMAND_FAILED = 13  # a command on the target failed or timed out
+
+
+class ToolError(Exception):
+    """An expected failure with a message for the operator and an exit code."""
+
+    code: ExitCode = ExitCode.UNEXPECTED
+
+    def __init__(self, message: str, *, hint: str | None = None):
+        super().__init__(message)
+        self.message = message
+        self.hint = hint
+
+    def render(self) -> str:
+        text = f"error: {self.message}"
+        if self.hint:
+            text += f"\nhint: {self.hint}"
+        return text
+
+    def as_dict(self) -> dict:
+        return {"error": type(self).__name__, "code": int(self.code), "message": self.message, "hint": self.hint}
+
+
+class ConfigError(ToolError):
+    code = ExitCode.CONFIG
+
+
+class SettingsError(ConfigError):
+    """Every problem found while loading settings, reported at once."""
+
+    def __init__(self, env: str, problems: list[str]):
+        self.env = env
+        self.problems = problems
+        n = len(problems)
+        lines = [f"configuration for environment '{env}' has {n} problem{'s' if n != 1 else ''}:"]
+        lines += [f"  - {p}" for p in problems]
+        super().__init__("\n".join(lines), hint="fix the values named above; nothing was written or changed")
+
+    def as_dict(self) -> dict:
+        d = super().as_dict()
+        d["problems"] = self.problems
+        return d
+
+
+class ValidationError(ToolError):
+    code = ExitCode.VALIDATION
+
+
+class PrerequisiteError(ToolError):
+    code = ExitCode.PREREQUISITE
+
+
+class ConfirmationRequired(ToolError):
+    code = ExitCode.CONFIRMATION
+
+
+class ConnectionFailed(ToolError):
+    code = ExitCode.CONNECTION
+
+
+class AuthFailed(ToolError):
+    code = ExitCode.AUTH
+
+
+class HostKeyError(ToolError):
+    code = ExitCode.HOST_KEY
+
+
+class CommandFailed(ToolError):
+    code = ExitCode.COMMAND_FAILED
+
+    def __init__(self, message: str, *, exit_status: int | None = None, output: str = "", hint: str | None = None):
+        super().__init__(message, hint=hint)
+        self.exit_status = exit_status
+        self.output = output

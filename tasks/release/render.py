@@ -1,0 +1,263 @@
+"""Render a release: every file the host needs, from the settings and `application/`.
+
+Pure apart from writing the output directory: the same settings give byte-identical
+files (no timestamps, sorted keys), so a release's content hash tells whether anything
+changed. Undefined template variables are errors. Secrets are revealed only into the
+files that need them, and those files are written with mode 0600.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from urllib.parse import quote
+
+import jinja2
+
+from tasks.config.settings import Settings
+from tasks.errors import ToolError
+
+APPLICATION = Path(__file__).resolve().parents[2] / "application"
+MANIFEST = "release.json"
+MANIFEST_FORMAT = 1
+
+
+@dataclass(frozen=True)
+class RenderedFile:
+    path: str  # relative to the release directory, POSIX separators
+    content: bytes
+    mode: int
+    secret: bool = False
+
+    @property
+    def sha256(self) -> str:
+        return hashlib.sha256(self.content).hexdigest()
+
+
+@dataclass(frozen=True)
+class Release:
+    files: tuple[RenderedFile, ...]
+    content_sha256: str
+    storage_dirs: tuple[tuple[str, int | None], ...]  # (path under storage/, owner uid or None)
+
+    def file(self, path: str) -> RenderedFile:
+        return next(f for f in self.files if f.path == path)
+
+    @property
+    def paths(self) -> list[str]:
+        return [f.path for f in self.files]
+
+
+def _environment() -> jinja2.Environment:
+    return jinja2.Environment(
+        loader=jinja2.FileSystemLoader(str(APPLICATION)),
+        undefined=jinja2.StrictUndefined,
+        keep_trailing_newline=True,
+        trim_blocks=True,
+        lstrip_blocks=True,
+        autoescape=False,
+    )
+
+
+def context(s: Settings) -> dict:
+    """Everything the templates may use. Secrets only under `secrets`."""
+    storage = f"{s.deploy_root}/storage"
+    sites = []
+    for name, bind in zip(s.http_tracker_domains, s.http_trackers, strict=False):
+        sites.append(_site(s, name, f"tracker:{bind.port}", f"HTTP tracker on {bind}", tracker=True))
+    sites.append(_site(s, s.api_domain, f"tracker:{s.api_bind.port}", "REST API"))
+    if s.grafana:
+        sites.append(_site(s, s.grafana_domain, "grafana:3000", "Grafana"))
+    secrets = {
+        "admin_token": s.admin_token.reveal(),
+        "mysql_password": s.mysql_password.reveal(),
+        "mysql_root_password": s.mysql_root_password.reveal(),
+        "grafana_admin_password": s.grafana_admin_password.reveal(),
+        "database_url": (
+            f"mysql://{s.mysql_user}:{quote(s.mysql_password.reveal(), safe='')}@mysql:3306/{s.mysql_database}"
+        ),
+    }
+    return {
+        "env": s.env,
+        "project": s.compose_project,
+        "deploy_root": s.deploy_root,
+        "storage": storage,
+        "images": s.images,
+        "tracker_uid": s.tracker_uid,
+        "udp_trackers": s.udp_trackers,
+        "http_trackers": s.http_trackers,
+        "api_bind": s.api_bind,
+        "health_check_api_bind": s.health_check_api_bind,
+        "private": s.private,
+        "listed": s.listed,
+        "announce_interval": s.announce_interval,
+        "announce_interval_min": s.announce_interval_min,
+        "log_level": s.log_level,
+        "external_ip": s.external_ip,
+        "db_driver": s.db_driver,
+        "mysql": s.mysql,
+        "mysql_database": s.mysql_database,
+        "mysql_user": s.mysql_user,
+        "http_port": s.http_port,
+        "https_port": s.https_port,
+        "tls": s.tls,
+        "acme_email": s.acme_email,
+        "acme_staging": s.acme_staging,
+        "sites": sites,
+        "internal_names": any(site["internal_ca"] for site in sites),
+        "prometheus": s.prometheus,
+        "prometheus_port": s.prometheus_port,
+        "prometheus_retention": s.prometheus_retention,
+        "grafana": s.grafana,
+        "grafana_admin_user": s.grafana_admin_user,
+        "grafana_domain": s.grafana_domain,
+        "backup_schedule": s.backup_schedule,
+        "backup_retention_count": s.backup_retention_count,
+        "backup_retention_days": s.backup_retention_days,
+        "cron_user": s.ssh.user,
+        "ipv6": s.ipv6,
+        "ipv6_subnet": s.ipv6_subnet,
+        "secrets": secrets,
+    }
+
+
+def _site(s: Settings, name: str, upstream: str, comment: str, *, tracker: bool = False) -> dict:
+    return {
+        "address": name if s.tls else f"http://{name}",
+        "upstream": upstream,
+        "comment": comment,
+        "tracker": tracker,
+        "internal_ca": s.tls and s.uses_internal_ca(name),
+    }
+
+
+# (template or static file under application/, output path, mode, secret, condition)
+def _plan(s: Settings) -> list[tuple[str, str, int, bool, bool]]:
+    plan = [
+        ("env.j2", ".env", 0o600, True, True),
+        ("tracker/tracker.toml.j2", "tracker/tracker.toml", 0o644, False, True),
+        ("proxy/Caddyfile.j2", "proxy/Caddyfile", 0o644, False, True),
+        ("prometheus/prometheus.yml.j2", "prometheus/prometheus.yml", 0o600, True, s.prometheus),
+        ("grafana/provisioning/datasources/prometheus.yml.j2", "grafana/provisioning/datasources/prometheus.yml",
+         0o644, False, s.grafana),
+        ("grafana/provisioning/dashboards/torrust.yml", "grafana/provisioning/dashboards/torrust.yml",
+         0o644, False, s.grafana),
+        ("grafana/dashboards/stats.json", "grafana/dashboards/stats.json", 0o644, False, s.grafana),
+        ("grafana/dashboards/metrics.json", "grafana/dashboards/metrics.json", 0o644, False, s.grafana),
+        ("bin/torrust-backup", "bin/torrust-backup", 0o755, False, True),
+        ("bin/backup.conf.j2", "bin/backup.conf", 0o644, False, True),
+        ("cron/torrust-backup.j2", "cron/torrust-backup", 0o644, False, True),
+    ]
+    return [p for p in plan if p[4]]
+
+
+SERVICE_FILES = {
+    "tracker": ("tracker/",),
+    "proxy": ("proxy/",),
+    "prometheus": ("prometheus/",),
+    "grafana": ("grafana/",),
+}
+
+
+def render(s: Settings) -> Release:
+    """Render every file in memory. Raises ToolError on a template problem."""
+    env = _environment()
+    ctx = context(s)
+    files: list[RenderedFile] = []
+    try:
+        for source, target, mode, secret, _ in _plan(s):
+            if source.endswith(".j2"):
+                text = env.get_template(source).render(ctx)
+                content = text.encode("utf-8")
+            else:
+                content = (APPLICATION / source).read_bytes()
+            files.append(RenderedFile(target, content, mode, secret))
+        hashes = {
+            svc: hashlib.sha256(
+                b"".join(f.path.encode() + b"\0" + f.content for f in files if f.path.startswith(prefixes))
+            ).hexdigest()
+            for svc, prefixes in SERVICE_FILES.items()
+        }
+        compose = env.get_template("compose.yaml.j2").render({**ctx, "hashes": hashes})
+    except jinja2.TemplateError as exc:  # a bug in a template, not in the settings
+        raise ToolError(f"template error: {exc}") from exc
+    files.append(RenderedFile("compose.yaml", compose.encode("utf-8"), 0o644))
+    files.sort(key=lambda f: f.path)
+    content_sha = _content_hash(files)
+    storage = [("tracker/lib/database", s.tracker_uid), ("tracker/log", s.tracker_uid), ("proxy/data", None),
+               ("proxy/config", None), ("backups", None)]
+    if s.mysql:
+        storage.append(("mysql/data", None))  # the MySQL entrypoint owns its data directory
+    if s.prometheus:
+        storage.append(("prometheus/data", 65534))
+    if s.grafana:
+        storage.append(("grafana/data", 472))
+    manifest = {
+        "format": MANIFEST_FORMAT,
+        "env": s.env,
+        "project": s.compose_project,
+        "content_sha256": content_sha,
+        "services": services(s),
+        "images": {k: v for k, v in sorted(s.images.items()) if k in services(s) or k == "caddy"},
+        "storage": [{"path": p, "owner": o} for p, o in storage],
+        "files": [{"path": f.path, "sha256": f.sha256, "mode": f"{f.mode:04o}", "secret": f.secret} for f in files],
+    }
+    files.append(RenderedFile(MANIFEST, (json.dumps(manifest, indent=2, sort_keys=True) + "\n").encode(), 0o644))
+    return Release(tuple(files), content_sha, tuple(storage))
+
+
+def services(s: Settings) -> list[str]:
+    return ["tracker", *(["mysql"] if s.mysql else []), "proxy",
+            *(["prometheus"] if s.prometheus else []), *(["grafana"] if s.grafana else [])]
+
+
+def _content_hash(files: list[RenderedFile]) -> str:
+    h = hashlib.sha256()
+    for f in files:
+        h.update(f"{f.path}\0{f.mode:o}\0{f.sha256}\n".encode())
+    return h.hexdigest()
+
+
+def write(release: Release, out: Path, *, replace: bool = False) -> Path:
+    """Write the release into `out` atomically: a sibling temp dir renamed into place.
+
+    An existing non-empty `out` is refused unless `replace`; it is replaced only when
+    it holds a previous rendering (a release.json), never an unrelated directory.
+    """
+    out = out.resolve()
+    if out.exists():
+        if not out.is_dir():
+            raise ToolError(f"{out} exists and is not a directory")
+        if any(out.iterdir()):
+            if not replace:
+                raise ToolError(f"{out} is not empty", hint="pass --force to replace a previous rendering")
+            if not (out / MANIFEST).is_file():
+                raise ToolError(f"{out} is not empty and holds no {MANIFEST}: refusing to replace it")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
+    try:
+        os.chmod(tmp, 0o755)
+        for f in release.files:
+            path = tmp / f.path
+            path.parent.mkdir(parents=True, exist_ok=True)
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, f.mode)
+            with os.fdopen(fd, "wb") as fh:
+                fh.write(f.content)
+            os.chmod(path, f.mode)  # not subject to the umask
+        if out.exists():
+            old = out.with_name(f".{out.name}.old")
+            shutil.rmtree(old, ignore_errors=True)
+            out.rename(old)
+            tmp.rename(out)
+            shutil.rmtree(old, ignore_errors=True)
+        else:
+            tmp.rename(out)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return out

@@ -1,0 +1,3 @@
+#!/bin/sh
+# Never start services while packages are installed during an image build.
+exit 101
