@@ -23,10 +23,29 @@ LOCAL_DEV_SECRETS = {
 KNOWN_WEAK = frozenset(
     s.lower()
     for s in (
-        "MyAccessToken", "admin", "administrator", "password", "passw0rd", "secret", "root",
-        "torrust", "changeme", "change_me", "letmein", "123456", "12345678", "qwerty",
-        "root_secret_local", "tracker_secret_local", "admin_secret_local", "root_password",
-        "mysql", "grafana", "prometheus", "token", "default",
+        "MyAccessToken",
+        "admin",
+        "administrator",
+        "password",
+        "passw0rd",
+        "secret",
+        "root",
+        "torrust",
+        "changeme",
+        "change_me",
+        "letmein",
+        "123456",
+        "12345678",
+        "qwerty",
+        "root_secret_local",
+        "tracker_secret_local",
+        "admin_secret_local",
+        "root_password",
+        "mysql",
+        "grafana",
+        "prometheus",
+        "token",
+        "default",
         *LOCAL_DEV_SECRETS.values(),
     )
 )

@@ -20,8 +20,23 @@ from dotenv.parser import parse_stream
 from tasks.config import secrets as sec
 from tasks.config.secrets import Secret
 from tasks.config.variables import (
-    BINDS, BOOL, BY_NAME, CRON, DOMAIN, DOMAINS, DURATION, EMAIL, ENUM, IMAGE, INT, PATH,
-    SECRET, STR, SUBNET6, VARIABLES, Var,
+    BINDS,
+    BOOL,
+    BY_NAME,
+    CRON,
+    DOMAIN,
+    DOMAINS,
+    DURATION,
+    EMAIL,
+    ENUM,
+    IMAGE,
+    INT,
+    PATH,
+    SECRET,
+    STR,
+    SUBNET6,
+    VARIABLES,
+    Var,
 )
 from tasks.errors import SettingsError
 
@@ -422,8 +437,9 @@ def _allowed(var: Var) -> str:
     if var.kind == INT:
         return f"a whole number from {var.minimum} to {var.maximum}"
     if var.kind == SECRET:
-        return (f"at least {sec.MIN_LENGTH} characters, printable ASCII without spaces, quotes, "
-                "backslash, '$' or backtick")
+        return (
+            f"at least {sec.MIN_LENGTH} characters, printable ASCII without spaces, quotes, backslash, '$' or backtick"
+        )
     if var.kind in (DOMAIN, DOMAINS):
         return "a fully qualified domain name such as tracker.torrust.example"
     if var.kind == EMAIL:
@@ -432,7 +448,9 @@ def _allowed(var: Var) -> str:
 
 
 def _fallback(var: Var):
-    return {INT: int(var.default or 0), BOOL: False, SECRET: Secret(""), BINDS: (), DOMAINS: ()}.get(var.kind, var.default)
+    return {INT: int(var.default or 0), BOOL: False, SECRET: Secret(""), BINDS: (), DOMAINS: ()}.get(
+        var.kind, var.default
+    )
 
 
 # --------------------------------------------------------------------------- entry point
@@ -441,10 +459,13 @@ def load(env: str = LOCAL_ENV, *, root: Path | None = None, environ: Mapping[str
     root = Path(root or Path.cwd())
     environ = os.environ if environ is None else environ
     if not ENV_NAME_RE.fullmatch(env or ""):
-        raise SettingsError(str(env), [
-            f"--env {env!r}: not a valid environment name (allowed: lowercase letters, digits, '-' and '_', "
-            "starting with a letter, at most 32 characters)"
-        ])
+        raise SettingsError(
+            str(env),
+            [
+                f"--env {env!r}: not a valid environment name (allowed: lowercase letters, digits, '-' and '_', "
+                "starting with a letter, at most 32 characters)"
+            ],
+        )
     values, problems, warnings = collect(root, env, environ)
     b = _Builder(env, values)
     g = b.get
@@ -545,8 +566,10 @@ def _cross_checks(b: _Builder, s: Settings) -> None:  # noqa: C901 - a flat list
     if s.target == "ssh" and s.provider == "none":
         f("TORRUST_PROVIDER", "the ssh target needs a provider: libvirt, hetzner or existing")
     if len(s.http_tracker_domains) != len(s.http_trackers) and s.http_trackers:
-        f("TORRUST_HTTP_TRACKER_DOMAINS",
-          f"has {len(s.http_tracker_domains)} names for {len(s.http_trackers)} HTTP trackers; give one per tracker")
+        f(
+            "TORRUST_HTTP_TRACKER_DOMAINS",
+            f"has {len(s.http_tracker_domains)} names for {len(s.http_trackers)} HTTP trackers; give one per tracker",
+        )
     names = [*s.http_tracker_domains, s.api_domain] + ([s.grafana_domain] if s.grafana else [])
     dupes = sorted({n for n in names if names.count(n) > 1})
     if dupes:

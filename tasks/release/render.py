@@ -143,10 +143,20 @@ def _plan(s: Settings) -> list[tuple[str, str, int, bool, bool]]:
         ("tracker/tracker.toml.j2", "tracker/tracker.toml", 0o644, False, True),
         ("proxy/Caddyfile.j2", "proxy/Caddyfile", 0o644, False, True),
         ("prometheus/prometheus.yml.j2", "prometheus/prometheus.yml", 0o600, True, s.prometheus),
-        ("grafana/provisioning/datasources/prometheus.yml.j2", "grafana/provisioning/datasources/prometheus.yml",
-         0o644, False, s.grafana),
-        ("grafana/provisioning/dashboards/torrust.yml", "grafana/provisioning/dashboards/torrust.yml",
-         0o644, False, s.grafana),
+        (
+            "grafana/provisioning/datasources/prometheus.yml.j2",
+            "grafana/provisioning/datasources/prometheus.yml",
+            0o644,
+            False,
+            s.grafana,
+        ),
+        (
+            "grafana/provisioning/dashboards/torrust.yml",
+            "grafana/provisioning/dashboards/torrust.yml",
+            0o644,
+            False,
+            s.grafana,
+        ),
         ("grafana/dashboards/stats.json", "grafana/dashboards/stats.json", 0o644, False, s.grafana),
         ("grafana/dashboards/metrics.json", "grafana/dashboards/metrics.json", 0o644, False, s.grafana),
         ("bin/torrust-backup", "bin/torrust-backup", 0o755, False, True),
@@ -189,8 +199,13 @@ def render(s: Settings) -> Release:
     files.append(RenderedFile("compose.yaml", compose.encode("utf-8"), 0o644))
     files.sort(key=lambda f: f.path)
     content_sha = _content_hash(files)
-    storage = [("tracker/lib/database", s.tracker_uid), ("tracker/log", s.tracker_uid), ("proxy/data", None),
-               ("proxy/config", None), ("backups", None)]
+    storage = [
+        ("tracker/lib/database", s.tracker_uid),
+        ("tracker/log", s.tracker_uid),
+        ("proxy/data", None),
+        ("proxy/config", None),
+        ("backups", None),
+    ]
     if s.mysql:
         storage.append(("mysql/data", None))  # the MySQL entrypoint owns its data directory
     if s.prometheus:
@@ -212,8 +227,13 @@ def render(s: Settings) -> Release:
 
 
 def services(s: Settings) -> list[str]:
-    return ["tracker", *(["mysql"] if s.mysql else []), "proxy",
-            *(["prometheus"] if s.prometheus else []), *(["grafana"] if s.grafana else [])]
+    return [
+        "tracker",
+        *(["mysql"] if s.mysql else []),
+        "proxy",
+        *(["prometheus"] if s.prometheus else []),
+        *(["grafana"] if s.grafana else []),
+    ]
 
 
 def _content_hash(files: list[RenderedFile]) -> str:

@@ -1,0 +1,66 @@
+#!/usr/bin/env python3
+"""Launcher: `./tasks.py <task> [flags]` with nothing installed but Python 3.11+.
+
+First run: creates .venv beside this file from the pinned requirements.txt, then runs
+the task with Invoke. Later runs start at once, unless requirements.txt changed (its
+hash is stamped into the venv). This file is a script, not a module: `import tasks`
+finds the `tasks/` package, which holds the four namespaces.
+"""
+
+import hashlib
+import os
+import subprocess
+import sys
+
+ROOT = os.path.dirname(os.path.abspath(__file__))
+VENV = os.path.join(ROOT, ".venv")
+REQUIREMENTS = os.path.join(ROOT, "requirements.txt")
+STAMP = os.path.join(VENV, ".requirements.sha256")
+PYTHON = os.path.join(VENV, "bin", "python")
+
+
+def _digest() -> str:
+    with open(REQUIREMENTS, "rb") as fh:
+        return hashlib.sha256(fh.read()).hexdigest()
+
+
+def _stamped() -> str:
+    try:
+        with open(STAMP, encoding="ascii") as fh:
+            return fh.read().strip()
+    except OSError:
+        return ""
+
+
+def _bootstrap() -> None:
+    want = _digest()
+    if _stamped() == want and os.path.exists(PYTHON):
+        return
+    print("tasks.py: preparing .venv from requirements.txt (first run or pinned set changed)", file=sys.stderr)
+    if not os.path.exists(PYTHON):
+        subprocess.run([sys.executable, "-m", "venv", VENV], check=True)
+    pip = [PYTHON, "-m", "pip", "install", "--quiet", "--disable-pip-version-check"]
+    result = subprocess.run([*pip, "--requirement", REQUIREMENTS])
+    if result.returncode != 0:
+        print("tasks.py: installing the pinned dependencies failed (see above)", file=sys.stderr)
+        sys.exit(4)
+    with open(STAMP, "w", encoding="ascii") as fh:
+        fh.write(want + "\n")
+
+
+def main() -> None:
+    if sys.version_info < (3, 11):
+        sys.exit("tasks.py: Python 3.11 or newer is required (found %d.%d)" % sys.version_info[:2])
+    if os.path.realpath(sys.prefix) != os.path.realpath(VENV):
+        _bootstrap()
+        os.execv(PYTHON, [PYTHON, os.path.abspath(__file__), *sys.argv[1:]])
+    sys.path.insert(0, ROOT)
+    from invoke import Program
+
+    from tasks import ns
+
+    Program(namespace=ns, name="torrust-deploy", binary="./tasks.py", version="0.1.0").run()
+
+
+if __name__ == "__main__":
+    main()

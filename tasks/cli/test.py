@@ -1,0 +1,64 @@
+"""`test` namespace: the project's own checks."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+from invoke import task
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def _py(c, *args: str, warn: bool = False):
+    return c.run(" ".join([sys.executable, *args]), pty=False, warn=warn, echo=True)
+
+
+@task
+def lint(c):
+    """Lint: ruff (check and format) on the Python code, shellcheck on shell scripts."""
+    with c.cd(str(ROOT)):
+        _py(c, "-m", "ruff", "check", ".")
+        _py(c, "-m", "ruff", "format", "--check", ".")
+        scripts = " ".join(str(p.relative_to(ROOT)) for p in _shell_scripts())
+        c.run(f"shellcheck {scripts}", echo=True)
+
+
+def _shell_scripts() -> list[Path]:
+    found = []
+    for p in sorted([*ROOT.glob("application/bin/*"), *ROOT.glob(".ci/*"), *ROOT.glob("tests/images/**/*")]):
+        if p.is_file():
+            with open(p, "rb") as fh:
+                first = fh.readline()
+            if first.startswith(b"#!") and first.rstrip().endswith((b"sh", b"bash")):
+                found.append(p)
+    return found
+
+
+@task(help={"k": "only tests matching this pytest -k expression"})
+def unit(c, k=""):
+    """Unit tests: settings, rendering, command builders (no Docker needed)."""
+    with c.cd(str(ROOT)):
+        _py(c, "-m", "pytest", "-m", "'not integration'", *(["-k", repr(k)] if k else []))
+
+
+@task(help={"k": "only tests matching this pytest -k expression"})
+def integration(c, k=""):
+    """Integration tests against real Docker, Compose, sshd and the test images."""
+    with c.cd(str(ROOT)):
+        _py(c, "-m", "pytest", "-m", "integration", *(["-k", repr(k)] if k else []))
+
+
+@task
+def images(c):
+    """Build (or reuse from cache) the test images from Debian packages."""
+    with c.cd(str(ROOT)):
+        _py(c, "tests/images/build.py")
+
+
+@task(name="all")
+def all_(c):
+    """Everything CI runs: lint, then the whole pytest suite (unit and integration)."""
+    lint(c)
+    with c.cd(str(ROOT)):
+        _py(c, "-m", "pytest")

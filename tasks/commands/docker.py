@@ -1,0 +1,95 @@
+"""Docker and Compose command lines as data: pure functions returning argv lists.
+
+Nothing here runs anything; `tasks.runner.executor` does. Keeping the builders pure makes
+every command trivial to unit-test and keeps quoting, secrets and timeouts in one place.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+
+def compose(project: str, directory: str, *args: str) -> list[str]:
+    """`docker compose` for a rendered release directory, with the fixed project name."""
+    return [
+        "docker",
+        "compose",
+        "--project-name",
+        project,
+        "--project-directory",
+        directory,
+        "--file",
+        f"{directory}/compose.yaml",
+        "--env-file",
+        f"{directory}/.env",
+        *args,
+    ]
+
+
+def compose_config_quiet(project: str, directory: str) -> list[str]:
+    return compose(project, directory, "config", "--quiet")
+
+
+def compose_version() -> list[str]:
+    return ["docker", "compose", "version", "--short"]
+
+
+def docker_server_version() -> list[str]:
+    return ["docker", "version", "--format", "{{.Server.Version}}"]
+
+
+def image_present(image: str) -> list[str]:
+    return ["docker", "image", "inspect", "--format", "{{.Id}}", image]
+
+
+def image_pull(image: str) -> list[str]:
+    return ["docker", "pull", "--quiet", image]
+
+
+def run_validator(
+    image: str,
+    mounts: Sequence[tuple[str, str]],
+    argv: Sequence[str],
+    *,
+    entrypoint: str | None = None,
+    user: str | None = None,
+) -> list[str]:
+    """A throw-away container with no network and read-only mounts, running one check."""
+    cmd = ["docker", "run", "--rm", "--network", "none"]
+    if user:
+        cmd += ["--user", user]
+    if entrypoint:
+        cmd += ["--entrypoint", entrypoint]
+    for source, target in mounts:
+        cmd += ["--volume", f"{source}:{target}:ro"]
+    return [*cmd, image, *argv]
+
+
+def caddy_validate(image: str, caddyfile: str) -> list[str]:
+    return run_validator(
+        image,
+        [(caddyfile, "/etc/caddy/Caddyfile")],
+        ["caddy", "validate", "--config", "/etc/caddy/Caddyfile", "--adapter", "caddyfile"],
+    )
+
+
+def promtool_check(image: str, config: str, user: str) -> list[str]:
+    return run_validator(
+        image,
+        [(config, "/etc/prometheus/prometheus.yml")],
+        ["check", "config", "/etc/prometheus/prometheus.yml"],
+        entrypoint="promtool",
+        user=user,
+    )
+
+
+def test_writable(path: str) -> list[str]:
+    return ["test", "-w", path]
+
+
+def path_exists(path: str) -> list[str]:
+    return ["test", "-e", path]
+
+
+def read_link(path: str) -> list[str]:
+    return ["readlink", path]

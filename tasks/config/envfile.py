@@ -1,0 +1,106 @@
+"""Write environment files: the documented `.env.example` and `app.config`'s `.env.NAME`.
+
+Both come from the variable table, so they list exactly the variables the code reads.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+import textwrap
+from pathlib import Path
+
+from tasks.config import secrets as sec
+from tasks.config.settings import ENV_NAME_RE, LOCAL_ENV
+from tasks.config.variables import GROUPS, PLACEHOLDER, VARIABLES, Var
+from tasks.errors import ConfigError
+
+HEADER = """\
+# Torrust Tracker deployment settings: every variable the tool reads.
+#
+# Sources, lowest to highest: built-in defaults (the values below), .env, .env.<NAME>
+# (chosen with --env NAME, default 'local'), then the process environment.
+# Values are literal: no ${VAR} interpolation. Secrets: leave empty here; run
+# `./tasks.py app.config --env NAME` to write .env.NAME (mode 0600) with strong random
+# secrets. Outside 'local', placeholders and weak secrets are refused.
+#
+# This file is generated from tasks/config/variables.py (a test keeps them equal).
+"""
+
+
+def _describe(var: Var) -> list[str]:
+    lines = textwrap.wrap(var.doc, 86)
+    allowed = _allowed_text(var)
+    if allowed:
+        lines += textwrap.wrap(f"Allowed: {allowed}.", 86)
+    lines.append(
+        f"Default: {var.default or '(empty)'}"
+        + (f"; app.config for non-local: {_prod_hint(var)}" if _prod_hint(var) else "")
+    )
+    return [f"# {ln}" for ln in lines]
+
+
+def _allowed_text(var: Var) -> str:
+    from tasks.config.settings import _allowed  # one wording for errors and docs
+
+    return _allowed(var)
+
+
+def _prod_hint(var: Var) -> str:
+    if var.secret:
+        return "generated"
+    if var.production is None:
+        return ""
+    return "you set it" if var.production == PLACEHOLDER else var.production
+
+
+def example_text() -> str:
+    out = [HEADER]
+    for group in GROUPS:
+        out.append(f"\n# ==== {group} " + "=" * (80 - len(group)) + "\n")
+        for var in (v for v in VARIABLES if v.group == group):
+            out.append("\n".join(_describe(var)) + f"\n{var.name}={'' if var.secret else var.default}\n\n")
+    return "".join(out).rstrip("\n") + "\n"
+
+
+def config_text(env: str) -> str:
+    """The content of a new .env.NAME: every variable, secrets generated."""
+    strict = env != LOCAL_ENV
+    out = [
+        f"# Settings of environment '{env}', written by `app.config`. Mode 0600: it holds secrets.\n"
+        "# Documentation of every variable: .env.example.\n"
+    ]
+    for group in GROUPS:
+        out.append(f"\n# ==== {group}\n")
+        for var in (v for v in VARIABLES if v.group == group):
+            if var.secret:
+                value = sec.generate()
+            elif strict and var.production is not None:
+                value = var.production
+            else:
+                value = var.default
+            if value == PLACEHOLDER:
+                out.append(f"# Set {var.name} before validating or deploying (see .env.example).\n")
+            out.append(f"{var.name}={value}\n")
+    return "".join(out)
+
+
+def write_config(root: Path, env: str, *, force: bool = False) -> Path:
+    if not ENV_NAME_RE.fullmatch(env or ""):
+        raise ConfigError(f"--env {env!r}: not a valid environment name (lowercase letters, digits, '-' and '_')")
+    path = root / f".env.{env}"
+    if path.exists() and not force:
+        raise ConfigError(
+            f"{path.name} already exists; not overwriting it",
+            hint="pass --force to replace it (its secrets are replaced too)",
+        )
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=root)
+    try:
+        os.fchmod(fd, 0o600)
+        with os.fdopen(fd, "w", encoding="utf-8") as fh:
+            fh.write(config_text(env))
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return path

@@ -1,0 +1,107 @@
+"""The one place that runs commands: locally or on the deploy target, the same way.
+
+Commands arrive as argv lists (built by the pure functions in `tasks.commands`) and are
+quoted here. The executor wraps an Invoke `Context` (this machine) or a Fabric
+`Connection` (the target): both have the same `run()`, so every operation is written
+once. It enforces a timeout on every command, never echoes a secret (a command line
+that contains one is refused: secrets travel in files), redacts secrets from captured
+output and errors, and records what ran for the step log.
+"""
+
+from __future__ import annotations
+
+import io
+import shlex
+import time
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+
+import invoke
+
+from tasks.config.secrets import MASK
+from tasks.errors import CommandFailed, ToolError
+
+
+@dataclass(frozen=True)
+class Result:
+    argv: tuple[str, ...]
+    exit_status: int
+    stdout: str
+    stderr: str
+    duration: float
+
+    @property
+    def ok(self) -> bool:
+        return self.exit_status == 0
+
+
+class Redactor:
+    """Replaces every known secret value with a mask."""
+
+    def __init__(self, secrets: Iterable[str] = ()):
+        self._secrets = sorted({s for s in secrets if s}, key=len, reverse=True)
+
+    def __call__(self, text: str) -> str:
+        for s in self._secrets:
+            text = text.replace(s, MASK)
+        return text
+
+    def contains_secret(self, text: str) -> bool:
+        return any(s in text for s in self._secrets)
+
+
+@dataclass
+class Executor:
+    ctx: invoke.Context  # an Invoke Context, or a Fabric Connection (a Context subclass)
+    redact: Redactor = field(default_factory=Redactor)
+    timeout: int = 600
+    where: str = "local"
+    history: list[Result] = field(default_factory=list)
+
+    def run(
+        self,
+        argv: Sequence[str],
+        *,
+        timeout: int | None = None,
+        check: bool = True,
+        stdin: str | None = None,
+        cwd: str | None = None,
+    ) -> Result:
+        command = shlex.join(argv)
+        if cwd:
+            command = f"cd {shlex.quote(cwd)} && {command}"
+        if self.redact.contains_secret(command):
+            # A bug in the tool, never an operator error: secrets go in files, not argv.
+            raise ToolError("refusing to run a command line that contains a secret")
+        started = time.monotonic()
+        try:
+            out = self.ctx.run(
+                command,
+                hide=True,
+                warn=True,
+                pty=False,
+                timeout=timeout or self.timeout,
+                in_stream=io.StringIO(stdin) if stdin is not None else False,
+            )
+        except invoke.CommandTimedOut as exc:
+            raise CommandFailed(
+                f"{self.where}: timed out after {exc.timeout}s: {self.redact(command)}",
+                output=self.redact(exc.result.stdout + exc.result.stderr),
+            ) from None
+        result = Result(
+            tuple(argv), out.exited, self.redact(out.stdout), self.redact(out.stderr), time.monotonic() - started
+        )
+        self.history.append(result)
+        if check and not result.ok:
+            tail = (result.stderr or result.stdout).strip().splitlines()[-15:]
+            raise CommandFailed(
+                f"{self.where}: `{self.redact(command)}` exited with {result.exit_status}"
+                + ("\n    " + "\n    ".join(tail) if tail else ""),
+                exit_status=result.exit_status,
+                output=result.stdout + result.stderr,
+            )
+        return result
+
+
+def local(redact: Redactor | None = None, timeout: int = 600) -> Executor:
+    return Executor(invoke.Context(), redact or Redactor(), timeout, "local")

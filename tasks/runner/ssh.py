@@ -1,0 +1,134 @@
+"""Fabric connections to the deploy target, made safe.
+
+Fabric's default client trusts any host key (`AutoAddPolicy`). Here the client is
+replaced by one that knows only the environment's own known_hosts file and rejects an
+unknown key (unless the caller asked to accept a new one, which is then recorded) and a
+changed key (with the exact command that re-keys). Connection attempts are retried with
+back-off on network errors only; authentication and host-key failures are final.
+A passphrase-protected key without an agent is detected before connecting.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from pathlib import Path
+
+import fabric
+import paramiko
+from invoke import Config
+
+from tasks.config.settings import Settings
+from tasks.errors import AuthFailed, ConfigError, ConnectionFailed, HostKeyError
+
+KEEPALIVE_SECONDS = 15
+
+
+class _AcceptNewPolicy(paramiko.MissingHostKeyPolicy):
+    """Record an unknown key in the environment's known_hosts (never a changed one)."""
+
+    def __init__(self, path: Path):
+        self.path = path
+
+    def missing_host_key(self, client, hostname, key):
+        client.get_host_keys().add(hostname, key.get_name(), key)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        with open(self.path, "a", encoding="ascii") as fh:
+            fh.write(f"{hostname} {key.get_name()} {key.get_base64()}\n")
+        os.chmod(self.path, 0o600)
+
+
+def known_hosts_name(host: str, port: int) -> str:
+    return host if port == 22 else f"[{host}]:{port}"
+
+
+def check_key_usable(key: Path | None) -> None:
+    """A passphrase-protected key is usable only through an agent: say so up front."""
+    if key is None:
+        return
+    try:
+        paramiko.PKey.from_path(str(key))
+    except paramiko.PasswordRequiredException:
+        if not os.environ.get("SSH_AUTH_SOCK"):
+            raise AuthFailed(
+                f"the SSH key {key} is protected by a passphrase and no SSH agent is running",
+                hint=f"start an agent and add the key (eval $(ssh-agent); ssh-add {key}), "
+                "or use a key without a passphrase stored as a CI secret",
+            ) from None
+    except (paramiko.SSHException, OSError, ValueError) as exc:
+        raise ConfigError(f"TORRUST_SSH_KEY: cannot read the key {key}: {exc}") from None
+
+
+def connect(s: Settings, *, accept_new_host_key: bool = False, attempts: int = 4) -> fabric.Connection:
+    """Open one connection to the target; reuse it for the whole operation."""
+    t = s.ssh
+    if s.target != "ssh":
+        raise ConfigError(f"environment '{s.env}' deploys to this machine (TORRUST_DEPLOY_TARGET=local), not over SSH")
+    if not t.host:
+        raise ConfigError(
+            f"TORRUST_SSH_HOST is empty for environment '{s.env}'",
+            hint="run infra.apply or infra.register, or set TORRUST_SSH_HOST in .env." + s.env,
+        )
+    check_key_usable(t.key)
+    connect_kwargs: dict = {
+        "timeout": t.connect_timeout,
+        "banner_timeout": t.connect_timeout,
+        "auth_timeout": t.connect_timeout,
+    }
+    if t.key:
+        connect_kwargs["key_filename"] = str(t.key)
+    config = Config(overrides={"load_ssh_configs": False})
+    conn = fabric.Connection(
+        t.host,
+        user=t.user,
+        port=t.port,
+        config=config,
+        connect_timeout=t.connect_timeout,
+        connect_kwargs=connect_kwargs,
+    )
+    client = paramiko.SSHClient()
+    if t.known_hosts.is_file():
+        client.load_host_keys(str(t.known_hosts))
+    client.set_missing_host_key_policy(
+        _AcceptNewPolicy(t.known_hosts) if accept_new_host_key else paramiko.RejectPolicy()
+    )
+    conn.client = client
+    name = known_hosts_name(t.host, t.port)
+    delay = 0.5
+    for attempt in range(1, attempts + 1):
+        try:
+            conn.open()
+            break
+        except paramiko.BadHostKeyException:
+            raise HostKeyError(
+                f"the host key of {name} changed since it was recorded in {t.known_hosts}",
+                hint="if the server was rebuilt on purpose, remove the old key with "
+                f"`ssh-keygen -f {t.known_hosts} -R '{name}'` and connect again with "
+                "--accept-new-host-key; otherwise do not connect: someone may be in between",
+            ) from None
+        except paramiko.SSHException as exc:
+            text = str(exc)
+            if "not found in known_hosts" in text:
+                raise HostKeyError(
+                    f"the host key of {name} is unknown (not in {t.known_hosts})",
+                    hint="verify the server's fingerprint out of band, then pass --accept-new-host-key once",
+                ) from None
+            if isinstance(exc, paramiko.AuthenticationException):
+                raise AuthFailed(
+                    f"{t.user}@{name} refused our SSH credentials ({text})",
+                    hint="check TORRUST_SSH_USER and TORRUST_SSH_KEY, and that the public key is in "
+                    "the user's authorized_keys",
+                ) from None
+            last = exc
+        except (TimeoutError, OSError, EOFError) as exc:
+            last = exc
+        if attempt < attempts:
+            time.sleep(delay)
+            delay *= 2
+    else:
+        raise ConnectionFailed(
+            f"cannot connect to {t.user}@{name} after {attempts} attempts: {last}",
+            hint="check TORRUST_SSH_HOST/TORRUST_SSH_PORT, that the server is up and that sshd listens",
+        )
+    conn.transport.set_keepalive(KEEPALIVE_SECONDS)
+    return conn

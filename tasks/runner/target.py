@@ -1,0 +1,30 @@
+"""Open the environment's deploy target as an Executor: this machine or an SSH host."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+from tasks.config.settings import Settings
+from tasks.runner import ssh
+from tasks.runner.executor import Executor, Redactor, local
+
+
+def redactor(s: Settings) -> Redactor:
+    secrets = [s.admin_token, s.mysql_password, s.mysql_root_password, s.grafana_admin_password]
+    return Redactor(x.reveal() for x in secrets)
+
+
+@contextmanager
+def open_target(s: Settings, *, accept_new_host_key: bool = False) -> Iterator[Executor]:
+    """One executor (one SSH connection) for the whole operation, closed on every exit."""
+    if s.target == "local":
+        yield local(redactor(s), s.command_timeout)
+        return
+    conn = ssh.connect(s, accept_new_host_key=accept_new_host_key)
+    try:
+        yield Executor(
+            conn, redactor(s), s.command_timeout, f"{s.ssh.user}@{ssh.known_hosts_name(s.ssh.host, s.ssh.port)}"
+        )
+    finally:
+        conn.close()
