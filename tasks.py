@@ -3,8 +3,9 @@
 
 First run: creates .venv beside this file from the pinned requirements.txt, then runs
 the task with Invoke. Later runs start at once, unless requirements.txt changed (its
-hash is stamped into the venv). This file is a script, not a module: `import tasks`
-finds the `tasks/` package, which holds the four namespaces.
+hash is stamped into the venv). `import tasks` finds the `tasks/` package, which holds
+the four namespaces; when the `invoke` command loads this file instead (Invoke's loader
+prefers tasks.py), it hands over the package's collection (docs/adr/0002).
 """
 
 import hashlib
@@ -62,5 +63,19 @@ def main() -> None:
     Program(namespace=ns, name="torrust-deploy", binary="./tasks.py", version="0.1.0").run()
 
 
+def _package_namespace():
+    """`invoke` imports this file as module `tasks` (its loader prefers tasks.py over the
+    tasks/ package). Step aside and hand Invoke the package's collection."""
+    import importlib
+
+    sys.modules.pop("tasks", None)
+    if ROOT not in sys.path:
+        sys.path.insert(0, ROOT)
+    package = importlib.import_module("tasks")  # a package wins over a module of the same name
+    return package.ns
+
+
 if __name__ == "__main__":
     main()
+elif __name__ == "tasks":
+    ns = _package_namespace()

@@ -10,7 +10,7 @@ from invoke import task
 from tasks.cli.output import emit, note, operation, step, table
 from tasks.config import settings as settings_mod
 from tasks.config.envfile import write_config
-from tasks.errors import ValidationError
+from tasks.errors import PrerequisiteError, ValidationError
 from tasks.operations import preflight as preflight_mod
 from tasks.release import render as render_mod
 from tasks.release import validate as validate_mod
@@ -135,6 +135,4 @@ def preflight(c, env="local", accept_new_host_key=False, json=False):
         json,
     )
     if facts["problems"]:
-        from tasks.errors import PrerequisiteError
-
         raise PrerequisiteError(f"the '{env}' target is not ready: " + "; ".join(facts["problems"]))

@@ -87,6 +87,8 @@ def read_env_file(path: Path, display: str) -> tuple[dict[str, Raw], list[str]]:
             continue
         if binding.key is None:
             continue
+        original = binding.original.string  # blank lines before a binding belong to it
+        line += original[: original.find(binding.key)].count("\n")
         values[binding.key] = Raw(binding.value or "", Origin("file", display, line))
     return values, problems
 
@@ -267,7 +269,7 @@ class _Builder:
         allowed = f" (allowed: {_allowed(var)})" if _allowed(var) else ""
         self.problems.append(f"{name} = {shown!r} ({raw.origin}): {message}{allowed}")
 
-    def get(self, name: str):  # noqa: C901 - one dispatch table over the kinds
+    def get(self, name: str):
         var = BY_NAME[name]
         value = self.raw(name)
         if var.kind != SECRET and sec.looks_like_placeholder(value):
@@ -448,9 +450,10 @@ def _allowed(var: Var) -> str:
 
 
 def _fallback(var: Var):
-    return {INT: int(var.default or 0), BOOL: False, SECRET: Secret(""), BINDS: (), DOMAINS: ()}.get(
-        var.kind, var.default
-    )
+    if var.kind == INT:
+        return int(var.default or 0)
+    fallbacks = {BOOL: False, SECRET: Secret(""), BINDS: (), DOMAINS: ()}
+    return fallbacks.get(var.kind, var.default)
 
 
 # --------------------------------------------------------------------------- entry point
@@ -573,7 +576,12 @@ def _cross_checks(b: _Builder, s: Settings) -> None:  # noqa: C901 - a flat list
     names = [*s.http_tracker_domains, s.api_domain] + ([s.grafana_domain] if s.grafana else [])
     dupes = sorted({n for n in names if names.count(n) > 1})
     if dupes:
-        f("TORRUST_HTTP_TRACKER_DOMAINS", f"public name {dupes[0]} is used for two services")
+        culprit = (
+            "TORRUST_API_DOMAIN" if s.api_domain in dupes
+            else "TORRUST_GRAFANA_DOMAIN" if s.grafana_domain in dupes
+            else "TORRUST_HTTP_TRACKER_DOMAINS"
+        )
+        f(culprit, f"public name {dupes[0]} is used for two services")
     if not re.fullmatch(r"[a-z0-9][a-z0-9_-]{0,62}", s.compose_project):
         f("TORRUST_COMPOSE_PROJECT", "not a valid Compose project name")
     if not re.fullmatch(r"/[A-Za-z0-9._/-]*[A-Za-z0-9._-]", s.deploy_root) or ".." in s.deploy_root.split("/"):

@@ -282,7 +282,7 @@ VARIABLES: tuple[Var, ...] = (
         "Database",
         STR,
         "torrust_tracker",
-        "MySQL database name.",
+        "MySQL database of the tracker.",
         allowed="letters, digits and '_' (at most 64)",
     ),
     Var(
@@ -440,13 +440,13 @@ VARIABLES: tuple[Var, ...] = (
         "Tracker image, pinned to a release tag (never a moving tag such as develop).",
         allowed="NAME:TAG or NAME@sha256:DIGEST",
     ),
-    Var("TORRUST_MYSQL_IMAGE", "Images", IMAGE, "mysql:8.4", "MySQL image.", allowed="NAME:TAG or NAME@sha256:DIGEST"),
+    Var("TORRUST_MYSQL_IMAGE", "Images", IMAGE, "mysql:8.4", "MySQL image (used when TORRUST_DB_DRIVER=mysql).", allowed="NAME:TAG or NAME@sha256:DIGEST"),
     Var(
         "TORRUST_CADDY_IMAGE",
         "Images",
         IMAGE,
         "caddy:2.8.4",
-        "Caddy (proxy) image.",
+        "Caddy image of the reverse proxy (also runs caddy validate).",
         allowed="NAME:TAG or NAME@sha256:DIGEST",
     ),
     Var(
@@ -454,7 +454,7 @@ VARIABLES: tuple[Var, ...] = (
         "Images",
         IMAGE,
         "prom/prometheus:v3.0.1",
-        "Prometheus image.",
+        "Prometheus image (also runs promtool check config).",
         allowed="NAME:TAG or NAME@sha256:DIGEST",
     ),
     Var(
@@ -462,7 +462,7 @@ VARIABLES: tuple[Var, ...] = (
         "Images",
         IMAGE,
         "grafana/grafana:11.4.0",
-        "Grafana image.",
+        "Grafana image (used when TORRUST_GRAFANA=true).",
         allowed="NAME:TAG or NAME@sha256:DIGEST",
     ),
     # --- network -------------------------------------------------------------------------

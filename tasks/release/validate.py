@@ -116,7 +116,7 @@ def policy_problems(compose_text: str, s: Settings) -> list[str]:
         for port in svc.get("ports", []) or []:
             spec = str(port)
             if name == "tracker":
-                host, _, rest = spec.partition(":")
+                host = spec.partition(":")[0]
                 if not spec.endswith("/udp") or int(host) not in udp_ports:
                     problems.append(f"tracker publishes {spec}: only its UDP tracker ports may be published")
             elif name == "proxy":
