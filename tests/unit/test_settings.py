@@ -66,10 +66,16 @@ def test_precedence_and_origins(workdir):
 
 def test_production_profile_loads(workdir):
     s = load("prod", root=workdir, environ=prod_env())
-    assert s.mysql and s.tls and s.grafana and s.public_names == (
-        "tracker.torrust-demo.net",
-        "api.torrust-demo.net",
-        "grafana.torrust-demo.net",
+    assert (
+        s.mysql
+        and s.tls
+        and s.grafana
+        and s.public_names
+        == (
+            "tracker.torrust-demo.net",
+            "api.torrust-demo.net",
+            "grafana.torrust-demo.net",
+        )
     )
     assert not s.uses_internal_ca("tracker.torrust-demo.net")
 
@@ -95,8 +101,12 @@ BAD = [
     ("prod", {"TORRUST_TRACKER_ADMIN_TOKEN": "abcdefghijklmnop"}, "TORRUST_TRACKER_ADMIN_TOKEN", "entropy"),
     ("prod", {"TORRUST_MYSQL_PASSWORD": "REPLACE_WITH_SECURE_PASSWORD"}, "TORRUST_MYSQL_PASSWORD", "placeholder"),
     ("prod", {"TORRUST_GRAFANA_ADMIN_PASSWORD": "admin"}, "TORRUST_GRAFANA_ADMIN_PASSWORD", "well-known"),
-    ("prod", {"TORRUST_MYSQL_ROOT_PASSWORD": sec.LOCAL_DEV_SECRETS["mysql_root_password"]},
-     "TORRUST_MYSQL_ROOT_PASSWORD", "well-known"),
+    (
+        "prod",
+        {"TORRUST_MYSQL_ROOT_PASSWORD": sec.LOCAL_DEV_SECRETS["mysql_root_password"]},
+        "TORRUST_MYSQL_ROOT_PASSWORD",
+        "well-known",
+    ),
     ("prod", {"TORRUST_MYSQL_PASSWORD": STRONG3}, "TORRUST_MYSQL_PASSWORD", "must differ"),
     ("local", {"TORRUST_TRACKER_ADMIN_TOKEN": "has space in it"}, "TORRUST_TRACKER_ADMIN_TOKEN", "not allowed"),
     ("local", {"TORRUST_MYSQL_PASSWORD": "it's$quoted"}, "TORRUST_MYSQL_PASSWORD", "not allowed"),
@@ -135,11 +145,19 @@ BAD = [
     ("local", {"TORRUST_IPV6_SUBNET": "10.0.0.0/8"}, "TORRUST_IPV6_SUBNET", "not an IPv6 network"),
     ("local", {"TORRUST_IPV6_SUBNET": "fd00::/16"}, "TORRUST_IPV6_SUBNET", "out of range"),
     ("local", {"TORRUST_PROMETHEUS_RETENTION": "30 days"}, "TORRUST_PROMETHEUS_RETENTION", "not a duration"),
-    ("local", {"TORRUST_HTTP_TRACKERS": "[::]:7070,[::]:7071", "TORRUST_HTTP_TRACKER_DOMAINS": "t.torrust.local"},
-     "TORRUST_HTTP_TRACKER_DOMAINS", "one per tracker"),
+    (
+        "local",
+        {"TORRUST_HTTP_TRACKERS": "[::]:7070,[::]:7071", "TORRUST_HTTP_TRACKER_DOMAINS": "t.torrust.local"},
+        "TORRUST_HTTP_TRACKER_DOMAINS",
+        "one per tracker",
+    ),
     ("local", {"TORRUST_API_DOMAIN": "tracker.torrust.local"}, "TORRUST_API_DOMAIN", "used for two"),
-    ("local", {"TORRUST_TLS": "true", "TORRUST_HTTPS_PORT": "6969", "TORRUST_UDP_TRACKERS": "[::]:6969"},
-     "TORRUST_HTTPS_PORT", "already used"),
+    (
+        "local",
+        {"TORRUST_TLS": "true", "TORRUST_HTTPS_PORT": "6969", "TORRUST_UDP_TRACKERS": "[::]:6969"},
+        "TORRUST_HTTPS_PORT",
+        "already used",
+    ),
     ("local", {"TORRUST_TLS": "true", "TORRUST_TLS_INTERNAL": "never"}, "TORRUST_TLS_INTERNAL", "cannot get"),
     ("local", {"TORRUST_MYSQL_DATABASE": "torrust-tracker"}, "TORRUST_MYSQL_DATABASE", "not a valid"),
     ("local", {"TORRUST_TRACKER_USER_ID": "0"}, "TORRUST_TRACKER_USER_ID", "out of range"),
@@ -175,9 +193,7 @@ def test_unknown_variable_in_file_is_an_error_with_suggestion(workdir):
     (workdir / ".env").write_text("TORRUST_LOG_LEVLE=debug\n")
     with pytest.raises(SettingsError) as info:
         load("local", root=workdir, environ={})
-    assert info.value.problems == [
-        "TORRUST_LOG_LEVLE (.env:1): unknown variable; did you mean TORRUST_LOG_LEVEL?"
-    ]
+    assert info.value.problems == ["TORRUST_LOG_LEVLE (.env:1): unknown variable; did you mean TORRUST_LOG_LEVEL?"]
 
 
 def test_unknown_variable_in_environment_is_a_warning(workdir):
@@ -214,7 +230,7 @@ def test_generated_secrets_are_strong_and_unique():
 def test_env_example_is_generated_from_the_variable_table():
     assert (ROOT / ".env.example").read_text() == envfile.example_text(), (
         "regenerate: python -c 'from tasks.config.envfile import example_text; "
-        "open(\".env.example\",\"w\").write(example_text())'"
+        'open(".env.example","w").write(example_text())\''
     )
 
 
@@ -248,7 +264,9 @@ def test_config_writes_every_variable_with_strong_secrets_mode_0600(workdir):
     with pytest.raises(SettingsError) as info:
         load("prod", root=workdir, environ={})
     assert sorted(p.split(" ")[0] for p in info.value.problems) == ["TORRUST_ACME_EMAIL", "TORRUST_DOMAIN"]
-    s = load("prod", root=workdir, environ={"TORRUST_DOMAIN": "tracker-ops.net", "TORRUST_ACME_EMAIL": "a@tracker-ops.net"})
+    s = load(
+        "prod", root=workdir, environ={"TORRUST_DOMAIN": "tracker-ops.net", "TORRUST_ACME_EMAIL": "a@tracker-ops.net"}
+    )
     assert s.mysql and s.tls and s.grafana and s.backup
 
 

@@ -1,0 +1,68 @@
+"""Command builders are pure; the executor quotes, times out, redacts and refuses secrets."""
+
+from __future__ import annotations
+
+import pytest
+
+from tasks.commands import docker
+from tasks.errors import CommandFailed, ToolError
+from tasks.runner.executor import Redactor, local
+
+
+def test_compose_builder_pins_project_file_and_env_file():
+    assert docker.compose_config_quiet("torrust", "/opt/torrust/releases/r1") == [
+        "docker",
+        "compose",
+        "--project-name",
+        "torrust",
+        "--project-directory",
+        "/opt/torrust/releases/r1",
+        "--file",
+        "/opt/torrust/releases/r1/compose.yaml",
+        "--env-file",
+        "/opt/torrust/releases/r1/.env",
+        "config",
+        "--quiet",
+    ]
+
+
+def test_validators_run_without_network_and_read_only():
+    cmd = docker.caddy_validate("caddy:2.8.4", "/tmp/x/Caddyfile")
+    assert cmd[:5] == ["docker", "run", "--rm", "--network", "none"]
+    assert "/tmp/x/Caddyfile:/etc/caddy/Caddyfile:ro" in cmd
+    prom = docker.promtool_check("prom/prometheus:v3.0.1", "/tmp/p.yml", "1000:1000")
+    assert prom[prom.index("--entrypoint") + 1] == "promtool" and prom[prom.index("--user") + 1] == "1000:1000"
+
+
+def test_executor_quotes_arguments():
+    ex = local()
+    assert ex.run(["printf", "%s|", "a b", "c'd", "$HOME"]).stdout == "a b|c'd|$HOME|"
+
+
+def test_executor_refuses_a_secret_on_the_command_line():
+    ex = local(Redactor(["s3cr3t-value-xyz"]))
+    with pytest.raises(ToolError, match="contains a secret"):
+        ex.run(["echo", "token=s3cr3t-value-xyz"])
+    assert ex.history == []
+
+
+def test_executor_redacts_output_and_errors():
+    ex = local(Redactor(["s3cr3t-value-xyz"]))
+    res = ex.run(["sh", "-c", 'printf "%s" "$X"'], check=False, stdin=None)
+    assert res.ok
+    with pytest.raises(CommandFailed) as info:
+        ex.run(["sh", "-c", "cat; exit 3"], stdin="leak s3cr3t-value-xyz here")
+    assert "s3cr3t-value-xyz" not in info.value.message and "********" in info.value.message
+    assert info.value.exit_status == 3
+
+
+def test_executor_times_out():
+    ex = local(timeout=1)
+    with pytest.raises(CommandFailed, match="timed out after 1s"):
+        ex.run(["sleep", "5"])
+
+
+def test_executor_reports_failures_with_output_tail():
+    with pytest.raises(CommandFailed) as info:
+        local().run(["sh", "-c", "echo boom >&2; exit 7"])
+    assert "exited with 7" in info.value.message and "boom" in info.value.message
