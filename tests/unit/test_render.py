@@ -170,7 +170,7 @@ def test_write_is_atomic_and_refuses_foreign_directories(local, tmp_path):
     (foreign / "notes.txt").write_text("keep me")
     with pytest.raises(ToolError, match="not empty"):
         r.write(rel, foreign)
-    with pytest.raises(ToolError, match="holds no release.json"):
+    with pytest.raises(ToolError, match=r"holds no release\.json"):
         r.write(rel, foreign, replace=True)
     assert (foreign / "notes.txt").read_text() == "keep me"
     out = r.write(rel, tmp_path / "out")
