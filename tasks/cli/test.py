@@ -6,6 +6,7 @@ import sys
 from pathlib import Path
 
 from invoke import task
+from invoke.exceptions import Exit, UnexpectedExit
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -58,7 +59,15 @@ def images(c):
 
 @task(name="all")
 def all_(c):
-    """Everything CI runs: lint, then the whole pytest suite (unit and integration)."""
-    lint(c)
+    """Everything CI runs: the whole pytest suite (unit and integration), then lint."""
     with c.cd(str(ROOT)):
-        _py(c, "-m", "pytest")
+        tests = _py(c, "-m", "pytest", warn=True)
+    try:
+        lint(c)
+        linted = True
+    except UnexpectedExit:
+        linted = False
+    if tests.exited != 0 or not linted:
+        failed = [name for name, ok in (("pytest", tests.exited == 0), ("lint", linted)) if not ok]
+        raise Exit(f"test.all: failed: {', '.join(failed)}", code=1)
+    print("test.all: pytest and lint passed")

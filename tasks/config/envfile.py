@@ -104,3 +104,16 @@ def write_config(root: Path, env: str, *, force: bool = False) -> Path:
         Path(tmp).unlink(missing_ok=True)
         raise
     return path
+
+
+def reference_markdown() -> str:
+    """The configuration reference table of README.md (a test keeps it current)."""
+    rows = ["| Variable | Default | Meaning |", "|---|---|---|"]
+    for group in GROUPS:
+        rows.append(f"| **{group}** | | |")
+        for var in (v for v in VARIABLES if v.group == group):
+            default = "(generated secret)" if var.secret else (f"`{var.default}`" if var.default else "(empty)")
+            allowed = _allowed_text(var)
+            meaning = var.doc + (f" Allowed: {allowed}." if allowed and var.kind != "secret" else "")
+            rows.append(f"| `{var.name}` | {default} | {meaning.replace('|', '/')} |")
+    return "\n".join(rows) + "\n"

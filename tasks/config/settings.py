@@ -577,8 +577,10 @@ def _cross_checks(b: _Builder, s: Settings) -> None:  # noqa: C901 - a flat list
     dupes = sorted({n for n in names if names.count(n) > 1})
     if dupes:
         culprit = (
-            "TORRUST_API_DOMAIN" if s.api_domain in dupes
-            else "TORRUST_GRAFANA_DOMAIN" if s.grafana_domain in dupes
+            "TORRUST_API_DOMAIN"
+            if s.api_domain in dupes
+            else "TORRUST_GRAFANA_DOMAIN"
+            if s.grafana_domain in dupes
             else "TORRUST_HTTP_TRACKER_DOMAINS"
         )
         f(culprit, f"public name {dupes[0]} is used for two services")

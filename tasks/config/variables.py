@@ -440,7 +440,14 @@ VARIABLES: tuple[Var, ...] = (
         "Tracker image, pinned to a release tag (never a moving tag such as develop).",
         allowed="NAME:TAG or NAME@sha256:DIGEST",
     ),
-    Var("TORRUST_MYSQL_IMAGE", "Images", IMAGE, "mysql:8.4", "MySQL image (used when TORRUST_DB_DRIVER=mysql).", allowed="NAME:TAG or NAME@sha256:DIGEST"),
+    Var(
+        "TORRUST_MYSQL_IMAGE",
+        "Images",
+        IMAGE,
+        "mysql:8.4",
+        "MySQL image (used when TORRUST_DB_DRIVER=mysql).",
+        allowed="NAME:TAG or NAME@sha256:DIGEST",
+    ),
     Var(
         "TORRUST_CADDY_IMAGE",
         "Images",
