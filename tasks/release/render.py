@@ -20,7 +20,7 @@ from urllib.parse import quote
 import jinja2
 
 from tasks.config.settings import Settings
-from tasks.errors import ToolError
+from tasks.errors import ConfigError, ToolError
 
 APPLICATION = Path(__file__).resolve().parents[2] / "application"
 MANIFEST = "release.json"
@@ -252,12 +252,12 @@ def write(release: Release, out: Path, *, replace: bool = False) -> Path:
     out = out.resolve()
     if out.exists():
         if not out.is_dir():
-            raise ToolError(f"{out} exists and is not a directory")
+            raise ConfigError(f"{out} exists and is not a directory")
         if any(out.iterdir()):
             if not replace:
-                raise ToolError(f"{out} is not empty", hint="pass --force to replace a previous rendering")
+                raise ConfigError(f"{out} is not empty", hint="pass --force to replace a previous rendering")
             if not (out / MANIFEST).is_file():
-                raise ToolError(f"{out} is not empty and holds no {MANIFEST}: refusing to replace it")
+                raise ConfigError(f"{out} is not empty and holds no {MANIFEST}: refusing to replace it")
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
     try:

@@ -48,7 +48,10 @@ def check_key_usable(key: Path | None) -> None:
         return
     try:
         paramiko.PKey.from_path(str(key))
-    except paramiko.PasswordRequiredException:
+    except (paramiko.PasswordRequiredException, TypeError) as exc:
+        # paramiko raises TypeError("Key is password-protected, ...") for OpenSSH-format keys
+        if isinstance(exc, TypeError) and "password" not in str(exc):
+            raise
         if not os.environ.get("SSH_AUTH_SOCK"):
             raise AuthFailed(
                 f"the SSH key {key} is protected by a passphrase and no SSH agent is running",
@@ -70,8 +73,7 @@ def connect(s: Settings, *, accept_new_host_key: bool = False, attempts: int = 4
             hint="run infra.apply or infra.register, or set TORRUST_SSH_HOST in .env." + s.env,
         )
     check_key_usable(t.key)
-    connect_kwargs: dict = {
-        "timeout": t.connect_timeout,
+    connect_kwargs: dict = {  # the TCP connect timeout is Connection(connect_timeout=...)
         "banner_timeout": t.connect_timeout,
         "auth_timeout": t.connect_timeout,
     }

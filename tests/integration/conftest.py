@@ -1,0 +1,159 @@
+"""Integration fixtures: the test images, free loopback ports, an SSH host container.
+
+Everything here is real: Docker Engine, Compose v2, sshd, the test images built from
+Debian packages. Traffic goes to 127.0.0.1 / ::1 and Docker bridge networks only.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import socket
+import subprocess
+import sys
+import time
+import uuid
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import ROOT
+
+pytestmark = pytest.mark.integration
+
+ADMIN_TOKEN = "Tq7-Wm2Zr9Xk4Lp8Yv3Nb6Hc1Jd5Fs0G"  # a strong test value, never a real one
+
+TEST_IMAGES = {
+    "TORRUST_TRACKER_IMAGE": "torrust-test/tracker-standin:1",
+    "TORRUST_MYSQL_IMAGE": "torrust-test/mariadb:10.11",
+    "TORRUST_CADDY_IMAGE": "torrust-test/caddy:2.6",
+    "TORRUST_PROMETHEUS_IMAGE": "torrust-test/prometheus:2.42",
+}
+
+
+def pytest_collection_modifyitems(items):
+    for item in items:
+        if "tests/integration/" in str(item.fspath):
+            item.add_marker(pytest.mark.integration)
+
+
+def _load_builder():
+    spec = importlib.util.spec_from_file_location("test_image_build", ROOT / "tests/images/build.py")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # dataclasses look their module up there
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.fixture(scope="session")
+def images() -> dict[str, str]:
+    """Build (or reuse from cache) every test image; fail loudly if Docker is missing."""
+    return _load_builder().build_images()
+
+
+def free_port(kind: int = socket.SOCK_STREAM) -> int:
+    with socket.socket(socket.AF_INET, kind) as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def docker(*args: str, check: bool = True, timeout: int = 120) -> subprocess.CompletedProcess:
+    return subprocess.run(["docker", *args], capture_output=True, text=True, check=check, timeout=timeout)
+
+
+@pytest.fixture
+def unique() -> str:
+    return "t" + uuid.uuid4().hex[:10]
+
+
+def make_keypair(path: Path) -> Path:
+    subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(path)], check=True)
+    return path
+
+
+class SSHHost:
+    """A container of torrust-test/sshhost on the host network, sshd on 127.0.0.1:port."""
+
+    def __init__(self, name: str, port: int, workdir: Path, image: str):
+        self.name, self.port, self.workdir, self.image = name, port, workdir, image
+        self.client_key = make_keypair(workdir / "id_deploy")
+        self.deploy_root = workdir / "deploy"  # same path inside and outside the container
+        self.deploy_root.mkdir()
+        os.chown(self.deploy_root, 1000, 1000)
+        self.run_dir = workdir / "run-deploy"
+        (self.run_dir / "host_keys").mkdir(parents=True)
+        (self.run_dir / "authorized_keys").write_text((workdir / "id_deploy.pub").read_text())
+        self.new_host_key()
+
+    def new_host_key(self) -> None:
+        key = self.run_dir / "host_keys" / "ssh_host_ed25519_key"
+        for p in (key, key.with_suffix(".pub")):
+            p.unlink(missing_ok=True)
+        make_keypair(key)
+
+    def start(self, extra_mounts: list[str] = ()) -> None:
+        args = [
+            "run",
+            "-d",
+            "--name",
+            self.name,
+            "--network",
+            "host",
+            "-e",
+            f"SSH_PORT={self.port}",
+            "-e",
+            "SSH_LISTEN=127.0.0.1",
+            "-e",
+            "SSHHOST_CRON=0",
+            "-v",
+            f"{self.run_dir}:/run/deploy:ro",
+            "-v",
+            "/var/run/docker.sock:/var/run/docker.sock",
+            "-v",
+            f"{self.deploy_root}:{self.deploy_root}",
+        ]
+        for m in extra_mounts:
+            args += ["-v", m]
+        docker(*args, self.image)
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            try:
+                with socket.create_connection(("127.0.0.1", self.port), timeout=1) as s:
+                    if s.recv(64).startswith(b"SSH-"):
+                        return
+            except OSError:
+                time.sleep(0.2)
+        logs = docker("logs", self.name, check=False)
+        raise AssertionError(f"sshd did not start: {logs.stdout}{logs.stderr}")
+
+    def stop(self) -> None:
+        docker("rm", "-f", self.name, check=False)
+
+    def settings_env(self, known_hosts: Path) -> dict[str, str]:
+        return {
+            "TORRUST_DEPLOY_TARGET": "ssh",
+            "TORRUST_PROVIDER": "existing",
+            "TORRUST_SSH_HOST": "127.0.0.1",
+            "TORRUST_SSH_PORT": str(self.port),
+            "TORRUST_SSH_USER": "torrust",
+            "TORRUST_SSH_KEY": str(self.client_key),
+            "TORRUST_SSH_KNOWN_HOSTS": str(known_hosts),
+            "TORRUST_SSH_CONNECT_TIMEOUT": "5",
+            "TORRUST_TRACKER_ADMIN_TOKEN": ADMIN_TOKEN,
+            "TORRUST_DEPLOY_ROOT": str(self.deploy_root),
+        }
+
+
+@pytest.fixture
+def sshhost(images, tmp_path, unique):
+    host = SSHHost(f"{unique}-sshhost", free_port(), tmp_path, images["sshhost"])
+    host.start()
+    yield host
+    host.stop()
+
+
+@pytest.fixture(autouse=True)
+def _no_torrust_env(monkeypatch):
+    for key in list(os.environ):
+        if key.startswith("TORRUST_"):
+            monkeypatch.delenv(key)
