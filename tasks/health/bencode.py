@@ -14,7 +14,7 @@ def decode(data: bytes):
     return value
 
 
-def _decode(data: bytes, i: int):  # noqa: C901 - one small recursive parser
+def _decode(data: bytes, i: int):
     if i >= len(data):
         raise BencodeError("truncated input")
     c = data[i : i + 1]

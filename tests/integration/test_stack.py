@@ -123,7 +123,7 @@ def test_local_release_serves_api_http_and_udp(stack):
 
 
 def test_only_udp_trackers_and_the_proxy_are_published(stack, unique):
-    s, _root, udp_port, http_port = stack
+    _s, _root, udp_port, http_port = stack
     out = subprocess.run(
         [
             "docker",
