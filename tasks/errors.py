@@ -21,6 +21,10 @@ class ExitCode(IntEnum):
     AUTH = 11  # the target refused our credentials
     HOST_KEY = 12  # the host key is unknown or changed
     COMMAND_FAILED = 13  # a command on the target failed or timed out
+    LOCK_HELD = 20  # another deploy/rollback/backup holds the host lock (or a stale lock is left)
+    DEPLOY_FAILED = 30  # the deploy failed before switching: the running release is untouched
+    ROLLED_BACK = 31  # the new release failed after starting; the previous one runs again
+    ROLLBACK_FAILED = 32  # the new release failed and bringing the previous one back failed too
 
 
 class ToolError(Exception):
@@ -95,3 +99,15 @@ class CommandFailed(ToolError):
         super().__init__(message, hint=hint)
         self.exit_status = exit_status
         self.output = output
+
+
+class DeployFailed(ToolError):
+    code = ExitCode.DEPLOY_FAILED
+
+
+class RolledBack(ToolError):
+    code = ExitCode.ROLLED_BACK
+
+
+class RollbackFailed(ToolError):
+    code = ExitCode.ROLLBACK_FAILED

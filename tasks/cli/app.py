@@ -136,3 +136,273 @@ def preflight(c, env="local", accept_new_host_key=False, json=False):
     )
     if facts["problems"]:
         raise PrerequisiteError(f"the '{env}' target is not ready: " + "; ".join(facts["problems"]))
+
+
+# ------------------------------------------------------------------------ deploy
+DEPLOY_HELP = {
+    "env": ENV_HELP,
+    "dry_run": "show what would change (diff, recreated services, pulls); change nothing",
+    "no_pull": "do not pull missing images (they must be on the target already)",
+    "force_unlock": "take over a stale lock (its process is gone); a live lock is never taken over",
+    "accept_new_host_key": "record an unknown host key (first contact only)",
+    "wait_timeout": "seconds to wait for the services to become healthy (default 300)",
+    "json": JSON_HELP,
+}
+
+
+def _summary(s: settings_mod.Settings, outcome: dict) -> str:
+    from tasks.cli.health import endpoints_of
+
+    lines = [
+        f"{outcome['status']}: release {outcome['release']} on {s.env}"
+        + (f" (previous {outcome['previous']})" if outcome.get("previous") else "")
+    ]
+    if outcome.get("recreated"):
+        lines.append("recreated: " + ", ".join(outcome["recreated"]))
+    lines += [f"  {e['service']:<16} {e['url']}" for e in endpoints_of(s)]
+    return "\n".join(lines)
+
+
+@task(help=DEPLOY_HELP)
+@operation
+def deploy(
+    c,
+    env="local",
+    dry_run=False,
+    no_pull=False,
+    force_unlock=False,
+    accept_new_host_key=False,
+    wait_timeout=300,
+    json=False,
+):
+    """Deploy the release: locked, atomic, health-gated, rolled back automatically on failure."""
+    from tasks.operations import day2
+    from tasks.operations import deploy as deploy_mod
+    from tasks.runner.target import connect_executor
+
+    s = load(env)
+    with step(f"render release for '{env}'"):
+        release = render_mod.render(s)
+    with step(f"connect to the '{env}' target"):
+        ex = connect_executor(s, accept_new_host_key=accept_new_host_key)
+    extra: list = []
+    try:
+        with step("check the target"):
+            deploy_mod.check_target(preflight_mod.gather(ex, s))
+        if dry_run:
+            result = day2.plan(ex, s, release)
+            emit(result, _plan_text, json)
+            return
+        opts = deploy_mod.DeployOptions(pull=not no_pull, force_unlock=force_unlock, wait_timeout=int(wait_timeout))
+
+        def reconnect():
+            fresh = connect_executor(s)
+            extra.append(fresh)
+            return fresh
+
+        outcome = deploy_mod.deploy(ex, s, release, opts, step, reconnect=reconnect)
+    finally:
+        for e in [ex, *extra]:
+            if e.remote:
+                e.ctx.close()
+    emit(outcome.as_dict(), lambda o: _summary(s, o), json)
+
+
+def _plan_text(p: dict) -> str:
+    if p["unchanged"]:
+        return f"unchanged: the rendered release equals {p['current']} on {p['target']}"
+    lines = [f"dry run against {p['target']} (current: {p['current'] or 'nothing deployed'})"]
+    lines += [f"  {c['change']:<8} {c['path']}" for c in p["changes"]]
+    if p["diff"]:
+        lines += ["", p["diff"]]
+    lines.append("would recreate: " + (", ".join(p["recreate"]) or "nothing"))
+    lines.append("would pull: " + (", ".join(p["pull"]) or "nothing"))
+    return "\n".join(lines)
+
+
+def _with_target(env: str, fn, accept_new_host_key: bool = False):
+    s = load(env)
+    with open_target(s, accept_new_host_key=accept_new_host_key) as ex:
+        return s, fn(ex, s)
+
+
+@task(help={"env": ENV_HELP, "json": JSON_HELP})
+@operation
+def status(c, env="local", json=False):
+    """Show the current release, the lock and every service with its state and health."""
+    from tasks.operations import day2
+
+    _, st = _with_target(env, day2.status)
+
+    def human(r: dict) -> str:
+        lock = r["lock"]
+        lock_text = "free" if not lock["held"] else ("STALE " if lock["stale"] else "held ") + str(lock.get("info"))
+        rows = [(x["service"], x["state"], x.get("health") or "-") for x in r["services"]]
+        return f"target:  {r['target']}\ncurrent: {r['current'] or 'nothing deployed'}\nlock:    {lock_text}\n" + (
+            table(rows, ("service", "state", "health")) if rows else ""
+        )
+
+    emit(st, human, json)
+    if not st["ok"]:
+        raise PrerequisiteError("not every service is running and healthy" if st["current"] else "nothing deployed")
+
+
+@task(help={"env": ENV_HELP, "json": JSON_HELP})
+@operation
+def releases(c, env="local", json=False):
+    """List the releases on the target, newest last, marking the current one."""
+    from tasks.operations import day2
+
+    _, rows = _with_target(env, day2.releases)
+    emit(
+        {"ok": True, "releases": rows},
+        lambda r: table(
+            [("*" if x["current"] else "", x["release"], x["content_sha256"][:16]) for x in rows],
+            ("", "release", "content"),
+        ),
+        json,
+    )
+
+
+@task(help={"env": ENV_HELP, "json": JSON_HELP})
+@operation
+def lock(c, env="local", json=False):
+    """Show the host lock: free, held (by whom, since when, what) or stale."""
+    from tasks.operations import lock as lock_mod
+    from tasks.operations.layout import Layout
+
+    _s, state = _with_target(env, lambda ex, s: lock_mod.inspect(ex, Layout(s.deploy_root)))
+    doc = {"ok": True, "held": state.held, "stale": state.stale, "info": state.info}
+    emit(
+        doc,
+        lambda r: "free" if not r["held"] else ("stale: " if r["stale"] else "held: ") + lock_mod.describe(r["info"]),
+        json,
+    )
+
+
+@task(
+    help={
+        "env": ENV_HELP,
+        "service": "only this service",
+        "tail": "lines from the end (default 100)",
+        "follow": "keep streaming new lines",
+    }
+)
+@operation
+def logs(c, env="local", service="", tail=100, follow=False):
+    """Show the services' logs from the target."""
+    from tasks.operations import deploy as deploy_mod
+    from tasks.operations.day2 import require_current
+    from tasks.operations.layout import Layout
+
+    s = load(env)
+    with open_target(s) as ex:
+        lay = Layout(s.deploy_root)
+        require_current(ex, lay)
+        args = [
+            "logs",
+            "--no-color",
+            "--tail",
+            str(int(tail)),
+            *(["--follow"] if follow else []),
+            *([service] if service else []),
+        ]
+        ex.stream(deploy_mod.compose_for(s, lay.current, *args))
+
+
+@task(
+    help={
+        "env": ENV_HELP,
+        "service": "the service container (default tracker)",
+        "command": "the command to run, e.g. 'sqlite3 -version'",
+    }
+)
+@operation
+def exec(c, env="local", service="tracker", command="sh -c 'id; uptime'"):
+    """Run a command in a service container on the target and show its output."""
+    import shlex
+
+    from tasks.operations import deploy as deploy_mod
+    from tasks.operations.day2 import require_current
+    from tasks.operations.layout import Layout
+
+    s = load(env)
+    with open_target(s) as ex:
+        lay = Layout(s.deploy_root)
+        require_current(ex, lay)
+        code = ex.stream(deploy_mod.compose_for(s, lay.current, "exec", "-T", service, *shlex.split(command)))
+    if code:
+        from tasks.errors import CommandFailed
+
+        raise CommandFailed(f"`{command}` in {service} exited with {code}", exit_status=code)
+
+
+def _compose_task(action: str, doc: str):
+    @task(name=action, help={"env": ENV_HELP, "service": "only this service (default: all)", "json": JSON_HELP})
+    @operation
+    def run(c, env="local", service="", json=False):
+        from tasks.operations import day2
+
+        s = load(env)
+        with step(f"{action} {service or 'all services'}"), open_target(s) as ex:
+            day2.compose_action(ex, s, action, [service] if service else [])
+        emit({"ok": True, "action": action, "service": service or "all"}, lambda r: "", json)
+
+    run.__doc__ = doc
+    run.body.__doc__ = doc
+    return run
+
+
+restart = _compose_task("restart", "Restart the services (or one) of the current release.")
+stop = _compose_task("stop", "Stop the services (or one) of the current release; nothing is removed.")
+start = _compose_task("start", "Start the stopped services (or one) of the current release.")
+
+
+@task(
+    help={
+        "env": ENV_HELP,
+        "purge_data": "also delete <deploy root>/storage (database, certificates, metrics)",
+        "yes": "confirm --purge-data without a prompt (required when CI is set)",
+        "json": JSON_HELP,
+    }
+)
+@operation
+def down(c, env="local", purge_data=False, yes=False, json=False):
+    """Stop and remove the containers; volumes and storage are kept unless --purge-data."""
+    from tasks.cli.output import interactive
+    from tasks.errors import ConfirmationRequired
+    from tasks.operations import day2
+
+    s = load(env)
+    if purge_data and not yes:
+        if not interactive():
+            raise ConfirmationRequired(
+                f"--purge-data deletes every tracker data file of '{env}'",
+                hint="pass --yes to confirm (no prompt when CI is set or stdin is not a terminal)",
+            )
+        answer = input(f"Delete all data of '{env}' in {s.deploy_root}/storage? Type the environment name: ")
+        if answer.strip() != env:
+            raise ConfirmationRequired("not confirmed; nothing was changed")
+    with step("down"), open_target(s) as ex:
+        result = day2.down(ex, s, purge_data=purge_data)
+    emit(result, lambda r: "down" + (" (storage purged)" if r["purged"] else "; storage kept"), json)
+
+
+@task(
+    help={
+        "env": ENV_HELP,
+        "to": "the release to return to (default: the one before current)",
+        "force_unlock": DEPLOY_HELP["force_unlock"],
+        "wait_timeout": DEPLOY_HELP["wait_timeout"],
+        "json": JSON_HELP,
+    }
+)
+@operation
+def rollback(c, env="local", to="", force_unlock=False, wait_timeout=300, json=False):
+    """Switch back to an earlier release and bring it up, health-gated."""
+    from tasks.operations import day2
+
+    s = load(env)
+    with open_target(s) as ex:
+        result = day2.rollback(ex, s, to or None, wait_timeout=int(wait_timeout), step=step, force_unlock=force_unlock)
+    emit(result, lambda r: f"{r['status']}: current is {r['release']}", json)

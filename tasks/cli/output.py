@@ -10,6 +10,7 @@ from __future__ import annotations
 import functools
 import json
 import os
+import signal
 import sys
 import time
 from collections.abc import Callable, Iterator
@@ -55,6 +56,7 @@ def operation(fn):
     @functools.wraps(fn)
     def wrapper(c, *args, **kwargs):
         as_json = bool(kwargs.get("json", False))
+        previous = signal.signal(signal.SIGTERM, _sigterm)
         try:
             return fn(c, *args, **kwargs)
         except ToolError as exc:
@@ -65,8 +67,15 @@ def operation(fn):
         except KeyboardInterrupt:
             print("interrupted", file=sys.stderr)
             raise Exit(code=130) from None
+        finally:
+            signal.signal(signal.SIGTERM, previous)
 
     return wrapper
+
+
+def _sigterm(signum, frame):
+    # SIGTERM takes the same path as Ctrl-C: locks released, rollbacks done, exit 130.
+    raise KeyboardInterrupt
 
 
 def table(rows: list[tuple], headers: tuple[str, ...]) -> str:

@@ -87,6 +87,7 @@ def context(s: Settings) -> dict:
         "project": s.compose_project,
         "deploy_root": s.deploy_root,
         "storage": storage,
+        "release": f"{s.deploy_root}/current",
         "images": s.images,
         "tracker_uid": s.tracker_uid,
         "udp_trackers": s.udp_trackers,

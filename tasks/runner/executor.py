@@ -11,9 +11,11 @@ output and errors, and records what ran for the step log.
 from __future__ import annotations
 
 import io
+import os
 import shlex
+import subprocess
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 
 import invoke
@@ -101,6 +103,68 @@ class Executor:
                 output=result.stdout + result.stderr,
             )
         return result
+
+    def stream(self, argv: Sequence[str], *, timeout: int | None = None) -> int:
+        """Run with output passed straight through (logs, exec); returns the exit status."""
+        command = shlex.join(argv)
+        if self.redact.contains_secret(command):
+            raise ToolError("refusing to run a command line that contains a secret")
+        out = self.ctx.run(command, hide=False, warn=True, pty=False, timeout=timeout, in_stream=False)
+        return out.exited
+
+    # ---------------------------------------------------------------- files and guards
+    @property
+    def remote(self) -> bool:
+        return hasattr(self.ctx, "sftp")  # a Fabric Connection
+
+    def put(self, data: bytes, path: str, mode: int = 0o600) -> None:
+        """Write a file on the target with `mode` from its creation on."""
+        if self.remote:
+            sftp = self.ctx.sftp()
+            with sftp.open(path, "wb") as fh:
+                fh.chmod(mode)  # before any byte is written
+                fh.write(data)
+            return
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode)
+        with os.fdopen(fd, "wb") as fh:
+            os.fchmod(fh.fileno(), mode)
+            fh.write(data)
+
+    def get(self, path: str) -> bytes:
+        if self.remote:
+            buf = io.BytesIO()
+            self.ctx.sftp().getfo(path, buf)
+            return buf.getvalue()
+        with open(path, "rb") as fh:
+            return fh.read()
+
+    def spawn_guard(self) -> Guard:
+        """A process on the target that lives exactly as long as this executor's session.
+
+        It reads its stdin until EOF: when we exit, are killed (even SIGKILL) or lose the
+        connection, its stdin closes and it ends. A lock naming its PID is stale once the
+        PID is gone.
+        """
+        script = "echo $$; exec cat >/dev/null"
+        if self.remote:
+            chan = self.ctx.client.get_transport().open_session()
+            chan.exec_command(f"sh -c {shlex.quote(script)}")
+            line = chan.makefile("r").readline()
+            return Guard(int(line.strip()), chan.close)
+        proc = subprocess.Popen(["sh", "-c", script], stdin=subprocess.PIPE, stdout=subprocess.PIPE)
+        line = proc.stdout.readline()
+
+        def close() -> None:
+            proc.stdin.close()
+            proc.wait(timeout=10)
+
+        return Guard(int(line.strip()), close)
+
+
+@dataclass
+class Guard:
+    pid: int
+    close: Callable[[], None]
 
 
 def local(redact: Redactor | None = None, timeout: int = 600) -> Executor:

@@ -15,6 +15,15 @@ def redactor(s: Settings) -> Redactor:
     return Redactor(x.reveal() for x in secrets)
 
 
+def connect_executor(s: Settings, *, accept_new_host_key: bool = False) -> Executor:
+    """A fresh executor (for a reconnect); the caller closes `executor.ctx`."""
+    if s.target == "local":
+        return local(redactor(s), s.command_timeout)
+    conn = ssh.connect(s, accept_new_host_key=accept_new_host_key)
+    where = f"{s.ssh.user}@{ssh.known_hosts_name(s.ssh.host, s.ssh.port)}"
+    return Executor(conn, redactor(s), s.command_timeout, where)
+
+
 @contextmanager
 def open_target(s: Settings, *, accept_new_host_key: bool = False) -> Iterator[Executor]:
     """One executor (one SSH connection) for the whole operation, closed on every exit."""

@@ -51,7 +51,9 @@ def stack(images, workdir, tmp_path, unique):
         "TORRUST_HTTP_PORT": str(http_port),
     }
     s = load("local", root=workdir, environ=env)
-    release = r.write(r.render(s), root / "releases" / "r1")
+    r.write(r.render(s), root / "releases" / "r1")
+    (root / "current").symlink_to("releases/r1")
+    release = root / "current"
     prepare_storage(root, release)
     up = subprocess.run(
         cmd.compose(unique, str(release), "up", "-d", "--wait", "--wait-timeout", "120"),

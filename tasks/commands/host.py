@@ -1,0 +1,67 @@
+"""Host-side file commands for the release layout, as argv lists (pure)."""
+
+from __future__ import annotations
+
+
+def mkdir_p(*paths: str, mode: str | None = None) -> list[str]:
+    return ["mkdir", "-p", *(["-m", mode] if mode else []), *paths]
+
+
+def mkdir_lock(path: str) -> list[str]:
+    """Atomic: fails when the directory exists (the lock is held)."""
+    return ["mkdir", path]
+
+
+def remove_tree(path: str) -> list[str]:
+    return ["rm", "-rf", "--", path]
+
+
+def extract_archive(archive: str, into: str) -> list[str]:
+    return ["tar", "-xzf", archive, "-C", into, "--no-same-owner"]
+
+
+def move(src: str, dst: str) -> list[str]:
+    return ["mv", "-T", "--", src, dst]
+
+
+def symlink_atomic(target: str, link: str) -> list[str]:
+    """Point `link` at `target` atomically: a new symlink renamed over the old one."""
+    tmp = f"{link}.new"
+    return ["sh", "-c", 'ln -sfn "$1" "$2" && mv -T "$2" "$3"', "switch", target, tmp, link]
+
+
+def remove_link(link: str) -> list[str]:
+    return ["rm", "-f", "--", link]
+
+
+def read_link(path: str) -> list[str]:
+    return ["readlink", path]
+
+
+def cat(path: str) -> list[str]:
+    return ["cat", "--", path]
+
+
+def list_dir(path: str) -> list[str]:
+    return ["ls", "-1", "--", path]
+
+
+def process_alive(pid: int) -> list[str]:
+    return ["test", "-d", f"/proc/{int(pid)}"]
+
+
+def append_stdin(path: str) -> list[str]:
+    return ["sh", "-c", 'umask 077; cat >> "$1"', "append", path]
+
+
+def ensure_owned_dirs(paths_and_owners: list[tuple[str, int | None]]) -> list[str]:
+    """Create storage directories; chown those with an owner (sudo when not ours)."""
+    script = [
+        'set -e; while [ "$#" -gt 0 ]; do d=$1; o=$2; shift 2; mkdir -p "$d";',
+        ' if [ "$o" != - ] && [ "$(stat -c %u "$d")" != "$o" ]; then',
+        ' chown "$o:$o" "$d" 2>/dev/null || sudo -n chown "$o:$o" "$d"; fi; done',
+    ]
+    args: list[str] = []
+    for path, owner in paths_and_owners:
+        args += [path, "-" if owner is None else str(owner)]
+    return ["sh", "-c", "".join(script), "storage", *args]

@@ -1,0 +1,355 @@
+"""One deploy = one locked transaction on the target.
+
+    lock -> compare with `current` (unchanged and healthy: stop) -> upload one archive
+    -> storage directories -> `compose config -q` on the host -> pull missing images
+    -> switch `current` -> `up -d --wait --remove-orphans` -> health gate
+    -> audit + prune            (or, after the switch: switch back, `up` again, audit)
+
+Before the switch nothing the running release uses is touched. After it, any failure
+(a command, the health gate, a dropped connection, Ctrl-C) switches back and brings the
+previous release up again; a dropped connection is reopened once for that.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import socket
+import tarfile
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+
+import paramiko
+
+from tasks.commands import docker, host
+from tasks.config.settings import Settings
+from tasks.errors import CommandFailed, DeployFailed, PrerequisiteError, RollbackFailed, RolledBack, ToolError
+from tasks.operations import lock as lock_mod
+from tasks.operations.layout import Layout, is_release_id, new_release_id
+from tasks.release.render import MANIFEST, Release
+from tasks.runner.executor import Executor
+
+Step = Callable[[str], object]  # a context-manager factory printing a step line
+CONNECTION_ERRORS = (paramiko.SSHException, EOFError, OSError, socket.timeout)
+
+
+class HealthGateFailed(ToolError):
+    pass
+
+
+@dataclass
+class Outcome:
+    status: str  # deployed | unchanged | rolled_back
+    release: str
+    previous: str | None
+    content_sha256: str
+    duration: float = 0.0
+    recreated: list[str] = field(default_factory=list)
+    steps: list[dict] = field(default_factory=list)
+
+    def as_dict(self) -> dict:
+        return {"ok": self.status in ("deployed", "unchanged"), **self.__dict__}
+
+
+# ------------------------------------------------------------------------ host facts
+def compose_for(s: Settings, release_dir: str, *args: str) -> list[str]:
+    return docker.compose(s.compose_project, release_dir, *args)
+
+
+def service_states(ex: Executor, s: Settings, release_dir: str) -> dict[str, dict]:
+    """{service: {"state", "health", "id", "created"}} from `compose ps` (JSON lines or array)."""
+    out = ex.run(compose_for(s, release_dir, "ps", "--all", "--format", "json"), check=False)
+    if not out.ok or not out.stdout.strip():
+        return {}
+    text = out.stdout.strip()
+    rows = json.loads(text) if text.startswith("[") else [json.loads(ln) for ln in text.splitlines() if ln.strip()]
+    return {
+        r["Service"]: {
+            "state": r.get("State", ""),
+            "health": r.get("Health", ""),
+            "id": r.get("ID", ""),
+            "created": r.get("CreatedAt", ""),
+        }
+        for r in rows
+    }
+
+
+def unhealthy(states: dict[str, dict], expected: list[str]) -> list[str]:
+    bad = []
+    for name in expected:
+        st = states.get(name)
+        if not st or st["state"] != "running" or st["health"] not in ("", "healthy"):
+            bad.append(
+                f"{name} ({'missing' if not st else st['state'] + ('/' + st['health'] if st['health'] else '')})"
+            )
+    return bad
+
+
+def current_release(ex: Executor, lay: Layout) -> tuple[str | None, dict | None]:
+    link = ex.run(host.read_link(lay.current), check=False)
+    if not link.ok:
+        return None, None
+    release_id = link.stdout.strip().rstrip("/").split("/")[-1]
+    manifest = ex.run(host.cat(f"{lay.current}/{MANIFEST}"), check=False)
+    try:
+        return release_id, json.loads(manifest.stdout) if manifest.ok else None
+    except json.JSONDecodeError:
+        return release_id, None
+
+
+def list_releases(ex: Executor, lay: Layout) -> list[str]:
+    out = ex.run(host.list_dir(lay.releases), check=False)
+    return sorted(n for n in out.stdout.split() if is_release_id(n)) if out.ok else []
+
+
+def archive(release: Release) -> bytes:
+    """The release as one tar.gz: deterministic member order, modes as rendered."""
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w:gz", compresslevel=6) as tar:
+        dirs = sorted({"/".join(f.path.split("/")[:i]) for f in release.files for i in range(1, f.path.count("/") + 1)})
+        for d in dirs:
+            info = tarfile.TarInfo(d)
+            info.type, info.mode = tarfile.DIRTYPE, 0o755
+            tar.addfile(info)
+        for f in release.files:
+            info = tarfile.TarInfo(f.path)
+            info.size, info.mode = len(f.content), f.mode
+            tar.addfile(info, io.BytesIO(f.content))
+    return buf.getvalue()
+
+
+# ------------------------------------------------------------------------ the steps
+def upload(ex: Executor, lay: Layout, release: Release, release_id: str) -> str:
+    staging = lay.upload_dir(release_id)
+    ex.run(host.mkdir_p(lay.releases))
+    ex.run(host.remove_tree(staging))
+    ex.run(host.mkdir_p(f"{staging}/tree", mode="0700"))
+    ex.put(archive(release), f"{staging}/release.tar.gz", 0o600)
+    ex.run(host.extract_archive(f"{staging}/release.tar.gz", f"{staging}/tree"))
+    ex.run(["chmod", "0755", f"{staging}/tree"])
+    target = lay.release(release_id)
+    ex.run(host.move(f"{staging}/tree", target))
+    ex.run(host.remove_tree(staging))
+    return target
+
+
+def prepare_storage(ex: Executor, lay: Layout, release: Release) -> None:
+    ex.run(host.ensure_owned_dirs([(f"{lay.storage}/{p}", o) for p, o in release.storage_dirs]))
+
+
+def missing_images(ex: Executor, images: list[str]) -> list[str]:
+    return [img for img in images if not ex.run(docker.image_present(img), check=False).ok]
+
+
+def release_images(release: Release) -> list[str]:
+    manifest = json.loads(release.file(MANIFEST).content)
+    return sorted(set(manifest["images"].values()))
+
+
+def switch(ex: Executor, lay: Layout, release_id: str | None) -> None:
+    if release_id is None:
+        ex.run(host.remove_link(lay.current))
+    else:
+        ex.run(host.symlink_atomic(f"releases/{release_id}", lay.current))
+
+
+def bring_up(ex: Executor, s: Settings, lay: Layout, wait_timeout: int, *, pull: bool) -> None:
+    ex.run(
+        compose_for(
+            s,
+            lay.current,
+            "up",
+            "-d",
+            "--wait",
+            "--wait-timeout",
+            str(wait_timeout),
+            "--remove-orphans",
+            "--pull",
+            "missing" if pull else "never",
+        ),
+        timeout=wait_timeout + 120,
+    )
+
+
+def health_gate(ex: Executor, s: Settings, lay: Layout, services: list[str]) -> None:
+    states = service_states(ex, s, lay.current)
+    bad = unhealthy(states, services)
+    if bad:
+        raise HealthGateFailed("services not healthy: " + ", ".join(bad))
+
+
+def audit(ex: Executor, lay: Layout, record: dict) -> None:
+    line = json.dumps(
+        {"time": datetime.now(UTC).isoformat(timespec="seconds"), "who": lock_mod.who(), **record}, sort_keys=True
+    )
+    ex.run(host.append_stdin(lay.audit), stdin=line + "\n")
+
+
+def prune(ex: Executor, lay: Layout, keep: int, protect: set[str]) -> list[str]:
+    releases = list_releases(ex, lay)
+    doomed = [r for r in releases[:-keep] if r not in protect] if len(releases) > keep else []
+    for r in doomed:
+        ex.run(host.remove_tree(lay.release(r)))
+    return doomed
+
+
+# ------------------------------------------------------------------------ the transaction
+@dataclass
+class DeployOptions:
+    pull: bool = True
+    force_unlock: bool = False
+    wait_timeout: int = 300
+    command: str = "app.deploy"
+
+
+def deploy(
+    ex: Executor,
+    s: Settings,
+    release: Release,
+    opts: DeployOptions,
+    step: Step,
+    reconnect: Callable[[], Executor] | None = None,
+) -> Outcome:
+    started = time.monotonic()
+    lay = Layout(s.deploy_root)
+    manifest = json.loads(release.file(MANIFEST).content)
+    services: list[str] = manifest["services"]
+    with lock_mod.HostLock(ex, lay, env=s.env, command=opts.command, force_unlock=opts.force_unlock):
+        with step("compare with the running release"):
+            previous, current_manifest = current_release(ex, lay)
+            before = service_states(ex, s, lay.current) if previous else {}
+        if current_manifest and current_manifest.get("content_sha256") == release.content_sha256:
+            if not unhealthy(before, services):
+                outcome = Outcome("unchanged", previous, previous, release.content_sha256)
+                audit(
+                    ex,
+                    lay,
+                    {
+                        "event": "deploy",
+                        "env": s.env,
+                        "result": "unchanged",
+                        "release": previous,
+                        "content_sha256": release.content_sha256,
+                    },
+                )
+                outcome.duration = time.monotonic() - started
+                return outcome
+        release_id = new_release_id(release.content_sha256)
+        try:
+            with step(f"upload release {release_id}"):
+                upload(ex, lay, release, release_id)
+            with step("prepare storage"):
+                prepare_storage(ex, lay, release)
+            with step("validate on the host (compose config)"):
+                ex.run(compose_for(s, lay.release(release_id), "config", "--quiet"))
+            if opts.pull:
+                with step("pull missing images"):
+                    for image in missing_images(ex, release_images(release)):
+                        ex.run(docker.image_pull(image), timeout=opts.wait_timeout)
+        except CommandFailed as exc:
+            ex.run(host.remove_tree(lay.release(release_id)), check=False)
+            audit(
+                ex,
+                lay,
+                {
+                    "event": "deploy",
+                    "env": s.env,
+                    "result": "failed",
+                    "release": release_id,
+                    "previous": previous,
+                    "content_sha256": release.content_sha256,
+                    "error": exc.message.splitlines()[0],
+                },
+            )
+            raise DeployFailed(
+                f"deploy of {release_id} failed before the switch: {exc.message}",
+                hint="the running release was not touched",
+            ) from None
+
+        try:
+            with step(f"switch current to {release_id} and start"):
+                switch(ex, lay, release_id)
+                bring_up(ex, s, lay, opts.wait_timeout, pull=opts.pull)
+            with step("health gate"):
+                health_gate(ex, s, lay, services)
+        except (CommandFailed, HealthGateFailed, KeyboardInterrupt, *CONNECTION_ERRORS) as exc:
+            reason = exc.message.splitlines()[0] if isinstance(exc, ToolError) else f"{type(exc).__name__}: {exc}"
+            if isinstance(exc, CONNECTION_ERRORS) and reconnect is not None:
+                ex = reconnect()
+            _roll_back(ex, s, lay, previous, release_id, opts, step, reason)
+            if isinstance(exc, KeyboardInterrupt):
+                raise
+            raise RolledBack(
+                f"release {release_id} failed ({reason}); rolled back to {previous or 'nothing (first deploy)'}",
+                hint=f"the failed release stays in {lay.release(release_id)} for inspection; "
+                "`app.logs` shows why it failed",
+            ) from None
+
+        after = service_states(ex, s, lay.current)
+        recreated = sorted(n for n in services if before.get(n, {}).get("id") != after.get(n, {}).get("id"))
+        with step("record and prune"):
+            audit(
+                ex,
+                lay,
+                {
+                    "event": "deploy",
+                    "env": s.env,
+                    "result": "deployed",
+                    "release": release_id,
+                    "previous": previous,
+                    "content_sha256": release.content_sha256,
+                    "recreated": recreated,
+                    "duration": round(time.monotonic() - started, 2),
+                },
+            )
+            prune(ex, lay, s.releases_keep, {release_id, previous} - {None})
+    return Outcome("deployed", release_id, previous, release.content_sha256, time.monotonic() - started, recreated)
+
+
+def _roll_back(ex, s, lay, previous, failed_id, opts, step, reason) -> None:
+    try:
+        with step(f"roll back to {previous or 'nothing'}"):
+            switch(ex, lay, previous)
+            if previous:
+                bring_up(ex, s, lay, opts.wait_timeout, pull=False)
+            else:  # first deploy: stop what was started, keep every volume and file
+                ex.run(compose_for(s, lay.release(failed_id), "down", "--remove-orphans"), check=False)
+    except (CommandFailed, *CONNECTION_ERRORS) as exc:
+        detail = exc.message if isinstance(exc, ToolError) else str(exc)
+        try:
+            audit(
+                ex,
+                lay,
+                {
+                    "event": "deploy",
+                    "env": s.env,
+                    "result": "rollback_failed",
+                    "release": failed_id,
+                    "previous": previous,
+                    "error": reason,
+                },
+            )
+        finally:
+            raise RollbackFailed(
+                f"release {failed_id} failed ({reason}) and bringing back {previous} failed too: {detail}",
+                hint=f"inspect with app.status; `app.rollback --to {previous}` retries" if previous else None,
+            ) from None
+    audit(
+        ex,
+        lay,
+        {
+            "event": "deploy",
+            "env": s.env,
+            "result": "rolled_back",
+            "release": failed_id,
+            "previous": previous,
+            "error": reason,
+        },
+    )
+
+
+def check_target(facts: dict) -> None:
+    if facts["problems"]:
+        raise PrerequisiteError("the target is not ready: " + "; ".join(facts["problems"]))

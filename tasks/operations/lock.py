@@ -1,0 +1,137 @@
+"""The host lock shared by deploys, rollbacks and backups.
+
+Acquire = atomic `mkdir <root>/deploy.lock`, then `info.json` inside: who, from which
+host, the command, when, and the PID of a guard process on the target whose life is
+tied to our session (see Executor.spawn_guard). A lock whose guard PID is gone is stale:
+its holder died (Ctrl-C is handled; SIGKILL or a dropped connection are not) and
+`--force-unlock` may take it over. A live lock is never taken over.
+"""
+
+from __future__ import annotations
+
+import getpass
+import json
+import os
+import socket
+import uuid
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+from tasks.commands import host
+from tasks.errors import ExitCode, ToolError
+from tasks.operations.layout import Layout
+from tasks.runner.executor import Executor, Guard
+
+
+class LockHeld(ToolError):
+    code = ExitCode.LOCK_HELD
+
+    def __init__(self, message: str, *, info: dict | None, stale: bool, hint: str | None = None):
+        super().__init__(message, hint=hint)
+        self.info = info or {}
+        self.stale = stale
+
+    def as_dict(self) -> dict:
+        return {**super().as_dict(), "lock": self.info, "stale": self.stale}
+
+
+def who() -> str:
+    return f"{getpass.getuser()}@{socket.gethostname()}"
+
+
+@dataclass
+class LockState:
+    held: bool
+    info: dict
+    stale: bool
+
+
+def inspect(ex: Executor, lay: Layout) -> LockState:
+    if not ex.run(["test", "-d", lay.lock], check=False).ok:
+        return LockState(False, {}, False)
+    raw = ex.run(host.cat(f"{lay.lock}/info.json"), check=False)
+    try:
+        info = json.loads(raw.stdout) if raw.ok else {}
+    except json.JSONDecodeError:
+        info = {}
+    pid = info.get("guard_pid")
+    alive = isinstance(pid, int) and ex.run(host.process_alive(pid), check=False).ok
+    return LockState(True, info, not alive)
+
+
+def describe(info: dict) -> str:
+    if not info:
+        return "no details (info.json missing or unreadable)"
+    return (
+        f"held by {info.get('holder', '?')} since {info.get('started', '?')} for "
+        f"`{info.get('command', '?')}` (env {info.get('env', '?')}, guard pid {info.get('guard_pid', '?')})"
+    )
+
+
+class HostLock:
+    """`with HostLock(...):` holds the lock; released on every exit path we survive."""
+
+    def __init__(self, ex: Executor, lay: Layout, *, env: str, command: str, force_unlock: bool = False):
+        self.ex, self.lay, self.env, self.command, self.force_unlock = ex, lay, env, command, force_unlock
+        self.token = uuid.uuid4().hex
+        self.guard: Guard | None = None
+        self.info: dict = {}
+        self.took_over: dict | None = None
+
+    def __enter__(self) -> HostLock:
+        ex, lay = self.ex, self.lay
+        ex.run(host.mkdir_p(lay.root))
+        if not ex.run(host.mkdir_lock(lay.lock), check=False).ok:
+            state = inspect(ex, lay)
+            if not state.held:  # released between our mkdir and the look: try once more
+                ex.run(host.mkdir_lock(lay.lock))
+            elif state.stale and self.force_unlock:
+                self.took_over = state.info
+                ex.run(host.remove_tree(lay.lock))
+                ex.run(host.mkdir_lock(lay.lock))
+            elif state.stale:
+                raise LockHeld(
+                    f"a stale lock is left on {ex.where}: {describe(state.info)}; its process is gone",
+                    info=state.info,
+                    stale=True,
+                    hint="the holder died; re-run with --force-unlock to take the lock over",
+                )
+            else:
+                raise LockHeld(
+                    f"another operation is running on {ex.where}: {describe(state.info)}",
+                    info=state.info,
+                    stale=False,
+                    hint="wait for it to finish (`app.lock` shows the lock); a live lock is never taken over",
+                )
+        try:
+            self.guard = ex.spawn_guard()
+            self.info = {
+                "holder": who(),
+                "command": self.command,
+                "env": self.env,
+                "token": self.token,
+                "started": datetime.now(UTC).isoformat(timespec="seconds"),
+                "guard_pid": self.guard.pid,
+                "client_pid": os.getpid(),
+            }
+            ex.put((json.dumps(self.info, sort_keys=True) + "\n").encode(), f"{lay.lock}/info.json", 0o644)
+        except BaseException:
+            self._release()
+            raise
+        return self
+
+    def _release(self) -> None:
+        try:
+            current = self.ex.run(host.cat(f"{self.lay.lock}/info.json"), check=False)
+            mine = not current.ok or self.token in current.stdout
+            if mine:
+                self.ex.run(host.remove_tree(self.lay.lock), check=False)
+        finally:
+            if self.guard:
+                try:
+                    self.guard.close()
+                except Exception:  # noqa: S110 - the lock is gone; the guard ends with us anyway
+                    pass
+
+    def __exit__(self, *exc) -> None:
+        self._release()
