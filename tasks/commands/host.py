@@ -65,3 +65,8 @@ def ensure_owned_dirs(paths_and_owners: list[tuple[str, int | None]]) -> list[st
     for path, owner in paths_and_owners:
         args += [path, "-" if owner is None else str(owner)]
     return ["sh", "-c", "".join(script), "storage", *args]
+
+
+def remove_uploads(releases: str) -> list[str]:
+    """Leftovers of interrupted uploads (only ever run under the host lock)."""
+    return ["sh", "-c", 'rm -rf -- "$1"/.upload-*', "uploads", releases]

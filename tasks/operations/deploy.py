@@ -124,7 +124,7 @@ def archive(release: Release) -> bytes:
 def upload(ex: Executor, lay: Layout, release: Release, release_id: str) -> str:
     staging = lay.upload_dir(release_id)
     ex.run(host.mkdir_p(lay.releases))
-    ex.run(host.remove_tree(staging))
+    ex.run(host.remove_uploads(lay.releases))
     ex.run(host.mkdir_p(f"{staging}/tree", mode="0700"))
     ex.put(archive(release), f"{staging}/release.tar.gz", 0o600)
     ex.run(host.extract_archive(f"{staging}/release.tar.gz", f"{staging}/tree"))
