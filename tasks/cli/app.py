@@ -257,8 +257,11 @@ def releases(c, env="local", json=False):
     emit(
         {"ok": True, "releases": rows},
         lambda r: table(
-            [("*" if x["current"] else "", x["release"], x["content_sha256"][:16]) for x in rows],
-            ("", "release", "content"),
+            [
+                ("*" if x["current"] else "", x["release"], x["content_sha256"][:16], "failed" if x["failed"] else "")
+                for x in rows
+            ],
+            ("", "release", "content", "status"),
         ),
         json,
     )

@@ -71,3 +71,10 @@ def all_(c):
         failed = [name for name, ok in (("pytest", tests.exited == 0), ("lint", linted)) if not ok]
         raise Exit(f"test.all: failed: {', '.join(failed)}", code=1)
     print("test.all: pytest and lint passed")
+
+
+@task(help={"runs": "repetitions per scenario (the table shows medians)"})
+def bench(c, runs=5):
+    """Benchmark app.deploy against raw `ssh host docker compose up -d --wait` (prints a table)."""
+    with c.cd(str(ROOT)):
+        _py(c, "tests/benchmarks/deploy.py", "--runs", str(int(runs)))

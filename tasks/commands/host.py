@@ -50,8 +50,9 @@ def process_alive(pid: int) -> list[str]:
     return ["test", "-d", f"/proc/{int(pid)}"]
 
 
-def append_stdin(path: str) -> list[str]:
-    return ["sh", "-c", 'umask 077; cat >> "$1"', "append", path]
+def append_line(path: str, line: str) -> list[str]:
+    """Append one line (never a secret: the executor refuses command lines holding one)."""
+    return ["sh", "-c", 'umask 077; printf "%s\n" "$2" >> "$1"', "append", path, line]
 
 
 def ensure_owned_dirs(paths_and_owners: list[tuple[str, int | None]]) -> list[str]:
@@ -70,3 +71,23 @@ def ensure_owned_dirs(paths_and_owners: list[tuple[str, int | None]]) -> list[st
 def remove_uploads(releases: str) -> list[str]:
     """Leftovers of interrupted uploads (only ever run under the host lock)."""
     return ["sh", "-c", 'rm -rf -- "$1"/.upload-*', "uploads", releases]
+
+
+def ensure_groups(paths_and_groups: list[tuple[str, int]]) -> list[str]:
+    """chgrp files a container must read (sudo when the deploy user may not)."""
+    script = (
+        'set -e; while [ "$#" -gt 0 ]; do f=$1; g=$2; shift 2;'
+        ' chgrp "$g" "$f" 2>/dev/null || sudo -n chgrp "$g" "$f"; done'
+    )
+    args: list[str] = []
+    for path, gid in paths_and_groups:
+        args += [path, str(gid)]
+    return ["sh", "-c", script, "groups", *args]
+
+
+def write_marker(path: str, text: str) -> list[str]:
+    return ["sh", "-c", 'printf "%s\n" "$2" > "$1"', "marker", path, text]
+
+
+def find_markers(releases: str, name: str) -> list[str]:
+    return ["find", releases, "-mindepth", "2", "-maxdepth", "2", "-name", name]

@@ -49,11 +49,12 @@ def status(ex: Executor, s: Settings) -> dict:
 def releases(ex: Executor, s: Settings) -> list[dict]:
     lay = Layout(s.deploy_root)
     current, _ = d.current_release(ex, lay)
+    failed = d.failed_releases(ex, lay)
     rows = []
     for rid in d.list_releases(ex, lay):
         raw = ex.run(host.cat(f"{lay.release(rid)}/{MANIFEST}"), check=False)
         sha = json.loads(raw.stdout).get("content_sha256", "") if raw.ok else ""
-        rows.append({"release": rid, "content_sha256": sha, "current": rid == current})
+        rows.append({"release": rid, "content_sha256": sha, "current": rid == current, "failed": rid in failed})
     return rows
 
 
@@ -81,8 +82,9 @@ def rollback(ex: Executor, s: Settings, to: str | None, *, wait_timeout: int, st
     with lock_mod.HostLock(ex, lay, env=s.env, command="app.rollback", force_unlock=force_unlock):
         current = require_current(ex, lay)
         all_releases = d.list_releases(ex, lay)
+        failed = d.failed_releases(ex, lay)
         if to is None:
-            older = [r for r in all_releases if r < current]
+            older = [r for r in all_releases if r < current and r not in failed]
             if not older:
                 raise ConfigError(f"no release older than {current} on {ex.where}", hint="`app.releases` lists them")
             to = older[-1]
@@ -161,13 +163,14 @@ def plan(ex: Executor, s: Settings, release: Release) -> dict:
         changes.append({"path": path, "change": kind})
         if kind != "changed":
             continue
-        before = ex.run(host.cat(f"{lay.current}/{path}"), check=False).stdout
         after = new.content.decode("utf-8", "replace")
-        if new.secret:  # never show a secret: only which keys changed
+        if new.secret:  # never show a secret: only which keys changed (compared raw, never printed)
+            before = ex.get(f"{lay.current}/{path}").decode("utf-8", "replace")
             a, b = _env_values(before), _env_values(after)
             keys = sorted(k for k in set(a) | set(b) if _digest(a.get(k, "")) != _digest(b.get(k, "")))
             diffs.append(f"--- {path}: secret values changed for: {', '.join(keys) or '(non-variable lines)'}")
         else:
+            before = ex.run(host.cat(f"{lay.current}/{path}"), check=False).stdout
             diffs.append(
                 "".join(
                     difflib.unified_diff(
@@ -190,7 +193,7 @@ def plan(ex: Executor, s: Settings, release: Release) -> dict:
 
 def _services_to_recreate(ex: Executor, lay: Layout, current: str, release: Release) -> list[str]:
     old_compose = yaml.safe_load(ex.run(host.cat(f"{lay.current}/compose.yaml"), check=False).stdout or "{}") or {}
-    old_env = _env_values(ex.run(host.cat(f"{lay.current}/.env"), check=False).stdout)
+    old_env = _env_values(ex.get(f"{lay.current}/.env").decode())  # raw: run() output is redacted
     new_compose = yaml.safe_load(release.file("compose.yaml").content)
     new_env = _env_values(release.file(".env").content.decode())
     result = []

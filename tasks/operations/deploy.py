@@ -129,6 +129,9 @@ def upload(ex: Executor, lay: Layout, release: Release, release_id: str) -> str:
     ex.put(archive(release), f"{staging}/release.tar.gz", 0o600)
     ex.run(host.extract_archive(f"{staging}/release.tar.gz", f"{staging}/tree"))
     ex.run(["chmod", "0755", f"{staging}/tree"])
+    grouped = [(f"{staging}/tree/{f.path}", f.group) for f in release.files if f.group is not None]
+    if grouped:
+        ex.run(host.ensure_groups(grouped))
     target = lay.release(release_id)
     ex.run(host.move(f"{staging}/tree", target))
     ex.run(host.remove_tree(staging))
@@ -173,9 +176,17 @@ def bring_up(ex: Executor, s: Settings, lay: Layout, wait_timeout: int, *, pull:
     )
 
 
-def health_gate(ex: Executor, s: Settings, lay: Layout, services: list[str]) -> None:
-    states = service_states(ex, s, lay.current)
-    bad = unhealthy(states, services)
+def health_gate(ex: Executor, s: Settings, lay: Layout, services: list[str], settle: float = 1.0) -> None:
+    """Every service running (and healthy where it has a healthcheck), twice `settle`
+    seconds apart with the same containers: a crash-looping service without a healthcheck
+    is caught as well."""
+    first = service_states(ex, s, lay.current)
+    bad = unhealthy(first, services)
+    if not bad:
+        time.sleep(settle)
+        second = service_states(ex, s, lay.current)
+        bad = unhealthy(second, services)
+        bad += [f"{n} (restarted)" for n in services if n in first and first[n]["id"] != second.get(n, {}).get("id")]
     if bad:
         raise HealthGateFailed("services not healthy: " + ", ".join(bad))
 
@@ -184,12 +195,16 @@ def audit(ex: Executor, lay: Layout, record: dict) -> None:
     line = json.dumps(
         {"time": datetime.now(UTC).isoformat(timespec="seconds"), "who": lock_mod.who(), **record}, sort_keys=True
     )
-    ex.run(host.append_stdin(lay.audit), stdin=line + "\n")
+    ex.run(host.append_line(lay.audit, line))
 
 
 def prune(ex: Executor, lay: Layout, keep: int, protect: set[str]) -> list[str]:
+    """Keep the newest `keep` good releases; failed ones go first; never `protect`."""
     releases = list_releases(ex, lay)
-    doomed = [r for r in releases[:-keep] if r not in protect] if len(releases) > keep else []
+    failed = failed_releases(ex, lay)
+    good = [r for r in releases if r not in failed]
+    doomed = [r for r in failed if r not in protect]
+    doomed += [r for r in good[:-keep] if r not in protect] if len(good) > keep else []
     for r in doomed:
         ex.run(host.remove_tree(lay.release(r)))
     return doomed
@@ -308,7 +323,21 @@ def deploy(
     return Outcome("deployed", release_id, previous, release.content_sha256, time.monotonic() - started, recreated)
 
 
+FAILED_MARKER = "FAILED"
+
+
+def mark_failed(ex: Executor, lay: Layout, release_id: str, reason: str) -> None:
+    """Keep a failed release for inspection, marked so rollbacks never pick it."""
+    ex.run(host.write_marker(f"{lay.release(release_id)}/{FAILED_MARKER}", reason), check=False)
+
+
+def failed_releases(ex: Executor, lay: Layout) -> set[str]:
+    out = ex.run(host.find_markers(lay.releases, FAILED_MARKER), check=False)
+    return {ln.split("/")[-2] for ln in out.stdout.split()} if out.ok else set()
+
+
 def _roll_back(ex, s, lay, previous, failed_id, opts, step, reason) -> None:
+    mark_failed(ex, lay, failed_id, reason)
     try:
         with step(f"roll back to {previous or 'nothing'}"):
             switch(ex, lay, previous)

@@ -33,6 +33,7 @@ class RenderedFile:
     content: bytes
     mode: int
     secret: bool = False
+    group: int | None = None  # a container's group that must read it (set on the host by the deploy)
 
     @property
     def sha256(self) -> str:
@@ -143,7 +144,7 @@ def _plan(s: Settings) -> list[tuple[str, str, int, bool, bool]]:
         ("env.j2", ".env", 0o600, True, True),
         ("tracker/tracker.toml.j2", "tracker/tracker.toml", 0o644, False, True),
         ("proxy/Caddyfile.j2", "proxy/Caddyfile", 0o644, False, True),
-        ("prometheus/prometheus.yml.j2", "prometheus/prometheus.yml", 0o600, True, s.prometheus),
+        ("prometheus/prometheus.yml.j2", "prometheus/prometheus.yml", 0o640, True, s.prometheus),
         (
             "grafana/provisioning/datasources/prometheus.yml.j2",
             "grafana/provisioning/datasources/prometheus.yml",
@@ -167,6 +168,10 @@ def _plan(s: Settings) -> list[tuple[str, str, int, bool, bool]]:
     return [p for p in plan if p[4]]
 
 
+# Secret files a container reads as another user: owner stays the deploy user (0640),
+# the group becomes the container's (Prometheus runs as nobody:nogroup, 65534).
+FILE_GROUPS = {"prometheus/prometheus.yml": 65534}
+
 SERVICE_FILES = {
     "tracker": ("tracker/",),
     "proxy": ("proxy/",),
@@ -187,7 +192,7 @@ def render(s: Settings) -> Release:
                 content = text.encode("utf-8")
             else:
                 content = (APPLICATION / source).read_bytes()
-            files.append(RenderedFile(target, content, mode, secret))
+            files.append(RenderedFile(target, content, mode, secret, FILE_GROUPS.get(target)))
         hashes = {
             svc: hashlib.sha256(
                 b"".join(f.path.encode() + b"\0" + f.content for f in files if f.path.startswith(prefixes))
@@ -221,7 +226,10 @@ def render(s: Settings) -> Release:
         "services": services(s),
         "images": {k: v for k, v in sorted(s.images.items()) if k in services(s) or k == "caddy"},
         "storage": [{"path": p, "owner": o} for p, o in storage],
-        "files": [{"path": f.path, "sha256": f.sha256, "mode": f"{f.mode:04o}", "secret": f.secret} for f in files],
+        "files": [
+            {"path": f.path, "sha256": f.sha256, "mode": f"{f.mode:04o}", "secret": f.secret, "group": f.group}
+            for f in files
+        ],
     }
     files.append(RenderedFile(MANIFEST, (json.dumps(manifest, indent=2, sort_keys=True) + "\n").encode(), 0o644))
     return Release(tuple(files), content_sha, tuple(storage))

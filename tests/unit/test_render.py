@@ -67,7 +67,9 @@ def test_production_release_has_every_artifact(prod):
         "cron/torrust-backup",
         "release.json",
     }
-    assert rel.file(".env").mode == 0o600 and rel.file("prometheus/prometheus.yml").mode == 0o600
+    assert rel.file(".env").mode == 0o600
+    prom = rel.file("prometheus/prometheus.yml")  # Prometheus (nobody:nogroup) reads it through its group
+    assert prom.mode == 0o640 and prom.group == 65534 and prom.secret
     assert rel.file("bin/torrust-backup").mode == 0o755
 
 
