@@ -377,3 +377,22 @@ def test_local_target_first_deploy(images, tmp_path, cli):
         assert json.loads(again.stdout)["status"] == "unchanged"
     finally:
         cli("app.down", "--env", "local", env=env)
+
+
+def test_readme_first_command_works_with_the_test_images(images, workdir, cli):
+    """The README's first command, as written, with the test images selected as it says."""
+    block = (ROOT / "README.md").read_text().split("```sh\n")[1].split("```")[0]
+    first = block.splitlines()[0].split("#")[0].split()
+    assert first[:2] == ["./tasks.py", "app.deploy"]
+    assert "cp tests/images/images.env .env.local" in (ROOT / "README.md").read_text()
+    (workdir / ".env.local").write_text((ROOT / "tests/images/images.env").read_text())
+    try:
+        res = cli(*first[1:], "--json")
+        assert res.returncode == 0, res.stderr
+        assert json.loads(res.stdout)["status"] in ("deployed", "unchanged")
+        with UDPTrackerClient("127.0.0.1", 6969) as udp:
+            assert udp.announce(INFO_HASH, b"-TD0001-readmepeer01", 6884).interval == 120
+        r = requests.get("http://127.0.0.1:80/api/health_check", headers={"Host": "api.torrust.local"}, timeout=10)
+        assert r.json() == {"status": "Ok"}
+    finally:
+        cli("app.down", "--env", "local")
