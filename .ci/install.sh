@@ -52,8 +52,10 @@ install_packages() {
         echo "all ${#PACKAGES[@]} packages already installed"
         return 0
     fi
-    apt-get update -qq >>"$INSTALL_LOG" 2>&1
-    apt-get install -y -qq --no-install-recommends "${missing[@]}" >>"$INSTALL_LOG" 2>&1
+    # (set -e does not apply inside a function run as an `if` condition: check each step)
+    apt-get update -qq >>"$INSTALL_LOG" 2>&1 || return 1
+    apt-get install -y -qq --no-install-recommends "${missing[@]}" >>"$INSTALL_LOG" 2>&1 || return 1
+    [ -z "$(missing_packages)" ] || return 1
     echo "installed: ${missing[*]}"
 }
 

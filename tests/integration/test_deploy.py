@@ -108,7 +108,8 @@ class Deployment:
                 "downloaded": 0,
                 "left": 0,
                 "compact": 1,
-            }
+            },
+            quote_via=urllib.parse.quote,  # '+' would be a literal byte to the tracker
         )
         r = requests.get(
             f"http://127.0.0.1:{self.http_port}/announce?{q}", headers={"Host": "tracker.torrust.local"}, timeout=10

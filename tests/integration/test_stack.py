@@ -96,7 +96,8 @@ def test_local_release_serves_api_http_and_udp(stack):
             "left": 0,
             "compact": 1,
             "event": "started",
-        }
+        },
+        quote_via=urllib.parse.quote,  # '+' would be a literal byte to the tracker
     )
     reply = requests.get(f"{base}/announce?{query}", headers={"Host": s.http_tracker_domains[0]}, timeout=10)
     assert reply.status_code == 200, reply.text

@@ -143,7 +143,7 @@ def test_tracker_schema_check_catches_unknown_keys():
 def test_caddy_sites_follow_tls_settings(prod, local):
     tls = r.render(prod).file("proxy/Caddyfile").content.decode()
     assert "email ops@torrust-demo.net" in tls and "\ntracker.torrust-demo.net {" in tls and "tls internal" not in tls
-    assert "header_up X-Forwarded-For {remote_host}" in tls
+    assert "reverse_proxy tracker:7070" in tls and "X-Forwarded-For" in tls
     plain = r.render(local).file("proxy/Caddyfile").content.decode()
     assert "auto_https off" in plain and "\nhttp://tracker.torrust.local {" in plain
 
