@@ -68,7 +68,7 @@ def prod_release(workdir, tmp_path) -> tuple[Path, object]:
     [
         (
             "proxy/Caddyfile",
-            lambda t: t.replace("reverse_proxy", "reverse_proxxy", 1),
+            lambda t: t.replace("\treverse_proxy", "\treverse_proxxy", 1),
             "caddy validate",
             "reverse_proxxy",
         ),
