@@ -25,6 +25,7 @@ class ExitCode(IntEnum):
     DEPLOY_FAILED = 30  # the deploy failed before switching: the running release is untouched
     ROLLED_BACK = 31  # the new release failed after starting; the previous one runs again
     ROLLBACK_FAILED = 32  # the new release failed and bringing the previous one back failed too
+    HEALTH_FAILED = 40  # a required health probe failed
 
 
 class ToolError(Exception):
@@ -111,3 +112,7 @@ class RolledBack(ToolError):
 
 class RollbackFailed(ToolError):
     code = ExitCode.ROLLBACK_FAILED
+
+
+class HealthFailed(ToolError):
+    code = ExitCode.HEALTH_FAILED

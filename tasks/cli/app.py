@@ -146,8 +146,30 @@ DEPLOY_HELP = {
     "force_unlock": "take over a stale lock (its process is gone); a live lock is never taken over",
     "accept_new_host_key": "record an unknown host key (first contact only)",
     "wait_timeout": "seconds to wait for the services to become healthy (default 300)",
+    "no_probes": "gate on Compose health only, without the UDP/HTTP/API probes from this machine",
     "json": JSON_HELP,
 }
+
+
+def gate_probes(s: settings_mod.Settings):
+    """The protocol probes of the deploy gate: UDP, HTTP through the proxy, API. The
+    certificate is not verified here (ACME may still be issuing it); health.check does."""
+    import ssl
+
+    from tasks.health import check as hc
+    from tasks.health import probes as pr
+
+    r = hc.reach(s, "both", None)
+    if s.tls:
+        ctx = ssl.create_default_context()
+        ctx.check_hostname, ctx.verify_mode = False, ssl.CERT_NONE
+        r = pr.Reach(r.addresses, r.tls, r.port, ctx)
+    probes = [
+        x
+        for x in pr.public_probes(s, r, sorted(r.addresses), s.probe_timeout, s.probe_attempts)
+        if x.name != "tls certificate"
+    ]
+    return lambda: pr.run(probes)
 
 
 def _summary(s: settings_mod.Settings, outcome: dict) -> str:
@@ -173,6 +195,7 @@ def deploy(
     force_unlock=False,
     accept_new_host_key=False,
     wait_timeout=300,
+    no_probes=False,
     json=False,
 ):
     """Deploy the release: locked, atomic, health-gated, rolled back automatically on failure."""
@@ -193,7 +216,12 @@ def deploy(
             result = day2.plan(ex, s, release)
             emit(result, _plan_text, json)
             return
-        opts = deploy_mod.DeployOptions(pull=not no_pull, force_unlock=force_unlock, wait_timeout=int(wait_timeout))
+        opts = deploy_mod.DeployOptions(
+            pull=not no_pull,
+            force_unlock=force_unlock,
+            wait_timeout=int(wait_timeout),
+            probes=None if no_probes else gate_probes(s),
+        )
 
         def reconnect():
             fresh = connect_executor(s)

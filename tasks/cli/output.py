@@ -41,7 +41,11 @@ def note(message: str) -> None:
     print(message, file=sys.stderr, flush=True)
 
 
+_emitted = {"done": False}  # one JSON document per task run: the result, or else the error
+
+
 def emit(result: dict, human: Callable[[dict], str], as_json: bool) -> None:
+    _emitted["done"] = True
     if as_json:
         print(json.dumps(result, indent=2, sort_keys=True, default=str))
     else:
@@ -57,10 +61,11 @@ def operation(fn):
     def wrapper(c, *args, **kwargs):
         as_json = bool(kwargs.get("json", False))
         previous = signal.signal(signal.SIGTERM, _sigterm)
+        _emitted["done"] = False
         try:
             return fn(c, *args, **kwargs)
         except ToolError as exc:
-            if as_json:
+            if as_json and not _emitted["done"]:
                 print(json.dumps({"ok": False, **exc.as_dict()}, indent=2, sort_keys=True))
             print(exc.render(), file=sys.stderr, flush=True)
             raise Exit(code=int(exc.code)) from None

@@ -209,6 +209,10 @@ class Settings:
     images: dict[str, str]
     ipv6: bool
     ipv6_subnet: str
+    probe_ipv4: str
+    probe_ipv6: str
+    probe_timeout: int
+    probe_attempts: int
     origins: dict[str, Origin] = field(default_factory=dict, compare=False)
     raw: dict[str, str] = field(default_factory=dict, compare=False, repr=False)
     warnings: tuple[str, ...] = ()
@@ -544,6 +548,10 @@ def load(env: str = LOCAL_ENV, *, root: Path | None = None, environ: Mapping[str
         images=images,
         ipv6=g("TORRUST_IPV6"),
         ipv6_subnet=g("TORRUST_IPV6_SUBNET"),
+        probe_ipv4=g("TORRUST_PROBE_IPV4"),
+        probe_ipv6=g("TORRUST_PROBE_IPV6"),
+        probe_timeout=g("TORRUST_PROBE_TIMEOUT"),
+        probe_attempts=g("TORRUST_PROBE_ATTEMPTS"),
         origins={k: r.origin for k, r in values.items()},
         raw={k: r.value for k, r in values.items()},
         warnings=tuple(warnings),
@@ -598,6 +606,13 @@ def _cross_checks(b: _Builder, s: Settings) -> None:  # noqa: C901 - a flat list
             ipaddress.ip_address(s.external_ip)
         except ValueError:
             f("TORRUST_TRACKER_EXTERNAL_IP", "not an IP address")
+    for name, value, version in (("TORRUST_PROBE_IPV4", s.probe_ipv4, 4), ("TORRUST_PROBE_IPV6", s.probe_ipv6, 6)):
+        if value and value != "none":
+            try:
+                if ipaddress.ip_address(value).version != version:
+                    raise ValueError
+            except ValueError:
+                f(name, f"not an IPv{version} address")
     if not re.fullmatch(r"[A-Za-z0-9_]{1,64}", s.mysql_database):
         f("TORRUST_MYSQL_DATABASE", "not a valid database name")
     if not re.fullmatch(r"[A-Za-z0-9_]{1,32}", s.mysql_user) or s.mysql_user.lower() == "root":

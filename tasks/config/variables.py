@@ -472,6 +472,47 @@ VARIABLES: tuple[Var, ...] = (
         "Grafana image (used when TORRUST_GRAFANA=true).",
         allowed="NAME:TAG or NAME@sha256:DIGEST",
     ),
+    # --- health probes -------------------------------------------------------------------
+    Var(
+        "TORRUST_PROBE_IPV4",
+        "Health probes",
+        STR,
+        "",
+        "IPv4 address the public probes connect to (speaking to the public names). Empty: "
+        "127.0.0.1 for the local target; for SSH, TORRUST_SSH_HOST if it is IPv4, else the "
+        "first HTTP tracker name resolved. 'none': no IPv4 probes.",
+        optional=True,
+        allowed="an IPv4 address, or none",
+    ),
+    Var(
+        "TORRUST_PROBE_IPV6",
+        "Health probes",
+        STR,
+        "",
+        "IPv6 address the public probes connect to. Empty: ::1 for the local target; for SSH, "
+        "TORRUST_SSH_HOST if it is IPv6, else the first HTTP tracker name resolved. 'none': "
+        "no IPv6 probes.",
+        optional=True,
+        allowed="an IPv6 address, or none",
+    ),
+    Var(
+        "TORRUST_PROBE_TIMEOUT",
+        "Health probes",
+        INT,
+        "5",
+        "Seconds each probe attempt may take.",
+        minimum=1,
+        maximum=120,
+    ),
+    Var(
+        "TORRUST_PROBE_ATTEMPTS",
+        "Health probes",
+        INT,
+        "2",
+        "Attempts per probe on network errors (a tracker's refusal is final).",
+        minimum=1,
+        maximum=10,
+    ),
     # --- network -------------------------------------------------------------------------
     Var(
         "TORRUST_IPV6",

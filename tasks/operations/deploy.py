@@ -176,6 +176,23 @@ def bring_up(ex: Executor, s: Settings, lay: Layout, wait_timeout: int, *, pull:
     )
 
 
+ProbeRunner = Callable[[], list]  # returns health ProbeResults (tasks.health.probes)
+
+
+def probe_gate(run_probes: ProbeRunner, rounds: int = 5, pause: float = 2.0) -> str:
+    """Protocol probes after Compose health: retried a few rounds (the proxy may need a
+    moment after the tracker turns healthy); raises HealthGateFailed with the failures."""
+    failed: list = []
+    for attempt in range(rounds):
+        results = run_probes()
+        failed = [r for r in results if r.required and not r.ok]
+        if not failed:
+            return f"{len(results)} probes passed"
+        if attempt + 1 < rounds:
+            time.sleep(pause)
+    raise HealthGateFailed("probes failed: " + "; ".join(f"{r.name} {r.target}: {r.detail}" for r in failed[:4]))
+
+
 def health_gate(ex: Executor, s: Settings, lay: Layout, services: list[str], settle: float = 1.0) -> None:
     """Every service running (and healthy where it has a healthcheck), twice `settle`
     seconds apart with the same containers: a crash-looping service without a healthcheck
@@ -217,6 +234,7 @@ class DeployOptions:
     force_unlock: bool = False
     wait_timeout: int = 300
     command: str = "app.deploy"
+    probes: ProbeRunner | None = None  # protocol probes for the health gate
 
 
 def deploy(
@@ -289,6 +307,8 @@ def deploy(
                 bring_up(ex, s, lay, opts.wait_timeout, pull=opts.pull)
             with step("health gate"):
                 health_gate(ex, s, lay, services)
+                if opts.probes is not None:
+                    probe_gate(opts.probes)
         except (CommandFailed, HealthGateFailed, KeyboardInterrupt, *CONNECTION_ERRORS) as exc:
             reason = exc.message.splitlines()[0] if isinstance(exc, ToolError) else f"{type(exc).__name__}: {exc}"
             if isinstance(exc, CONNECTION_ERRORS) and reconnect is not None:

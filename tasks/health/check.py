@@ -1,0 +1,167 @@
+"""Assemble and run the health check of an environment: public and host probes."""
+
+from __future__ import annotations
+
+import ipaddress
+import json
+import socket
+
+from tasks.config.settings import Settings
+from tasks.errors import ConfigError
+from tasks.health import probes as p
+from tasks.operations import deploy as d
+from tasks.operations.layout import Layout
+from tasks.runner.executor import Executor
+
+CADDY_ROOT_CA = "proxy/data/caddy/pki/authorities/local/root.crt"  # under <root>/storage
+GROUPS = ("udp", "http", "api", "tls", "host")
+NAME_GROUP = {
+    "udp tracker": "udp",
+    "http tracker": "http",
+    "api health": "api",
+    "api stats": "api",
+    "tls certificate": "tls",
+}
+
+
+def addresses(s: Settings, want: str) -> dict[int, str]:
+    """{family: address} the public probes use; `want` is '4', '6' or 'both'."""
+    if want not in ("4", "6", "both"):
+        raise ConfigError(f"--family {want!r}: allowed values are 4, 6, both")
+    result: dict[int, str] = {}
+    for fam, configured, loopback in ((4, s.probe_ipv4, "127.0.0.1"), (6, s.probe_ipv6, "::1")):
+        if want not in (str(fam), "both") or configured == "none":
+            continue
+        if configured:
+            result[fam] = configured
+        elif s.target == "local":
+            result[fam] = loopback
+        else:
+            addr = _ssh_host_address(s.ssh.host, fam) or _resolve(s.http_tracker_domains[0], fam)
+            if addr:
+                result[fam] = addr
+    return result
+
+
+def _ssh_host_address(host: str, fam: int) -> str | None:
+    try:
+        return host if ipaddress.ip_address(host).version == fam else None
+    except ValueError:
+        return None
+
+
+def _resolve(name: str, fam: int) -> str | None:
+    try:
+        infos = socket.getaddrinfo(name, None, socket.AF_INET if fam == 4 else socket.AF_INET6, socket.SOCK_STREAM)
+    except OSError:
+        return None
+    return infos[0][4][0] if infos else None
+
+
+# ------------------------------------------------------------------------ host probes
+def host_probes(ex: Executor, s: Settings, timeout: float) -> list[p.Probe]:
+    lay = Layout(s.deploy_root)
+    cur = lay.current
+
+    def compose(*args: str) -> list[str]:
+        return d.compose_for(s, cur, *args)
+
+    def run_ok(argv: list[str]) -> str:
+        r = ex.run(argv, check=False, timeout=int(timeout) + 10)
+        if not r.ok:
+            raise p.ProbeFailed(((r.stderr or r.stdout).strip().splitlines() or [f"exit {r.exit_status}"])[-1][:200])
+        return r.stdout
+
+    def healthcheck_api() -> str:
+        url = f"http://localhost:{s.health_check_api_bind.port}/health_check"
+        out = run_ok(compose("exec", "-T", "tracker", "http_health_check", url))
+        return out.strip().splitlines()[-1][:120] if out.strip() else "ok"
+
+    def containers() -> str:
+        manifest = json.loads(run_ok(["cat", f"{cur}/release.json"]))
+        bad = d.unhealthy(d.service_states(ex, s, cur), manifest["services"])
+        if bad:
+            raise p.ProbeFailed("not healthy: " + ", ".join(bad))
+        return f"{len(manifest['services'])} services running and healthy"
+
+    def prometheus() -> str:
+        run_ok(compose("exec", "-T", "prometheus", "wget", "-q", "-O", "-", "http://127.0.0.1:9090/-/healthy"))
+        targets = json.loads(
+            run_ok(compose("exec", "-T", "prometheus", "wget", "-q", "-O", "-", "http://127.0.0.1:9090/api/v1/targets"))
+        )
+        active = [t for t in targets["data"]["activeTargets"] if t["labels"].get("job", "").startswith("tracker")]
+        if not active:
+            raise p.ProbeFailed("no tracker targets configured")
+        down = [f"{t['labels']['job']} ({t.get('lastError') or 'down'})" for t in active if t["health"] == "down"]
+        if down:  # "unknown" only means not scraped yet (right after a start)
+            raise p.ProbeFailed("targets down: " + ", ".join(down))
+        up = sum(t["health"] == "up" for t in active)
+        pending = len(active) - up
+        return f"healthy; {up} tracker targets up" + (f", {pending} not scraped yet" if pending else "")
+
+    def grafana() -> str:
+        body = json.loads(
+            run_ok(compose("exec", "-T", "grafana", "wget", "-q", "-O", "-", "http://127.0.0.1:3000/api/health"))
+        )
+        if body.get("database") != "ok":
+            raise p.ProbeFailed(f"database {body.get('database')!r}")
+        return "database ok"
+
+    def database() -> str:
+        if s.mysql:
+            run_ok(compose("exec", "-T", "mysql", "mysqladmin", "ping", "-h", "127.0.0.1", "--silent"))
+            return "mysql answers ping"
+        path = f"{lay.storage}/tracker/lib/database/sqlite3.db"
+        run_ok(["test", "-s", path])
+        return "sqlite3 database file present"
+
+    def host_probe(name: str, fn) -> p.Probe:
+        return p.Probe(name, f"{ex.where}", None, fn, timeout, 1, group="host")
+
+    result = [
+        host_probe("health-check api", healthcheck_api),
+        host_probe("containers", containers),
+        host_probe("database", database),
+    ]
+    if s.prometheus:
+        result.append(host_probe("prometheus", prometheus))
+    if s.grafana:
+        result.append(host_probe("grafana", grafana))
+    return result
+
+
+def group_of(probe: p.Probe) -> str:
+    return NAME_GROUP.get(probe.name, probe.group)
+
+
+def select(probes: list[p.Probe], only: str, skip: str) -> list[p.Probe]:
+    def parse(text: str) -> set[str]:
+        names = {x.strip() for x in text.split(",") if x.strip()}
+        unknown = names - set(GROUPS)
+        if unknown:
+            raise ConfigError(f"unknown probe group(s) {', '.join(sorted(unknown))}; allowed: {', '.join(GROUPS)}")
+        return names
+
+    only_set, skip_set = parse(only), parse(skip)
+    return [pr for pr in probes if (not only_set or group_of(pr) in only_set) and group_of(pr) not in skip_set]
+
+
+def reach(s: Settings, want: str, extra_ca_pem: str | None) -> p.Reach:
+    return p.Reach(
+        addresses=addresses(s, want),
+        tls=s.tls,
+        port=s.https_port if s.tls else s.http_port,
+        context=p.tls_context(extra_ca_pem) if s.tls else None,
+    )
+
+
+def internal_ca(ex: Executor, s: Settings) -> str:
+    """The proxy's internal root CA (public, not a secret); Caddy keeps its data dir private."""
+    path = f"{Layout(s.deploy_root).storage}/{CADDY_ROOT_CA}"
+    r = ex.run(["sh", "-c", 'cat -- "$1" 2>/dev/null || sudo -n cat -- "$1"', "ca", path], check=False)
+    if not r.ok or "BEGIN CERTIFICATE" not in r.stdout:
+        raise ConfigError(
+            f"cannot read the proxy's internal CA at {path} on {ex.where}",
+            hint="it exists once the proxy has issued a certificate for a .local/.test name",
+        )
+    return r.stdout
