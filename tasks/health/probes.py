@@ -162,7 +162,7 @@ STATS_FIELDS = ("torrents", "seeders", "completed", "leechers", "udp4_announces_
 def api_stats(reach: Reach, family: int, name: str, token: str, timeout: float) -> str:
     r = _get(reach, family, name, "/api/v1/stats?" + urllib.parse.urlencode({"token": token}), timeout)
     if r.status != 200:
-        text = r.body[:160].decode("utf-8", "replace").replace(token, "********")
+        text = _mask(r.body.decode("utf-8", "replace"), token)[:160]  # mask first, then cut
         raise ProbeFailed(
             f"HTTP {r.status}: {text}" + (" (is the admin token right?)" if r.status in (401, 403, 500) else "")
         )
@@ -171,6 +171,13 @@ def api_stats(reach: Reach, family: int, name: str, token: str, timeout: float) 
     if missing:
         raise ProbeFailed(f"stats lack {', '.join(missing)}")
     return f"torrents={body['torrents']} seeders={body['seeders']} leechers={body['leechers']}"
+
+
+def _mask(text: str, secret: str) -> str:
+    """Hide a secret in any form a server might echo it: raw or URL-encoded."""
+    for form in {secret, urllib.parse.quote(secret, safe=""), urllib.parse.quote_plus(secret)}:
+        text = text.replace(form, "********")
+    return text
 
 
 def _announce_query(pid: bytes, event: str | None) -> str:
