@@ -210,9 +210,9 @@ def deploy(
         ex = connect_executor(s, accept_new_host_key=accept_new_host_key)
     extra: list = []
     try:
-        with step("check the target"):
-            deploy_mod.check_target(preflight_mod.gather(ex, s))
         if dry_run:
+            with step("check the target"):
+                deploy_mod.check_target(preflight_mod.gather(ex, s))
             result = day2.plan(ex, s, release)
             emit(result, _plan_text, json)
             return
@@ -221,6 +221,7 @@ def deploy(
             force_unlock=force_unlock,
             wait_timeout=int(wait_timeout),
             probes=None if no_probes else gate_probes(s),
+            preflight=lambda e: deploy_mod.check_target(preflight_mod.gather(e, s)),
         )
 
         def reconnect():

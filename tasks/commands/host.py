@@ -91,3 +91,28 @@ def write_marker(path: str, text: str) -> list[str]:
 
 def find_markers(releases: str, name: str) -> list[str]:
     return ["find", releases, "-mindepth", "2", "-maxdepth", "2", "-name", name]
+
+
+def take_lock(root: str, lock: str, info_json: str) -> list[str]:
+    """Atomic `mkdir` of the lock (fails when held), then its details, in one round trip."""
+    return [
+        "sh",
+        "-c",
+        'mkdir -p -- "$1" && mkdir -- "$2" 2>/dev/null && printf "%s\n" "$3" > "$2/info.json"',
+        "lock",
+        root,
+        lock,
+        info_json,
+    ]
+
+
+def release_lock(lock: str, token: str) -> list[str]:
+    """Remove the lock only if it is ours (its info.json carries our token)."""
+    return [
+        "sh",
+        "-c",
+        'if [ ! -e "$1/info.json" ] || grep -q -- "$2" "$1/info.json"; then rm -rf -- "$1"; fi',
+        "unlock",
+        lock,
+        token,
+    ]

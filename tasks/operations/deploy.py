@@ -58,22 +58,90 @@ def compose_for(s: Settings, release_dir: str, *args: str) -> list[str]:
     return docker.compose(s.compose_project, release_dir, *args)
 
 
-def service_states(ex: Executor, s: Settings, release_dir: str) -> dict[str, dict]:
-    """{service: {"state", "health", "id", "created"}} from `compose ps` (JSON lines or array)."""
-    out = ex.run(compose_for(s, release_dir, "ps", "--all", "--format", "json"), check=False)
-    if not out.ok or not out.stdout.strip():
-        return {}
-    text = out.stdout.strip()
-    rows = json.loads(text) if text.startswith("[") else [json.loads(ln) for ln in text.splitlines() if ln.strip()]
-    return {
-        r["Service"]: {
-            "state": r.get("State", ""),
-            "health": r.get("Health", ""),
-            "id": r.get("ID", ""),
-            "created": r.get("CreatedAt", ""),
+def ps_command(project: str) -> list[str]:
+    """`docker ps` of the project's containers: the docker CLI is much faster than compose."""
+    return [
+        "docker",
+        "ps",
+        "--all",
+        "--filter",
+        f"label=com.docker.compose.project={project}",
+        "--filter",
+        "label=com.docker.compose.oneoff=False",
+        "--format",
+        "{{json .}}",
+    ]
+
+
+def parse_ps(text: str) -> dict[str, dict]:
+    """{service: {"state", "health", "id", "created"}} from `docker ps --format '{{json .}}'` lines."""
+    states: dict[str, dict] = {}
+    for line in text.splitlines():
+        line = line.strip()
+        if not line.startswith("{"):
+            continue
+        row = json.loads(line)
+        labels = dict(kv.split("=", 1) for kv in row.get("Labels", "").split(",") if "=" in kv)
+        service = labels.get("com.docker.compose.service")
+        if not service:
+            continue
+        status = row.get("Status", "")
+        health = (
+            "unhealthy"
+            if "(unhealthy)" in status
+            else "healthy"
+            if "(healthy)" in status
+            else "starting"
+            if "health: starting" in status
+            else ""
+        )
+        states[service] = {
+            "state": row.get("State", ""),
+            "health": health,
+            "id": row.get("ID", ""),
+            "created": row.get("CreatedAt", ""),
         }
-        for r in rows
-    }
+    return states
+
+
+def service_states(ex: Executor, s: Settings, release_dir: str = "") -> dict[str, dict]:
+    out = ex.run(ps_command(s.compose_project), check=False)
+    return parse_ps(out.stdout) if out.ok else {}
+
+
+@dataclass
+class Snapshot:
+    locked: bool
+    current: str | None
+    manifest: dict | None
+    states: dict[str, dict]
+
+
+SNAPSHOT_SCRIPT = r"""
+root=$1; project=$2
+if [ -d "$root/deploy.lock" ]; then echo 'LOCKED yes'; else echo 'LOCKED no'; fi
+printf 'CURRENT %s
+' "$(readlink "$root/current" 2>/dev/null)"
+echo '--- manifest'
+cat "$root/current/release.json" 2>/dev/null
+echo '--- ps'
+docker ps --all --filter "label=com.docker.compose.project=$project" \
+  --filter label=com.docker.compose.oneoff=False --format '{{json .}}' 2>/dev/null
+"""
+
+
+def snapshot(ex: Executor, s: Settings, lay: Layout) -> Snapshot:
+    """Lock, current release, its manifest and the containers: one read-only round trip."""
+    out = ex.run(["sh", "-c", SNAPSHOT_SCRIPT, "snapshot", lay.root, s.compose_project], check=False).stdout
+    head, _, rest = out.partition("--- manifest\n")
+    manifest_text, _, ps_text = rest.partition("--- ps\n")
+    fields = dict(line.split(" ", 1) if " " in line else (line, "") for line in head.splitlines() if line)
+    link = fields.get("CURRENT", "").strip().rstrip("/")
+    try:
+        manifest = json.loads(manifest_text) if manifest_text.strip() else None
+    except json.JSONDecodeError:
+        manifest = None
+    return Snapshot(fields.get("LOCKED") == "yes", link.split("/")[-1] if link else None, manifest, parse_ps(ps_text))
 
 
 def unhealthy(states: dict[str, dict], expected: list[str]) -> list[str]:
@@ -121,20 +189,35 @@ def archive(release: Release) -> bytes:
 
 
 # ------------------------------------------------------------------------ the steps
+UNPACK_SCRIPT = r"""
+set -e
+staging=$1; target=$2; shift 2
+tar -xzf "$staging/release.tar.gz" -C "$staging/tree" --no-same-owner
+while [ "$#" -gt 0 ]; do f=$staging/tree/$1; g=$2; shift 2
+  chgrp "$g" "$f" 2>/dev/null || sudo -n chgrp "$g" "$f"; done
+chmod 0755 "$staging/tree"
+mv -T -- "$staging/tree" "$target"
+rm -rf -- "$staging"
+"""
+
+
 def upload(ex: Executor, lay: Layout, release: Release, release_id: str) -> str:
+    """One archive over SFTP into a 0700 staging dir, unpacked and renamed into place."""
     staging = lay.upload_dir(release_id)
-    ex.run(host.mkdir_p(lay.releases))
-    ex.run(host.remove_uploads(lay.releases))
-    ex.run(host.mkdir_p(f"{staging}/tree", mode="0700"))
-    ex.put(archive(release), f"{staging}/release.tar.gz", 0o600)
-    ex.run(host.extract_archive(f"{staging}/release.tar.gz", f"{staging}/tree"))
-    ex.run(["chmod", "0755", f"{staging}/tree"])
-    grouped = [(f"{staging}/tree/{f.path}", f.group) for f in release.files if f.group is not None]
-    if grouped:
-        ex.run(host.ensure_groups(grouped))
     target = lay.release(release_id)
-    ex.run(host.move(f"{staging}/tree", target))
-    ex.run(host.remove_tree(staging))
+    ex.run(
+        [
+            "sh",
+            "-c",
+            'set -e; mkdir -p "$1"; rm -rf -- "$1"/.upload-*; mkdir -m 0700 -p "$2/tree"',
+            "stage",
+            lay.releases,
+            staging,
+        ]
+    )
+    ex.put(archive(release), f"{staging}/release.tar.gz", 0o600)
+    groups = [x for f in release.files if f.group is not None for x in (f.path, str(f.group))]
+    ex.run(["sh", "-c", UNPACK_SCRIPT, "unpack", staging, target, *groups])
     return target
 
 
@@ -143,6 +226,8 @@ def prepare_storage(ex: Executor, lay: Layout, release: Release) -> None:
 
 
 def missing_images(ex: Executor, images: list[str]) -> list[str]:
+    if not images or ex.run(["docker", "image", "inspect", "--format", "{{.Id}}", *images], check=False).ok:
+        return []  # all present: one round trip
     return [img for img in images if not ex.run(docker.image_present(img), check=False).ok]
 
 
@@ -193,19 +278,14 @@ def probe_gate(run_probes: ProbeRunner, rounds: int = 5, pause: float = 2.0) -> 
     raise HealthGateFailed("probes failed: " + "; ".join(f"{r.name} {r.target}: {r.detail}" for r in failed[:4]))
 
 
-def health_gate(ex: Executor, s: Settings, lay: Layout, services: list[str], settle: float = 1.0) -> None:
-    """Every service running (and healthy where it has a healthcheck), twice `settle`
-    seconds apart with the same containers: a crash-looping service without a healthcheck
-    is caught as well."""
-    first = service_states(ex, s, lay.current)
-    bad = unhealthy(first, services)
-    if not bad:
-        time.sleep(settle)
-        second = service_states(ex, s, lay.current)
-        bad = unhealthy(second, services)
-        bad += [f"{n} (restarted)" for n in services if n in first and first[n]["id"] != second.get(n, {}).get("id")]
+def health_gate(ex: Executor, s: Settings, lay: Layout, services: list[str]) -> dict[str, dict]:
+    """Every service running, and healthy where it has a healthcheck. (The protocol probes
+    that follow are the second look that catches a service without a healthcheck.)"""
+    states = service_states(ex, s)
+    bad = unhealthy(states, services)
     if bad:
         raise HealthGateFailed("services not healthy: " + ", ".join(bad))
+    return states
 
 
 def audit(ex: Executor, lay: Layout, record: dict) -> None:
@@ -217,13 +297,18 @@ def audit(ex: Executor, lay: Layout, record: dict) -> None:
 
 def prune(ex: Executor, lay: Layout, keep: int, protect: set[str]) -> list[str]:
     """Keep the newest `keep` good releases; failed ones go first; never `protect`."""
-    releases = list_releases(ex, lay)
-    failed = failed_releases(ex, lay)
+    out = ex.run(
+        ["sh", "-c", 'ls -1 -- "$1"; echo ---; find "$1" -mindepth 2 -maxdepth 2 -name FAILED', "list", lay.releases],
+        check=False,
+    ).stdout
+    names, _, markers = out.partition("---\n")
+    releases = sorted(n for n in names.split() if is_release_id(n))
+    failed = {ln.split("/")[-2] for ln in markers.split()}
     good = [r for r in releases if r not in failed]
     doomed = [r for r in failed if r not in protect]
     doomed += [r for r in good[:-keep] if r not in protect] if len(good) > keep else []
-    for r in doomed:
-        ex.run(host.remove_tree(lay.release(r)))
+    if doomed:
+        ex.run(["rm", "-rf", "--", *(lay.release(r) for r in doomed)])
     return doomed
 
 
@@ -235,6 +320,7 @@ class DeployOptions:
     wait_timeout: int = 300
     command: str = "app.deploy"
     probes: ProbeRunner | None = None  # protocol probes for the health gate
+    preflight: Callable[[Executor], None] | None = None  # target checks before the first change
 
 
 def deploy(
@@ -249,31 +335,42 @@ def deploy(
     lay = Layout(s.deploy_root)
     manifest = json.loads(release.file(MANIFEST).content)
     services: list[str] = manifest["services"]
+
+    def unchanged(snap: Snapshot) -> bool:
+        same = bool(snap.manifest) and snap.manifest.get("content_sha256") == release.content_sha256
+        return same and not unhealthy(snap.states, services)
+
+    def record_unchanged(current: str | None) -> Outcome:
+        audit(
+            ex,
+            lay,
+            {
+                "event": "deploy",
+                "env": s.env,
+                "result": "unchanged",
+                "release": current,
+                "content_sha256": release.content_sha256,
+            },
+        )
+        return Outcome("unchanged", current, current, release.content_sha256, time.monotonic() - started)
+
+    # Read-only fast path, one round trip: nothing changed, everything healthy, no lock held.
+    with step("compare with the running release"):
+        snap = snapshot(ex, s, lay)
+    if not snap.locked and unchanged(snap):
+        return record_unchanged(snap.current)
+    with step("check the target"):
+        if opts.preflight is not None:
+            opts.preflight(ex)
     with lock_mod.HostLock(ex, lay, env=s.env, command=opts.command, force_unlock=opts.force_unlock):
-        with step("compare with the running release"):
-            previous, current_manifest = current_release(ex, lay)
-            before = service_states(ex, s, lay.current) if previous else {}
-        if current_manifest and current_manifest.get("content_sha256") == release.content_sha256:
-            if not unhealthy(before, services):
-                outcome = Outcome("unchanged", previous, previous, release.content_sha256)
-                audit(
-                    ex,
-                    lay,
-                    {
-                        "event": "deploy",
-                        "env": s.env,
-                        "result": "unchanged",
-                        "release": previous,
-                        "content_sha256": release.content_sha256,
-                    },
-                )
-                outcome.duration = time.monotonic() - started
-                return outcome
+        snap = snapshot(ex, s, lay)  # again, under the lock
+        previous, before = snap.current, snap.states
+        if unchanged(snap):
+            return record_unchanged(previous)
         release_id = new_release_id(release.content_sha256)
         try:
             with step(f"upload release {release_id}"):
                 upload(ex, lay, release, release_id)
-            with step("prepare storage"):
                 prepare_storage(ex, lay, release)
             with step("validate on the host (compose config)"):
                 ex.run(compose_for(s, lay.release(release_id), "config", "--quiet"))
@@ -306,7 +403,7 @@ def deploy(
                 switch(ex, lay, release_id)
                 bring_up(ex, s, lay, opts.wait_timeout, pull=opts.pull)
             with step("health gate"):
-                health_gate(ex, s, lay, services)
+                after = health_gate(ex, s, lay, services)
                 if opts.probes is not None:
                     probe_gate(opts.probes)
         except (CommandFailed, HealthGateFailed, KeyboardInterrupt, *CONNECTION_ERRORS) as exc:
@@ -322,7 +419,6 @@ def deploy(
                 "`app.logs` shows why it failed",
             ) from None
 
-        after = service_states(ex, s, lay.current)
         recreated = sorted(n for n in services if before.get(n, {}).get("id") != after.get(n, {}).get("id"))
         with step("record and prune"):
             audit(

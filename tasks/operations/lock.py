@@ -80,52 +80,50 @@ class HostLock:
 
     def __enter__(self) -> HostLock:
         ex, lay = self.ex, self.lay
-        ex.run(host.mkdir_p(lay.root))
-        if not ex.run(host.mkdir_lock(lay.lock), check=False).ok:
-            state = inspect(ex, lay)
-            if not state.held:  # released between our mkdir and the look: try once more
-                ex.run(host.mkdir_lock(lay.lock))
-            elif state.stale and self.force_unlock:
-                self.took_over = state.info
-                ex.run(host.remove_tree(lay.lock))
-                ex.run(host.mkdir_lock(lay.lock))
-            elif state.stale:
-                raise LockHeld(
-                    f"a stale lock is left on {ex.where}: {describe(state.info)}; its process is gone",
-                    info=state.info,
-                    stale=True,
-                    hint="the holder died; re-run with --force-unlock to take the lock over",
-                )
-            else:
-                raise LockHeld(
-                    f"another operation is running on {ex.where}: {describe(state.info)}",
-                    info=state.info,
-                    stale=False,
-                    hint="wait for it to finish (`app.lock` shows the lock); a live lock is never taken over",
-                )
+        self.guard = ex.spawn_guard()
+        self.info = {
+            "holder": who(),
+            "command": self.command,
+            "env": self.env,
+            "token": self.token,
+            "started": datetime.now(UTC).isoformat(timespec="seconds"),
+            "guard_pid": self.guard.pid,
+            "client_pid": os.getpid(),
+        }
+        info = json.dumps(self.info, sort_keys=True)
         try:
-            self.guard = ex.spawn_guard()
-            self.info = {
-                "holder": who(),
-                "command": self.command,
-                "env": self.env,
-                "token": self.token,
-                "started": datetime.now(UTC).isoformat(timespec="seconds"),
-                "guard_pid": self.guard.pid,
-                "client_pid": os.getpid(),
-            }
-            ex.put((json.dumps(self.info, sort_keys=True) + "\n").encode(), f"{lay.lock}/info.json", 0o644)
+            if not ex.run(host.take_lock(lay.root, lay.lock, info), check=False).ok:
+                state = inspect(ex, lay)
+                if not state.held:  # released between our mkdir and the look: try once more
+                    ex.run(host.take_lock(lay.root, lay.lock, info))
+                elif state.stale and self.force_unlock:
+                    self.took_over = state.info
+                    ex.run(host.remove_tree(lay.lock))
+                    ex.run(host.take_lock(lay.root, lay.lock, info))
+                elif state.stale:
+                    raise LockHeld(
+                        f"a stale lock is left on {ex.where}: {describe(state.info)}; its process is gone",
+                        info=state.info,
+                        stale=True,
+                        hint="the holder died; re-run with --force-unlock to take the lock over",
+                    )
+                else:
+                    raise LockHeld(
+                        f"another operation is running on {ex.where}: {describe(state.info)}",
+                        info=state.info,
+                        stale=False,
+                        hint="wait for it to finish (`app.lock` shows the lock); a live lock is never taken over",
+                    )
         except BaseException:
-            self._release()
+            self.guard.close()
             raise
+        self.held = True
         return self
 
     def _release(self) -> None:
         try:
-            current = self.ex.run(host.cat(f"{self.lay.lock}/info.json"), check=False)
-            mine = not current.ok or self.token in current.stdout
-            if mine:
-                self.ex.run(host.remove_tree(self.lay.lock), check=False)
+            if getattr(self, "held", False):
+                self.ex.run(host.release_lock(self.lay.lock, self.token), check=False)
         finally:
             if self.guard:
                 try:
