@@ -9,11 +9,9 @@ from invoke import task
 
 from tasks.cli.output import emit, note, operation, step, table
 from tasks.config import settings as settings_mod
-from tasks.config.envfile import write_config
 from tasks.errors import PrerequisiteError, ValidationError
 from tasks.operations import preflight as preflight_mod
 from tasks.release import render as render_mod
-from tasks.release import validate as validate_mod
 from tasks.runner.executor import local
 from tasks.runner.target import open_target, redactor
 
@@ -32,6 +30,8 @@ def load(env: str) -> settings_mod.Settings:
 @operation
 def config(c, env="local", force=False, json=False):
     """Write .env.NAME with every variable and strong random secrets (mode 0600)."""
+    from tasks.config.envfile import write_config
+
     path = write_config(Path.cwd(), env, force=force)
     text = path.read_text()
     todo = [ln.split("=", 1)[0] for ln in text.splitlines() if ln.endswith("=REPLACE_ME")]
@@ -91,6 +91,8 @@ def render(c, env="local", out="", force=False, json=False):
 @operation
 def validate(c, env="local", pull=False, strict=False, json=False):
     """Render to a temporary directory and check every artifact with a real validator."""
+    from tasks.release import validate as validate_mod
+
     s = load(env)
     with tempfile.TemporaryDirectory(prefix="torrust-validate-") as tmp:
         with step(f"render release for '{env}'"):

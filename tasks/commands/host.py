@@ -55,36 +55,6 @@ def append_line(path: str, line: str) -> list[str]:
     return ["sh", "-c", 'umask 077; printf "%s\n" "$2" >> "$1"', "append", path, line]
 
 
-def ensure_owned_dirs(paths_and_owners: list[tuple[str, int | None]]) -> list[str]:
-    """Create storage directories; chown those with an owner (sudo when not ours)."""
-    script = [
-        'set -e; while [ "$#" -gt 0 ]; do d=$1; o=$2; shift 2; mkdir -p "$d";',
-        ' if [ "$o" != - ] && [ "$(stat -c %u "$d")" != "$o" ]; then',
-        ' chown "$o:$o" "$d" 2>/dev/null || sudo -n chown "$o:$o" "$d"; fi; done',
-    ]
-    args: list[str] = []
-    for path, owner in paths_and_owners:
-        args += [path, "-" if owner is None else str(owner)]
-    return ["sh", "-c", "".join(script), "storage", *args]
-
-
-def remove_uploads(releases: str) -> list[str]:
-    """Leftovers of interrupted uploads (only ever run under the host lock)."""
-    return ["sh", "-c", 'rm -rf -- "$1"/.upload-*', "uploads", releases]
-
-
-def ensure_groups(paths_and_groups: list[tuple[str, int]]) -> list[str]:
-    """chgrp files a container must read (sudo when the deploy user may not)."""
-    script = (
-        'set -e; while [ "$#" -gt 0 ]; do f=$1; g=$2; shift 2;'
-        ' chgrp "$g" "$f" 2>/dev/null || sudo -n chgrp "$g" "$f"; done'
-    )
-    args: list[str] = []
-    for path, gid in paths_and_groups:
-        args += [path, str(gid)]
-    return ["sh", "-c", script, "groups", *args]
-
-
 def write_marker(path: str, text: str) -> list[str]:
     return ["sh", "-c", 'printf "%s\n" "$2" > "$1"', "marker", path, text]
 

@@ -18,6 +18,7 @@ import socket
 import tarfile
 import time
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
@@ -115,24 +116,54 @@ class Snapshot:
     current: str | None
     manifest: dict | None
     states: dict[str, dict]
+    recorded: bool = False  # the host already appended an "unchanged" audit line
 
 
 SNAPSHOT_SCRIPT = r"""
-root=$1; project=$2
-if [ -d "$root/deploy.lock" ]; then echo 'LOCKED yes'; else echo 'LOCKED no'; fi
-printf 'CURRENT %s
-' "$(readlink "$root/current" 2>/dev/null)"
+root=$1; project=$2; want=$3; line=$4; shift 4
+if [ -d "$root/deploy.lock" ]; then locked=yes; else locked=no; fi
+echo "LOCKED $locked"
+printf 'CURRENT %s\n' "$(readlink "$root/current" 2>/dev/null)"
+manifest=$(cat "$root/current/release.json" 2>/dev/null)
+ps=$(docker ps --all --filter "label=com.docker.compose.project=$project" \
+  --filter label=com.docker.compose.oneoff=False --format '{{json .}}' 2>/dev/null)
+# Unchanged fast path: record it here, saving a round trip. Python re-checks the same
+# facts and stays authoritative; this condition is at least as strict as Python's.
+same=no
+if [ -n "$want" ] && [ "$locked" = no ] && printf '%s' "$manifest" | grep -q "\"content_sha256\": \"$want\""; then
+  same=yes
+  for svc in "$@"; do
+    row=$(printf '%s\n' "$ps" | grep "com.docker.compose.service=${svc}[,\"]") || { same=no; break; }
+    printf '%s' "$row" | grep -q '"State":"running"' || { same=no; break; }
+    if printf '%s' "$row" | grep -q -e '(unhealthy)' -e 'health: starting'; then same=no; break; fi
+  done
+fi
+if [ "$same" = yes ]; then printf '%s\n' "$line" >> "$root/audit.log"; fi
+echo "RECORDED $same"
 echo '--- manifest'
-cat "$root/current/release.json" 2>/dev/null
+printf '%s\n' "$manifest"
 echo '--- ps'
-docker ps --all --filter "label=com.docker.compose.project=$project" \
-  --filter label=com.docker.compose.oneoff=False --format '{{json .}}' 2>/dev/null
+printf '%s\n' "$ps"
 """
 
 
-def snapshot(ex: Executor, s: Settings, lay: Layout) -> Snapshot:
-    """Lock, current release, its manifest and the containers: one read-only round trip."""
-    out = ex.run(["sh", "-c", SNAPSHOT_SCRIPT, "snapshot", lay.root, s.compose_project], check=False).stdout
+def audit_line(record: dict) -> str:
+    return json.dumps(
+        {"time": datetime.now(UTC).isoformat(timespec="seconds"), "who": lock_mod.who(), **record}, sort_keys=True
+    )
+
+
+def snapshot(
+    ex: Executor, s: Settings, lay: Layout, unchanged_record: dict | None = None, services: list[str] = ()
+) -> Snapshot:
+    """Lock, current release, its manifest and the containers: one round trip. With
+    `unchanged_record`, the host appends it to the audit log when the running release has
+    that content hash, every service runs healthy and no lock is held."""
+    want = (unchanged_record or {}).get("content_sha256", "")
+    line = audit_line(unchanged_record) if unchanged_record else ""
+    out = ex.run(
+        ["sh", "-c", SNAPSHOT_SCRIPT, "snapshot", lay.root, s.compose_project, want, line, *services], check=False
+    ).stdout
     head, _, rest = out.partition("--- manifest\n")
     manifest_text, _, ps_text = rest.partition("--- ps\n")
     fields = dict(line.split(" ", 1) if " " in line else (line, "") for line in head.splitlines() if line)
@@ -141,7 +172,13 @@ def snapshot(ex: Executor, s: Settings, lay: Layout) -> Snapshot:
         manifest = json.loads(manifest_text) if manifest_text.strip() else None
     except json.JSONDecodeError:
         manifest = None
-    return Snapshot(fields.get("LOCKED") == "yes", link.split("/")[-1] if link else None, manifest, parse_ps(ps_text))
+    return Snapshot(
+        fields.get("LOCKED") == "yes",
+        link.split("/")[-1] if link else None,
+        manifest,
+        parse_ps(ps_text),
+        fields.get("RECORDED") == "yes",
+    )
 
 
 def unhealthy(states: dict[str, dict], expected: list[str]) -> list[str]:
@@ -193,8 +230,14 @@ UNPACK_SCRIPT = r"""
 set -e
 staging=$1; target=$2; shift 2
 tar -xzf "$staging/release.tar.gz" -C "$staging/tree" --no-same-owner
-while [ "$#" -gt 0 ]; do f=$staging/tree/$1; g=$2; shift 2
+# files a container reads through its group: FILE GID pairs until "--"
+while [ "$1" != -- ]; do f=$staging/tree/$1; g=$2; shift 2
   chgrp "$g" "$f" 2>/dev/null || sudo -n chgrp "$g" "$f"; done
+shift
+# storage directories with the owner their container needs: DIR UID|- pairs
+while [ "$#" -gt 0 ]; do d=$1; o=$2; shift 2; mkdir -p "$d"
+  if [ "$o" != - ] && [ "$(stat -c %u "$d")" != "$o" ]; then
+    chown "$o:$o" "$d" 2>/dev/null || sudo -n chown "$o:$o" "$d"; fi; done
 chmod 0755 "$staging/tree"
 mv -T -- "$staging/tree" "$target"
 rm -rf -- "$staging"
@@ -217,12 +260,9 @@ def upload(ex: Executor, lay: Layout, release: Release, release_id: str) -> str:
     )
     ex.put(archive(release), f"{staging}/release.tar.gz", 0o600)
     groups = [x for f in release.files if f.group is not None for x in (f.path, str(f.group))]
-    ex.run(["sh", "-c", UNPACK_SCRIPT, "unpack", staging, target, *groups])
+    storage = [x for p, o in release.storage_dirs for x in (f"{lay.storage}/{p}", "-" if o is None else str(o))]
+    ex.run(["sh", "-c", UNPACK_SCRIPT, "unpack", staging, target, *groups, "--", *storage])
     return target
-
-
-def prepare_storage(ex: Executor, lay: Layout, release: Release) -> None:
-    ex.run(host.ensure_owned_dirs([(f"{lay.storage}/{p}", o) for p, o in release.storage_dirs]))
 
 
 def missing_images(ex: Executor, images: list[str]) -> list[str]:
@@ -289,10 +329,7 @@ def health_gate(ex: Executor, s: Settings, lay: Layout, services: list[str]) -> 
 
 
 def audit(ex: Executor, lay: Layout, record: dict) -> None:
-    line = json.dumps(
-        {"time": datetime.now(UTC).isoformat(timespec="seconds"), "who": lock_mod.who(), **record}, sort_keys=True
-    )
-    ex.run(host.append_line(lay.audit, line))
+    ex.run(host.append_line(lay.audit, audit_line(record)))
 
 
 def prune(ex: Executor, lay: Layout, keep: int, protect: set[str]) -> list[str]:
@@ -340,25 +377,23 @@ def deploy(
         same = bool(snap.manifest) and snap.manifest.get("content_sha256") == release.content_sha256
         return same and not unhealthy(snap.states, services)
 
-    def record_unchanged(current: str | None) -> Outcome:
-        audit(
-            ex,
-            lay,
-            {
-                "event": "deploy",
-                "env": s.env,
-                "result": "unchanged",
-                "release": current,
-                "content_sha256": release.content_sha256,
-            },
-        )
-        return Outcome("unchanged", current, current, release.content_sha256, time.monotonic() - started)
+    unchanged_record = {
+        "event": "deploy",
+        "env": s.env,
+        "result": "unchanged",
+        "content_sha256": release.content_sha256,
+    }
 
-    # Read-only fast path, one round trip: nothing changed, everything healthy, no lock held.
+    def record_unchanged(snap: Snapshot) -> Outcome:
+        if not snap.recorded:
+            audit(ex, lay, {**unchanged_record, "release": snap.current})
+        return Outcome("unchanged", snap.current, snap.current, release.content_sha256, time.monotonic() - started)
+
+    # Fast path, one round trip: nothing changed, everything healthy, no lock held.
     with step("compare with the running release"):
-        snap = snapshot(ex, s, lay)
+        snap = snapshot(ex, s, lay, unchanged_record, services)
     if not snap.locked and unchanged(snap):
-        return record_unchanged(snap.current)
+        return record_unchanged(snap)
     with step("check the target"):
         if opts.preflight is not None:
             opts.preflight(ex)
@@ -366,18 +401,20 @@ def deploy(
         snap = snapshot(ex, s, lay)  # again, under the lock
         previous, before = snap.current, snap.states
         if unchanged(snap):
-            return record_unchanged(previous)
+            return record_unchanged(snap)
         release_id = new_release_id(release.content_sha256)
         try:
-            with step(f"upload release {release_id}"):
+            with step(f"upload release {release_id} and prepare storage"):
                 upload(ex, lay, release, release_id)
-                prepare_storage(ex, lay, release)
-            with step("validate on the host (compose config)"):
-                ex.run(compose_for(s, lay.release(release_id), "config", "--quiet"))
-            if opts.pull:
-                with step("pull missing images"):
-                    for image in missing_images(ex, release_images(release)):
-                        ex.run(docker.image_pull(image), timeout=opts.wait_timeout)
+            with step("validate on the host (compose config) and check images"):
+                with ThreadPoolExecutor(max_workers=2) as pool:  # two channels of one connection
+                    config = pool.submit(ex.run, compose_for(s, lay.release(release_id), "config", "--quiet"))
+                    missing = pool.submit(missing_images, ex, release_images(release)) if opts.pull else None
+                    config.result()
+                    to_pull = missing.result() if missing else []
+            for image in to_pull:
+                with step(f"pull {image}"):
+                    ex.run(docker.image_pull(image), timeout=opts.wait_timeout)
         except CommandFailed as exc:
             ex.run(host.remove_tree(lay.release(release_id)), check=False)
             audit(

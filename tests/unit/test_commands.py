@@ -66,3 +66,26 @@ def test_executor_reports_failures_with_output_tail():
     with pytest.raises(CommandFailed) as info:
         local().run(["sh", "-c", "echo boom >&2; exit 7"])
     assert "exited with 7" in info.value.message and "boom" in info.value.message
+
+
+@pytest.mark.parametrize(
+    "script",
+    [
+        "tasks.operations.deploy:SNAPSHOT_SCRIPT",
+        "tasks.operations.deploy:UNPACK_SCRIPT",
+        "tasks.operations.preflight:FACTS_SCRIPT",
+    ],
+)
+def test_embedded_shell_scripts_pass_shellcheck(script, tmp_path):
+    """Shell run on the host lives in Python strings: shellcheck each one (POSIX sh)."""
+    import importlib
+    import shutil
+    import subprocess
+
+    if shutil.which("shellcheck") is None:
+        pytest.fail("shellcheck is required (installed by .ci/install.sh)")
+    module, name = script.split(":")
+    path = tmp_path / "script.sh"
+    path.write_text("#!/bin/sh\n" + getattr(importlib.import_module(module), name))
+    res = subprocess.run(["shellcheck", "-s", "sh", str(path)], capture_output=True, text=True)
+    assert res.returncode == 0, res.stdout
