@@ -54,8 +54,21 @@ class Release:
         return [f.path for f in self.files]
 
 
+def _bytecode_cache() -> jinja2.BytecodeCache | None:
+    """Compiled templates cached per user (keyed by each template's checksum): saves
+    compiling them on every run. Output is unaffected; an unusable cache dir is skipped."""
+    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    path = os.path.join(base, "torrust-deploy", "jinja2")
+    try:
+        os.makedirs(path, mode=0o700, exist_ok=True)
+    except OSError:
+        return None
+    return jinja2.FileSystemBytecodeCache(path)
+
+
 def _environment() -> jinja2.Environment:
     return jinja2.Environment(
+        bytecode_cache=_bytecode_cache(),
         loader=jinja2.FileSystemLoader(str(APPLICATION)),
         undefined=jinja2.StrictUndefined,
         keep_trailing_newline=True,
