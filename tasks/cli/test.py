@@ -73,8 +73,10 @@ def all_(c):
     print("test.all: pytest and lint passed")
 
 
-@task(help={"runs": "repetitions per scenario (the table shows medians)"})
-def bench(c, runs=5):
-    """Benchmark app.deploy against raw `ssh host docker compose up -d --wait` (prints a table)."""
+@task(help={"runs": "repetitions per scenario (the tables show medians)", "only": "deploy or health (default both)"})
+def bench(c, runs=5, only=""):
+    """Benchmarks: app.deploy vs raw `ssh host docker compose up -d --wait`; health probes in parallel."""
     with c.cd(str(ROOT)):
-        _py(c, "tests/benchmarks/deploy.py", "--runs", str(int(runs)))
+        for name in ("deploy", "health"):
+            if only in ("", name):
+                _py(c, f"tests/benchmarks/{name}.py", "--runs", str(int(runs)))
