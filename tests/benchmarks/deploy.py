@@ -35,7 +35,14 @@ sys.path.insert(0, str(ROOT))
 from tasks.config.settings import load  # noqa: E402
 from tasks.release import render as r  # noqa: E402
 from tests.conftest import clean_environ  # noqa: E402
-from tests.integration.conftest import TEST_IMAGES, SSHHost, _load_builder, docker, free_port  # noqa: E402
+from tests.integration.conftest import (  # noqa: E402
+    TEST_IMAGES,
+    SSHHost,
+    _load_builder,
+    docker,
+    free_port,
+    prepare_storage,
+)
 from tests.integration.test_deploy import STRONG  # noqa: E402
 
 
@@ -105,14 +112,7 @@ class Bench:
         if cur.is_symlink():
             cur.unlink()
         cur.symlink_to(rel)
-        for entry in json.loads((rel / "release.json").read_text())["storage"]:
-            p = root / "storage" / entry["path"]
-            p.mkdir(parents=True, exist_ok=True)
-            if entry["owner"] is not None:
-                for q in [p, *p.parents]:
-                    if q == root / "storage":
-                        break
-                    os.chown(q, entry["owner"], entry["owner"])
+        prepare_storage(root, rel)
         for q in [root, root / "releases", rel, *rel.rglob("*")]:
             os.lchown(q, 1000, 1000)
         for f in json.loads((rel / "release.json").read_text())["files"]:

@@ -7,6 +7,7 @@ Debian packages. Traffic goes to 127.0.0.1 / ::1 and Docker bridge networks only
 from __future__ import annotations
 
 import importlib.util
+import json
 import os
 import socket
 import subprocess
@@ -157,3 +158,59 @@ def _no_torrust_env(monkeypatch):
     for key in list(os.environ):
         if key.startswith("TORRUST_"):
             monkeypatch.delenv(key)
+
+
+def prepare_storage(root: Path, release_dir: Path) -> None:
+    """What the deploy does before `up`: the storage directories with their owners."""
+    for entry in json.loads((release_dir / "release.json").read_text())["storage"]:
+        path = root / "storage" / entry["path"]
+        path.mkdir(parents=True, exist_ok=True)
+        if entry["owner"] is not None:
+            for p in [path, *path.parents]:
+                if p == root / "storage":
+                    break
+                os.chown(p, entry["owner"], entry["owner"])
+
+
+class Stack:
+    def __init__(self, settings, root: Path, udp_port: int, http_port: int):
+        self.settings, self.root, self.udp_port, self.http_port = settings, root, udp_port, http_port
+
+
+@pytest.fixture
+def rendered_stack(images, workdir, tmp_path, unique):
+    """The local release rendered by the tool and brought up by Compose directly (no
+    deploy): proves the rendered files run on the test images."""
+    from tasks.commands import docker as cmd
+    from tasks.config.settings import load
+    from tasks.release import render as r
+
+    root = tmp_path / "deploy"
+    udp_port, http_port = free_port(socket.SOCK_DGRAM), free_port()
+    env = {
+        **TEST_IMAGES,
+        "TORRUST_DEPLOY_ROOT": str(root),
+        "TORRUST_COMPOSE_PROJECT": unique,
+        "TORRUST_UDP_TRACKERS": f"[::]:{udp_port}",
+        "TORRUST_HTTP_PORT": str(http_port),
+    }
+    s = load("local", root=workdir, environ=env)
+    r.write(r.render(s), root / "releases" / "r1")
+    (root / "current").symlink_to("releases/r1")
+    release = str(root / "current")
+    prepare_storage(root, root / "current")
+    try:
+        up = subprocess.run(
+            cmd.compose(unique, release, "up", "-d", "--wait", "--wait-timeout", "120"),
+            capture_output=True,
+            text=True,
+            timeout=180,
+        )
+        if up.returncode != 0:
+            logs = subprocess.run(
+                cmd.compose(unique, release, "logs", "--no-color"), capture_output=True, text=True, timeout=60
+            ).stdout
+            pytest.fail(f"compose up failed: {up.stderr}\n{logs}")
+        yield Stack(s, root, udp_port, http_port)
+    finally:
+        subprocess.run(cmd.compose(unique, release, "down", "--timeout", "5"), capture_output=True, timeout=120)

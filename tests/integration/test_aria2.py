@@ -27,12 +27,8 @@ from pathlib import Path
 import pytest
 import requests
 
-from tasks.commands import docker as cmd
-from tasks.config.settings import load
-from tasks.release import render as r
-from tests.integration.conftest import TEST_IMAGES, free_port
+from tests.integration.conftest import free_port
 from tests.integration.faults import ForwardingProxy
-from tests.integration.test_stack import prepare_storage
 
 pytestmark = pytest.mark.integration
 
@@ -41,36 +37,8 @@ CLIENT_SECONDS = 60  # each aria2c stops by itself after this (--stop), and is k
 
 
 @pytest.fixture
-def stack(images, workdir, tmp_path, unique):
-    root = tmp_path / "deploy"
-    udp_port, http_port = free_port(socket.SOCK_DGRAM), free_port()
-    env = {
-        **TEST_IMAGES,
-        "TORRUST_DEPLOY_ROOT": str(root),
-        "TORRUST_COMPOSE_PROJECT": unique,
-        "TORRUST_UDP_TRACKERS": f"[::]:{udp_port}",
-        "TORRUST_HTTP_PORT": str(http_port),
-    }
-    s = load("local", root=workdir, environ=env)
-    r.write(r.render(s), root / "releases" / "r1")
-    (root / "current").symlink_to("releases/r1")
-    release = str(root / "current")
-    prepare_storage(root, root / "current")
-    try:
-        up = subprocess.run(
-            cmd.compose(unique, release, "up", "-d", "--wait", "--wait-timeout", "60"),
-            capture_output=True,
-            text=True,
-            timeout=120,
-        )
-        if up.returncode != 0:
-            logs = subprocess.run(
-                cmd.compose(unique, release, "logs", "--no-color"), capture_output=True, text=True, timeout=60
-            ).stdout
-            pytest.fail(f"compose up failed: {up.stderr}\n{logs}")
-        yield s, udp_port, http_port
-    finally:
-        subprocess.run(cmd.compose(unique, release, "down", "--timeout", "5"), capture_output=True, timeout=120)
+def stack(rendered_stack):
+    return rendered_stack.settings, rendered_stack.udp_port, rendered_stack.http_port
 
 
 class Clients:

@@ -7,69 +7,22 @@ path, proxy headers, storage ownership) fails here.
 
 from __future__ import annotations
 
-import json
-import os
-import socket
 import subprocess
 import urllib.parse
-from pathlib import Path
 
 import pytest
 import requests
 
-from tasks.commands import docker as cmd
-from tasks.config.settings import load
 from tasks.health import bencode
 from tasks.health.udp import UDPTrackerClient
-from tasks.release import render as r
-from tests.integration.conftest import TEST_IMAGES, free_port
 
 INFO_HASH = bytes.fromhex("c0ffee00" * 5)
 
 
-def prepare_storage(root: Path, release_dir: Path) -> None:
-    """What the deploy does before `up`: the storage directories with their owners."""
-    for entry in json.loads((release_dir / "release.json").read_text())["storage"]:
-        path = root / "storage" / entry["path"]
-        path.mkdir(parents=True, exist_ok=True)
-        if entry["owner"] is not None:
-            for p in [path, *path.parents]:
-                if p == root / "storage":
-                    break
-                os.chown(p, entry["owner"], entry["owner"])
-
-
 @pytest.fixture
-def stack(images, workdir, tmp_path, unique):
-    root = tmp_path / "deploy"
-    udp_port, http_port = free_port(socket.SOCK_DGRAM), free_port()
-    env = {
-        **TEST_IMAGES,
-        "TORRUST_DEPLOY_ROOT": str(root),
-        "TORRUST_COMPOSE_PROJECT": unique,
-        "TORRUST_UDP_TRACKERS": f"[::]:{udp_port}",
-        "TORRUST_HTTP_PORT": str(http_port),
-    }
-    s = load("local", root=workdir, environ=env)
-    r.write(r.render(s), root / "releases" / "r1")
-    (root / "current").symlink_to("releases/r1")
-    release = root / "current"
-    prepare_storage(root, release)
-    up = subprocess.run(
-        cmd.compose(unique, str(release), "up", "-d", "--wait", "--wait-timeout", "120"),
-        capture_output=True,
-        text=True,
-        timeout=180,
-    )
-    try:
-        if up.returncode != 0:
-            logs = subprocess.run(
-                cmd.compose(unique, str(release), "logs", "--no-color"), capture_output=True, text=True
-            ).stdout
-            pytest.fail(f"compose up failed: {up.stderr}\n{logs}")
-        yield s, root, udp_port, http_port
-    finally:
-        subprocess.run(cmd.compose(unique, str(release), "down", "--timeout", "5"), capture_output=True, timeout=120)
+def stack(rendered_stack):
+    st = rendered_stack
+    return st.settings, st.root, st.udp_port, st.http_port
 
 
 def test_local_release_serves_api_http_and_udp(stack):
