@@ -244,14 +244,23 @@ def udp_tracker(address: str, port: int, timeout: float) -> str:
 
 
 def certificate(reach: Reach, family: int, name: str, timeout: float) -> str:
+    """A verified handshake, then time left. Fails when less than min(14 days, a third of
+    the certificate's lifetime) remains: renewals (ACME clients, Caddy's internal CA with
+    12-hour leaves) happen at a third, so less than that means renewal is failing."""
+    from datetime import timedelta
+
     from cryptography import x509
 
     der = h.peer_certificate(reach.addresses[family], reach.port, name, reach.context or tls_context(), timeout)
     cert = x509.load_der_x509_certificate(der)
-    days = (cert.not_valid_after_utc - datetime.now(UTC)).days
-    if days < TLS_MIN_DAYS:
-        raise ProbeFailed(f"certificate expires in {days} days ({cert.not_valid_after_utc:%Y-%m-%d})")
-    return f"valid, expires in {days} days ({cert.not_valid_after_utc:%Y-%m-%d})"
+    remaining = cert.not_valid_after_utc - datetime.now(UTC)
+    lifetime = cert.not_valid_after_utc - cert.not_valid_before_utc
+    threshold = min(timedelta(days=TLS_MIN_DAYS), lifetime / 3)
+    left = f"{remaining.days} days" if remaining.days >= 1 else f"{int(remaining.total_seconds() // 3600)} hours"
+    when = f"{cert.not_valid_after_utc:%Y-%m-%d %H:%M} UTC"
+    if remaining < threshold:
+        raise ProbeFailed(f"certificate expires in {left} ({when}); renewal should have happened by now")
+    return f"valid, expires in {left} ({when})"
 
 
 def public_probes(s: Settings, reach: Reach, families: list[int], timeout: float, attempts: int) -> list[Probe]:

@@ -125,3 +125,44 @@ def test_a_stopped_tracker_fails_tracker_probes_and_container_health(stack):
     while cli("health.check", "--only", "udp").returncode != 0:
         assert time.monotonic() < deadline
         time.sleep(1)
+
+
+def test_tls_with_the_proxys_internal_ca(images, tmp_path):
+    """TLS on with .local names: Caddy's internal CA. Trusted only when asked (--internal-ca)."""
+    project = "tls" + os.urandom(3).hex()
+    env = {
+        **TEST_IMAGES,
+        "TORRUST_DEPLOY_ROOT": str(tmp_path / "root"),
+        "TORRUST_COMPOSE_PROJECT": project,
+        "TORRUST_UDP_TRACKERS": f"[::]:{free_port(socket.SOCK_DGRAM)}",
+        "TORRUST_HTTP_PORT": str(free_port()),
+        "TORRUST_TLS": "true",
+        "TORRUST_HTTPS_PORT": str(free_port()),
+        "TORRUST_TRACKER_ADMIN_TOKEN": TOKEN,
+    }
+
+    def cli(*args: str) -> subprocess.CompletedProcess:
+        return subprocess.run(
+            [sys.executable, str(ROOT / "tasks.py"), *args],
+            cwd=tmp_path,
+            env=clean_environ(**env),
+            capture_output=True,
+            text=True,
+            timeout=400,
+            stdin=subprocess.DEVNULL,
+        )
+
+    try:
+        deployed = cli("app.deploy", "--json")  # the gate probes HTTPS without verifying (see ADR 0007)
+        assert deployed.returncode == 0, deployed.stderr
+        untrusted = cli("health.check", "--skip", "host", "--family", "4", "--json")
+        assert untrusted.returncode == 40
+        details = {p["name"]: p["detail"] for p in json.loads(untrusted.stdout)["probes"] if not p["ok"]}
+        assert "certificate not trusted" in details["tls certificate"] and "http tracker" in details
+        trusted = cli("health.check", "--internal-ca", "--json")
+        assert trusted.returncode == 0, trusted.stdout + trusted.stderr
+        probes = json.loads(trusted.stdout)["probes"]
+        tls = [p for p in probes if p["name"] == "tls certificate"]
+        assert len(tls) == 4 and all(p["ok"] and "hours" in p["detail"] for p in tls)  # 2 names x 2 families
+    finally:
+        cli("app.down")

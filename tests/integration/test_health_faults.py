@@ -271,7 +271,7 @@ def test_tls_certificate_for_another_name_is_not_trusted(serve, tmp_path, ca):
 
 
 def test_tls_certificate_expiring_soon_fails(serve, tmp_path, ca):
-    server = _tls_server(serve, tmp_path, *_leaf(ca, start_days=-1, end_days=5))
+    server = _tls_server(serve, tmp_path, *_leaf(ca, start_days=-85, end_days=5))  # a 90-day cert, renewal failing
     result = attempt(lambda: probes.certificate(_tls_reach(server.port, ca[1]), 4, NAME, 2.0))
     assert result.ok is False
     assert result.detail.startswith("certificate expires in ") and " 4 days" in result.detail, result.detail
@@ -285,6 +285,16 @@ def test_tls_certificate_valid_for_90_days_passes(serve, tmp_path, ca):
     assert result.ok is True, result
     assert "expires in 89 days" in result.detail or "expires in 90 days" in result.detail, result.detail
     assert attempt(lambda: probes.api_health(reach, 4, NAME, 2.0)).ok is True
+
+
+@pytest.mark.parametrize(("start_h", "end_h", "ok"), [(-2, 10, True), (-10, 2, False)], ids=["10h-left", "2h-left"])
+def test_short_lived_certificate_judged_by_its_lifetime(serve, tmp_path, ca, start_h, end_h, ok):
+    """Caddy's internal CA issues 12-hour leaves renewed at a third of their life: 10 hours
+    left is healthy, 2 hours left means renewal is failing."""
+    server = _tls_server(serve, tmp_path, *_leaf(ca, start_days=start_h / 24, end_days=end_h / 24))
+    result = attempt(lambda: probes.certificate(_tls_reach(server.port, ca[1]), 4, NAME, 2.0))
+    assert result.ok is ok, result
+    assert " hours " in result.detail, result.detail
 
 
 # ------------------------------------------------ the stand-in behind a proxy without X-Forwarded-For
