@@ -445,8 +445,8 @@ def deploy(
                     probe_gate(opts.probes)
         except (CommandFailed, HealthGateFailed, KeyboardInterrupt, *CONNECTION_ERRORS) as exc:
             reason = exc.message.splitlines()[0] if isinstance(exc, ToolError) else f"{type(exc).__name__}: {exc}"
-            if isinstance(exc, CONNECTION_ERRORS) and reconnect is not None:
-                ex = reconnect()
+            if reconnect is not None and (isinstance(exc, CONNECTION_ERRORS) or not ex.connected):
+                ex = reconnect()  # explicitly: host key check, keepalive, back-off (the 2nd connection)
             _roll_back(ex, s, lay, previous, release_id, opts, step, reason)
             if isinstance(exc, KeyboardInterrupt):
                 raise

@@ -94,6 +94,11 @@ class Executor:
             tuple(argv), out.exited, self.redact(out.stdout), self.redact(out.stderr), time.monotonic() - started
         )
         self.history.append(result)
+        if check and not result.ok and self.remote and not self.connected:
+            raise CommandFailed(
+                f"{self.where}: the connection was lost while running `{self.redact(command)}`",
+                exit_status=result.exit_status,
+            )
         if check and not result.ok:
             tail = (result.stderr or result.stdout).strip().splitlines()[-15:]
             raise CommandFailed(
@@ -116,6 +121,10 @@ class Executor:
     @property
     def remote(self) -> bool:
         return hasattr(self.ctx, "sftp")  # a Fabric Connection
+
+    @property
+    def connected(self) -> bool:
+        return not self.remote or bool(self.ctx.is_connected)
 
     def put(self, data: bytes, path: str, mode: int = 0o600) -> None:
         """Write a file on the target with `mode` from its creation on."""

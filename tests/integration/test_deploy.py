@@ -300,6 +300,35 @@ def test_killed_deploy_leaves_a_stale_lock_and_the_running_release(dep):
     assert not [p for p in os.listdir(dep.root / "releases") if p.startswith(".upload-")]
 
 
+def test_connection_dropped_after_the_switch_rolls_back(dep):
+    """The SSH connection dies while the new release starts: the deploy reconnects once,
+    switches back and brings the previous release up again."""
+    good = dep.current()
+    proc = subprocess.Popen(
+        [sys.executable, str(ROOT / "tasks.py"), "app.deploy", "--env", "e2e", "--json"],
+        cwd=dep.workdir,
+        env=clean_environ(**{**dep.env, "TORRUST_ANNOUNCE_INTERVAL": "150"}),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        stdin=subprocess.DEVNULL,
+        text=True,
+    )
+    deadline = time.monotonic() + 120
+    while dep.current() == good:  # wait for the switch
+        assert time.monotonic() < deadline and proc.poll() is None, "the deploy never switched"
+        time.sleep(0.02)
+    # kill the deploy user's sshd session processes: the TCP connection drops
+    docker("exec", dep.host.name, "pkill", "-KILL", "-f", "sshd: torrust", check=False)
+    _out, err = proc.communicate(timeout=300)
+    assert proc.returncode == 31, err
+    assert "connection was lost" in err
+    assert "rolled back to " + good in err
+    assert dep.current() == good
+    assert dep.announce_udp().interval == int(dep.env.get("TORRUST_ANNOUNCE_INTERVAL", "120"))
+    assert dep.audit()[-1]["result"] == "rolled_back"
+    assert not (dep.root / "deploy.lock").exists()
+
+
 def test_day2_status_releases_logs_exec(dep):
     res = dep.cli("app.status", "--json")
     assert res.returncode == 0, res.stderr
