@@ -117,6 +117,7 @@ class Snapshot:
     manifest: dict | None
     states: dict[str, dict]
     recorded: bool = False  # the host already appended an "unchanged" audit line
+    docker_ok: bool = False  # the Docker engine answered for the deploy user
 
 
 SNAPSHOT_SCRIPT = r"""
@@ -127,6 +128,7 @@ printf 'CURRENT %s\n' "$(readlink "$root/current" 2>/dev/null)"
 manifest=$(cat "$root/current/release.json" 2>/dev/null)
 ps=$(docker ps --all --filter "label=com.docker.compose.project=$project" \
   --filter label=com.docker.compose.oneoff=False --format '{{json .}}' 2>/dev/null)
+docker_status=$?
 # Unchanged fast path: record it here, saving a round trip. Python re-checks the same
 # facts and stays authoritative; this condition is at least as strict as Python's.
 same=no
@@ -140,6 +142,7 @@ if [ -n "$want" ] && [ "$locked" = no ] && printf '%s' "$manifest" | grep -q "\"
 fi
 if [ "$same" = yes ]; then printf '%s\n' "$line" >> "$root/audit.log"; fi
 echo "RECORDED $same"
+echo "DOCKER $docker_status"
 echo '--- manifest'
 printf '%s\n' "$manifest"
 echo '--- ps'
@@ -178,6 +181,7 @@ def snapshot(
         manifest,
         parse_ps(ps_text),
         fields.get("RECORDED") == "yes",
+        fields.get("DOCKER") == "0",
     )
 
 
@@ -283,22 +287,36 @@ def switch(ex: Executor, lay: Layout, release_id: str | None) -> None:
         ex.run(host.symlink_atomic(f"releases/{release_id}", lay.current))
 
 
-def bring_up(ex: Executor, s: Settings, lay: Layout, wait_timeout: int, *, pull: bool) -> None:
-    ex.run(
-        compose_for(
-            s,
-            lay.current,
-            "up",
-            "-d",
-            "--wait",
-            "--wait-timeout",
-            str(wait_timeout),
-            "--remove-orphans",
-            "--pull",
-            "missing" if pull else "never",
-        ),
-        timeout=wait_timeout + 120,
+def bring_up(
+    ex: Executor, s: Settings, lay: Layout, wait_timeout: int, *, pull: bool, switch_to: str | None = None
+) -> None:
+    """`up -d --wait` on `current`; with `switch_to`, switch `current` first in the same
+    round trip (the switch is atomic and happens only if nothing before it failed)."""
+    up = compose_for(
+        s,
+        lay.current,
+        "up",
+        "-d",
+        "--wait",
+        "--wait-timeout",
+        str(wait_timeout),
+        "--remove-orphans",
+        "--pull",
+        "missing" if pull else "never",
     )
+    if switch_to is not None:
+        link = lay.current
+        up = [
+            "sh",
+            "-c",
+            'ln -sfn "$1" "$2" && mv -T "$2" "$3" && shift 3 && exec "$@"',
+            "switch",
+            f"releases/{switch_to}",
+            f"{link}.new",
+            link,
+            *up,
+        ]
+    ex.run(up, timeout=wait_timeout + 120)
 
 
 ProbeRunner = Callable[[], list]  # returns health ProbeResults (tasks.health.probes)
@@ -394,8 +412,10 @@ def deploy(
         snap = snapshot(ex, s, lay, unchanged_record, services)
     if not snap.locked and unchanged(snap):
         return record_unchanged(snap)
-    with step("check the target"):
-        if opts.preflight is not None:
+    # A target already running a release, whose engine just answered, needs no separate
+    # preflight: the host-side `compose config` below proves Compose v2 again.
+    if opts.preflight is not None and not (snap.current and snap.docker_ok):
+        with step("check the target"):
             opts.preflight(ex)
     with lock_mod.HostLock(ex, lay, env=s.env, command=opts.command, force_unlock=opts.force_unlock):
         snap = snapshot(ex, s, lay)  # again, under the lock
@@ -437,8 +457,7 @@ def deploy(
 
         try:
             with step(f"switch current to {release_id} and start"):
-                switch(ex, lay, release_id)
-                bring_up(ex, s, lay, opts.wait_timeout, pull=opts.pull)
+                bring_up(ex, s, lay, opts.wait_timeout, pull=opts.pull, switch_to=release_id)
             with step("health gate"):
                 after = health_gate(ex, s, lay, services)
                 if opts.probes is not None:
