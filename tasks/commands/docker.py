@@ -34,10 +34,6 @@ def compose_version() -> list[str]:
     return ["docker", "compose", "version", "--short"]
 
 
-def docker_server_version() -> list[str]:
-    return ["docker", "version", "--format", "{{.Server.Version}}"]
-
-
 def image_present(image: str) -> list[str]:
     return ["docker", "image", "inspect", "--format", "{{.Id}}", image]
 
@@ -81,15 +77,3 @@ def promtool_check(image: str, config: str, user: str) -> list[str]:
         entrypoint="promtool",
         user=user,
     )
-
-
-def test_writable(path: str) -> list[str]:
-    return ["test", "-w", path]
-
-
-def path_exists(path: str) -> list[str]:
-    return ["test", "-e", path]
-
-
-def read_link(path: str) -> list[str]:
-    return ["readlink", path]

@@ -3,25 +3,8 @@
 from __future__ import annotations
 
 
-def mkdir_p(*paths: str, mode: str | None = None) -> list[str]:
-    return ["mkdir", "-p", *(["-m", mode] if mode else []), *paths]
-
-
-def mkdir_lock(path: str) -> list[str]:
-    """Atomic: fails when the directory exists (the lock is held)."""
-    return ["mkdir", path]
-
-
 def remove_tree(path: str) -> list[str]:
     return ["rm", "-rf", "--", path]
-
-
-def extract_archive(archive: str, into: str) -> list[str]:
-    return ["tar", "-xzf", archive, "-C", into, "--no-same-owner"]
-
-
-def move(src: str, dst: str) -> list[str]:
-    return ["mv", "-T", "--", src, dst]
 
 
 def symlink_atomic(target: str, link: str) -> list[str]:
@@ -42,10 +25,6 @@ def cat(path: str) -> list[str]:
     return ["cat", "--", path]
 
 
-def list_dir(path: str) -> list[str]:
-    return ["ls", "-1", "--", path]
-
-
 def process_alive(pid: int) -> list[str]:
     return ["test", "-d", f"/proc/{int(pid)}"]
 
@@ -57,10 +36,6 @@ def append_line(path: str, line: str) -> list[str]:
 
 def write_marker(path: str, text: str) -> list[str]:
     return ["sh", "-c", 'printf "%s\n" "$2" > "$1"', "marker", path, text]
-
-
-def find_markers(releases: str, name: str) -> list[str]:
-    return ["find", releases, "-mindepth", "2", "-maxdepth", "2", "-name", name]
 
 
 def take_lock(root: str, lock: str, info_json: str) -> list[str]:

@@ -596,9 +596,8 @@ def _cross_checks(b: _Builder, s: Settings) -> None:  # noqa: C901 - a flat list
         f("TORRUST_COMPOSE_PROJECT", "not a valid Compose project name")
     if not re.fullmatch(r"/[A-Za-z0-9._/-]*[A-Za-z0-9._-]", s.deploy_root) or ".." in s.deploy_root.split("/"):
         f("TORRUST_DEPLOY_ROOT", "must be an absolute path of letters, digits, '.', '_', '-' and '/', not '/'")
-    for name in ("TORRUST_SSH_KEY", "TORRUST_SSH_KNOWN_HOSTS"):
-        if s.raw.get(name) and name == "TORRUST_SSH_KEY" and s.ssh.key and not s.ssh.key.is_file():
-            f(name, "file not found")
+    if s.ssh.key and not s.ssh.key.is_file():
+        f("TORRUST_SSH_KEY", "file not found")
     if not re.fullmatch(r"[a-z_][a-z0-9_.-]{0,31}", s.ssh.user) or s.ssh.user == "root":
         f("TORRUST_SSH_USER", "not a valid non-root user name")
     if s.external_ip:

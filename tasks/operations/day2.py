@@ -49,9 +49,9 @@ def status(ex: Executor, s: Settings) -> dict:
 def releases(ex: Executor, s: Settings) -> list[dict]:
     lay = Layout(s.deploy_root)
     current, _ = d.current_release(ex, lay)
-    failed = d.failed_releases(ex, lay)
+    all_releases, failed = d.inventory(ex, lay)
     rows = []
-    for rid in d.list_releases(ex, lay):
+    for rid in all_releases:
         raw = ex.run(host.cat(f"{lay.release(rid)}/{MANIFEST}"), check=False)
         sha = json.loads(raw.stdout).get("content_sha256", "") if raw.ok else ""
         rows.append({"release": rid, "content_sha256": sha, "current": rid == current, "failed": rid in failed})
@@ -81,8 +81,7 @@ def rollback(ex: Executor, s: Settings, to: str | None, *, wait_timeout: int, st
     started = time.monotonic()
     with lock_mod.HostLock(ex, lay, env=s.env, command="app.rollback", force_unlock=force_unlock):
         current = require_current(ex, lay)
-        all_releases = d.list_releases(ex, lay)
-        failed = d.failed_releases(ex, lay)
+        all_releases, failed = d.inventory(ex, lay)
         if to is None:
             older = [r for r in all_releases if r < current and r not in failed]
             if not older:

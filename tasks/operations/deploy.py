@@ -208,9 +208,21 @@ def current_release(ex: Executor, lay: Layout) -> tuple[str | None, dict | None]
         return release_id, None
 
 
-def list_releases(ex: Executor, lay: Layout) -> list[str]:
-    out = ex.run(host.list_dir(lay.releases), check=False)
-    return sorted(n for n in out.stdout.split() if is_release_id(n)) if out.ok else []
+def inventory(ex: Executor, lay: Layout) -> tuple[list[str], set[str]]:
+    """The releases on the host, oldest first, and those marked failed: one round trip."""
+    out = ex.run(
+        [
+            "sh",
+            "-c",
+            'ls -1 -- "$1"; echo ---; find "$1" -mindepth 2 -maxdepth 2 -name "$2"',
+            "inventory",
+            lay.releases,
+            FAILED_MARKER,
+        ],
+        check=False,
+    ).stdout
+    names, _, markers = out.partition("---\n")
+    return sorted(n for n in names.split() if is_release_id(n)), {ln.split("/")[-2] for ln in markers.split()}
 
 
 def archive(release: Release) -> bytes:
@@ -352,13 +364,7 @@ def audit(ex: Executor, lay: Layout, record: dict) -> None:
 
 def prune(ex: Executor, lay: Layout, keep: int, protect: set[str]) -> list[str]:
     """Keep the newest `keep` good releases; failed ones go first; never `protect`."""
-    out = ex.run(
-        ["sh", "-c", 'ls -1 -- "$1"; echo ---; find "$1" -mindepth 2 -maxdepth 2 -name FAILED', "list", lay.releases],
-        check=False,
-    ).stdout
-    names, _, markers = out.partition("---\n")
-    releases = sorted(n for n in names.split() if is_release_id(n))
-    failed = {ln.split("/")[-2] for ln in markers.split()}
+    releases, failed = inventory(ex, lay)
     good = [r for r in releases if r not in failed]
     doomed = [r for r in failed if r not in protect]
     doomed += [r for r in good[:-keep] if r not in protect] if len(good) > keep else []
@@ -501,11 +507,6 @@ FAILED_MARKER = "FAILED"
 def mark_failed(ex: Executor, lay: Layout, release_id: str, reason: str) -> None:
     """Keep a failed release for inspection, marked so rollbacks never pick it."""
     ex.run(host.write_marker(f"{lay.release(release_id)}/{FAILED_MARKER}", reason), check=False)
-
-
-def failed_releases(ex: Executor, lay: Layout) -> set[str]:
-    out = ex.run(host.find_markers(lay.releases, FAILED_MARKER), check=False)
-    return {ln.split("/")[-2] for ln in out.stdout.split()} if out.ok else set()
 
 
 def _roll_back(ex, s, lay, previous, failed_id, opts, step, reason) -> None:

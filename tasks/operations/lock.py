@@ -77,6 +77,7 @@ class HostLock:
         self.guard: Guard | None = None
         self.info: dict = {}
         self.took_over: dict | None = None
+        self.held = False
 
     def __enter__(self) -> HostLock:
         ex, lay = self.ex, self.lay
@@ -122,7 +123,7 @@ class HostLock:
 
     def _release(self) -> None:
         try:
-            if getattr(self, "held", False):
+            if self.held:
                 self.ex.run(host.release_lock(self.lay.lock, self.token), check=False)
         finally:
             if self.guard:

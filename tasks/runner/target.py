@@ -27,13 +27,9 @@ def connect_executor(s: Settings, *, accept_new_host_key: bool = False) -> Execu
 @contextmanager
 def open_target(s: Settings, *, accept_new_host_key: bool = False) -> Iterator[Executor]:
     """One executor (one SSH connection) for the whole operation, closed on every exit."""
-    if s.target == "local":
-        yield local(redactor(s), s.command_timeout)
-        return
-    conn = ssh.connect(s, accept_new_host_key=accept_new_host_key)
+    ex = connect_executor(s, accept_new_host_key=accept_new_host_key)
     try:
-        yield Executor(
-            conn, redactor(s), s.command_timeout, f"{s.ssh.user}@{ssh.known_hosts_name(s.ssh.host, s.ssh.port)}"
-        )
+        yield ex
     finally:
-        conn.close()
+        if ex.remote:
+            ex.ctx.close()
