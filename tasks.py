@@ -55,6 +55,10 @@ def main() -> None:
     if os.path.realpath(sys.prefix) != os.path.realpath(VENV):
         _bootstrap()
         os.execv(PYTHON, [PYTHON, os.path.abspath(__file__), *sys.argv[1:]])
+    # PYTHONDONTWRITEBYTECODE (set on some CI images) would recompile the tool's own
+    # modules on every run (~55 ms of each task's start-up). Python's default: cache them
+    # (in tasks/**/__pycache__, ignored by git).
+    sys.dont_write_bytecode = False
     sys.path.insert(0, ROOT)
     from invoke import Program
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import tempfile
 from pathlib import Path
 
 from invoke import task
@@ -94,6 +93,8 @@ def validate(c, env="local", pull=False, strict=False, json=False):
     from tasks.release import validate as validate_mod
 
     s = load(env)
+    import tempfile
+
     with tempfile.TemporaryDirectory(prefix="torrust-validate-") as tmp:
         with step(f"render release for '{env}'"):
             path = render_mod.write(render_mod.render(s), Path(tmp) / "release")
@@ -201,28 +202,40 @@ def deploy(
     json=False,
 ):
     """Deploy the release: locked, atomic, health-gated, rolled back automatically on failure."""
-    from tasks.operations import day2
     from tasks.operations import deploy as deploy_mod
+    from tasks.release import cache
     from tasks.runner.target import connect_executor
 
     s = load(env)
-    with step(f"render release for '{env}'"):
+
+    def render_and_remember():
         release = render_mod.render(s)
+        cache.store(s, release.content_sha256, render_mod.services(s))
+        return release
+
+    known = None if dry_run else cache.lookup(s)
+    if known:  # rendered before with these exact inputs: render only if the host differs
+        candidate = deploy_mod.Candidate(*known, render_and_remember)
+    else:
+        with step(f"render release for '{env}'"):
+            candidate = deploy_mod.Candidate.of(render_and_remember())
     with step(f"connect to the '{env}' target"):
         ex = connect_executor(s, accept_new_host_key=accept_new_host_key)
     extra: list = []
     try:
         if dry_run:
+            from tasks.operations import day2
+
             with step("check the target"):
                 deploy_mod.check_target(preflight_mod.gather(ex, s))
-            result = day2.plan(ex, s, release)
+            result = day2.plan(ex, s, candidate.release())
             emit(result, _plan_text, json)
             return
         opts = deploy_mod.DeployOptions(
             pull=not no_pull,
             force_unlock=force_unlock,
             wait_timeout=int(wait_timeout),
-            probes=None if no_probes else gate_probes(s),
+            probes=None if no_probes else lambda: gate_probes(s),
             preflight=lambda e: deploy_mod.check_target(preflight_mod.gather(e, s)),
         )
 
@@ -231,7 +244,7 @@ def deploy(
             extra.append(fresh)
             return fresh
 
-        outcome = deploy_mod.deploy(ex, s, release, opts, step, reconnect=reconnect)
+        outcome = deploy_mod.deploy(ex, s, candidate, opts, step, reconnect=reconnect)
     finally:
         for e in [ex, *extra]:
             if e.remote:

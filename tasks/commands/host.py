@@ -38,17 +38,13 @@ def write_marker(path: str, text: str) -> list[str]:
     return ["sh", "-c", 'printf "%s\n" "$2" > "$1"', "marker", path, text]
 
 
-def take_lock(root: str, lock: str, info_json: str) -> list[str]:
-    """Atomic `mkdir` of the lock (fails when held), then its details, in one round trip."""
-    return [
-        "sh",
-        "-c",
-        'mkdir -p -- "$1" && mkdir -- "$2" 2>/dev/null && printf "%s\n" "$3" > "$2/info.json"',
-        "lock",
-        root,
-        lock,
-        info_json,
-    ]
+def take_lock(root: str, lock: str, info_json: str, *then: str) -> list[str]:
+    """Atomic `mkdir` of the lock (fails when held), then its details, in one round trip;
+    once held, `then` (an argv) runs in the same round trip and its status is ignored."""
+    script = 'mkdir -p -- "$1" && mkdir -- "$2" 2>/dev/null && printf "%s\n" "$3" > "$2/info.json"'
+    if then:
+        script += ' || exit 1; shift 3; "$@"; exit 0'
+    return ["sh", "-c", script, "lock", root, lock, info_json, *then]
 
 
 def release_lock(lock: str, token: str) -> list[str]:

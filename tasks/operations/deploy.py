@@ -15,7 +15,6 @@ from __future__ import annotations
 import io
 import json
 import socket
-import tarfile
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -70,18 +69,23 @@ def ps_command(project: str) -> list[str]:
         "--filter",
         "label=com.docker.compose.oneoff=False",
         "--format",
-        "{{json .}}",
+        PS_FORMAT,
     ]
 
 
+# "service|state|status|{json}": the prefix lets the snapshot script judge health with
+# shell builtins only; parse_ps reads the JSON.
+PS_FORMAT = '{{.Label "com.docker.compose.service"}}|{{.State}}|{{.Status}}|{{json .}}'
+
+
 def parse_ps(text: str) -> dict[str, dict]:
-    """{service: {"state", "health", "id", "created"}} from `docker ps --format '{{json .}}'` lines."""
+    """{service: {"state", "health", "id", "created"}} from `docker ps --format PS_FORMAT` lines."""
     states: dict[str, dict] = {}
     for line in text.splitlines():
         line = line.strip()
-        if not line.startswith("{"):
+        if "{" not in line:
             continue
-        row = json.loads(line)
+        row = json.loads(line[line.index("{") :])
         labels = dict(kv.split("=", 1) for kv in row.get("Labels", "").split(",") if "=" in kv)
         service = labels.get("com.docker.compose.service")
         if not service:
@@ -121,25 +125,34 @@ class Snapshot:
 
 
 SNAPSHOT_SCRIPT = r"""
-root=$1; project=$2; want=$3; line=$4; shift 4
+root=$1; project=$2; want=$3; line=$4; format=$5; shift 5
 if [ -d "$root/deploy.lock" ]; then locked=yes; else locked=no; fi
 echo "LOCKED $locked"
 printf 'CURRENT %s\n' "$(readlink "$root/current" 2>/dev/null)"
 manifest=$(cat "$root/current/release.json" 2>/dev/null)
 ps=$(docker ps --all --filter "label=com.docker.compose.project=$project" \
-  --filter label=com.docker.compose.oneoff=False --format '{{json .}}' 2>/dev/null)
+  --filter label=com.docker.compose.oneoff=False --format "$format" 2>/dev/null)
 docker_status=$?
 # Unchanged fast path: record it here, saving a round trip. Python re-checks the same
 # facts and stays authoritative; this condition is at least as strict as Python's.
+# Shell builtins only: no process per service.
 same=no
-if [ -n "$want" ] && [ "$locked" = no ] && printf '%s' "$manifest" | grep -q "\"content_sha256\": \"$want\""; then
-  same=yes
-  for svc in "$@"; do
-    row=$(printf '%s\n' "$ps" | grep "com.docker.compose.service=${svc}[,\"]") || { same=no; break; }
-    printf '%s' "$row" | grep -q '"State":"running"' || { same=no; break; }
-    if printf '%s' "$row" | grep -q -e '(unhealthy)' -e 'health: starting'; then same=no; break; fi
-  done
+if [ -n "$want" ] && [ "$locked" = no ]; then
+  case $manifest in *"\"content_sha256\": \"$want\""*) same=yes ;; esac
 fi
+for svc in "$@"; do
+  [ "$same" = yes ] || break
+  found=no
+  while IFS='|' read -r name state status _; do
+    [ "$name" = "$svc" ] || continue
+    found=yes
+    [ "$state" = running ] || same=no
+    case $status in *"(unhealthy)"* | *"health: starting"*) same=no ;; esac
+  done <<EOF
+$ps
+EOF
+  [ "$found" = yes ] || same=no
+done
 if [ "$same" = yes ]; then printf '%s\n' "$line" >> "$root/audit.log"; fi
 echo "RECORDED $same"
 echo "DOCKER $docker_status"
@@ -156,17 +169,15 @@ def audit_line(record: dict) -> str:
     )
 
 
-def snapshot(
-    ex: Executor, s: Settings, lay: Layout, unchanged_record: dict | None = None, services: list[str] = ()
-) -> Snapshot:
-    """Lock, current release, its manifest and the containers: one round trip. With
-    `unchanged_record`, the host appends it to the audit log when the running release has
-    that content hash, every service runs healthy and no lock is held."""
+def snapshot_command(
+    s: Settings, lay: Layout, unchanged_record: dict | None = None, services: list[str] = ()
+) -> list[str]:
     want = (unchanged_record or {}).get("content_sha256", "")
     line = audit_line(unchanged_record) if unchanged_record else ""
-    out = ex.run(
-        ["sh", "-c", SNAPSHOT_SCRIPT, "snapshot", lay.root, s.compose_project, want, line, *services], check=False
-    ).stdout
+    return ["sh", "-c", SNAPSHOT_SCRIPT, "snapshot", lay.root, s.compose_project, want, line, PS_FORMAT, *services]
+
+
+def parse_snapshot(out: str) -> Snapshot:
     head, _, rest = out.partition("--- manifest\n")
     manifest_text, _, ps_text = rest.partition("--- ps\n")
     fields = dict(line.split(" ", 1) if " " in line else (line, "") for line in head.splitlines() if line)
@@ -183,6 +194,15 @@ def snapshot(
         fields.get("RECORDED") == "yes",
         fields.get("DOCKER") == "0",
     )
+
+
+def snapshot(
+    ex: Executor, s: Settings, lay: Layout, unchanged_record: dict | None = None, services: list[str] = ()
+) -> Snapshot:
+    """Lock, current release, its manifest and the containers: one round trip. With
+    `unchanged_record`, the host appends it to the audit log when the running release has
+    that content hash, every service runs healthy and no lock is held."""
+    return parse_snapshot(ex.run(snapshot_command(s, lay, unchanged_record, services), check=False).stdout)
 
 
 def unhealthy(states: dict[str, dict], expected: list[str]) -> list[str]:
@@ -208,18 +228,22 @@ def current_release(ex: Executor, lay: Layout) -> tuple[str | None, dict | None]
         return release_id, None
 
 
-def inventory(ex: Executor, lay: Layout) -> tuple[list[str], set[str]]:
-    """The releases on the host, oldest first, and those marked failed: one round trip."""
+def inventory(ex: Executor, lay: Layout, audit_record: dict | None = None) -> tuple[list[str], set[str]]:
+    """The releases on the host, oldest first, and those marked failed: one round trip
+    (which first appends `audit_record` to the audit log, when given)."""
     out = ex.run(
         [
             "sh",
             "-c",
+            'if [ -n "$3" ]; then (umask 077; printf "%s\n" "$3" >> "$4"); fi; '
             'ls -1 -- "$1"; echo ---; find "$1" -mindepth 2 -maxdepth 2 -name "$2"',
             "inventory",
             lay.releases,
             FAILED_MARKER,
+            audit_line(audit_record) if audit_record else "",
+            lay.audit,
         ],
-        check=False,
+        check=not audit_record,  # an audit line must not be lost silently
     ).stdout
     names, _, markers = out.partition("---\n")
     return sorted(n for n in names.split() if is_release_id(n)), {ln.split("/")[-2] for ln in markers.split()}
@@ -227,6 +251,8 @@ def inventory(ex: Executor, lay: Layout) -> tuple[list[str], set[str]]:
 
 def archive(release: Release) -> bytes:
     """The release as one tar.gz: deterministic member order, modes as rendered."""
+    import tarfile
+
     buf = io.BytesIO()
     with tarfile.open(fileobj=buf, mode="w:gz", compresslevel=6) as tar:
         dirs = sorted({"/".join(f.path.split("/")[:i]) for f in release.files for i in range(1, f.path.count("/") + 1)})
@@ -244,8 +270,13 @@ def archive(release: Release) -> bytes:
 # ------------------------------------------------------------------------ the steps
 UNPACK_SCRIPT = r"""
 set -e
-staging=$1; target=$2; shift 2
-tar -xzf "$staging/release.tar.gz" -C "$staging/tree" --no-same-owner
+releases=$1; staging=$2; target=$3; shift 3
+mkdir -p "$releases"
+rm -rf -- "$releases"/.upload-*
+mkdir -m 0700 "$staging"
+mkdir "$staging/tree"
+# the archive arrives on stdin; modes exactly as rendered (secrets 0600), whatever the umask
+tar -xzf - -C "$staging/tree" --no-same-owner --preserve-permissions
 # files a container reads through its group: FILE GID pairs until "--"
 while [ "$1" != -- ]; do f=$staging/tree/$1; g=$2; shift 2
   chgrp "$g" "$f" 2>/dev/null || sudo -n chgrp "$g" "$f"; done
@@ -261,23 +292,14 @@ rm -rf -- "$staging"
 
 
 def upload(ex: Executor, lay: Layout, release: Release, release_id: str) -> str:
-    """One archive over SFTP into a 0700 staging dir, unpacked and renamed into place."""
+    """One round trip: the archive streamed into a 0700 staging dir, unpacked (modes as
+    rendered, secrets 0600), storage prepared, renamed into place."""
     staging = lay.upload_dir(release_id)
     target = lay.release(release_id)
-    ex.run(
-        [
-            "sh",
-            "-c",
-            'set -e; mkdir -p "$1"; rm -rf -- "$1"/.upload-*; mkdir -m 0700 -p "$2/tree"',
-            "stage",
-            lay.releases,
-            staging,
-        ]
-    )
-    ex.put(archive(release), f"{staging}/release.tar.gz", 0o600)
     groups = [x for f in release.files if f.group is not None for x in (f.path, str(f.group))]
     storage = [x for p, o in release.storage_dirs for x in (f"{lay.storage}/{p}", "-" if o is None else str(o))]
-    ex.run(["sh", "-c", UNPACK_SCRIPT, "unpack", staging, target, *groups, "--", *storage])
+    argv = ["sh", "-c", UNPACK_SCRIPT, "unpack", lay.releases, staging, target, *groups, "--", *storage]
+    ex.feed(argv, archive(release))
     return target
 
 
@@ -334,17 +356,22 @@ def bring_up(
 ProbeRunner = Callable[[], list]  # returns health ProbeResults (tasks.health.probes)
 
 
-def probe_gate(run_probes: ProbeRunner, rounds: int = 5, pause: float = 2.0) -> str:
+def probe_gate(
+    run_probes: ProbeRunner, rounds: int = 5, pause: float = 2.0, give_up: Callable[[], bool] = lambda: False
+) -> str:
     """Protocol probes after Compose health: retried a few rounds (the proxy may need a
-    moment after the tracker turns healthy); raises HealthGateFailed with the failures."""
+    moment after the tracker turns healthy), unless `give_up()` says the gate failed
+    anyway; raises HealthGateFailed with the failures."""
     failed: list = []
     for attempt in range(rounds):
         results = run_probes()
         failed = [r for r in results if r.required and not r.ok]
         if not failed:
             return f"{len(results)} probes passed"
-        if attempt + 1 < rounds:
+        if attempt + 1 < rounds and not give_up():
             time.sleep(pause)
+        elif give_up():
+            break
     raise HealthGateFailed("probes failed: " + "; ".join(f"{r.name} {r.target}: {r.detail}" for r in failed[:4]))
 
 
@@ -362,9 +389,10 @@ def audit(ex: Executor, lay: Layout, record: dict) -> None:
     ex.run(host.append_line(lay.audit, audit_line(record)))
 
 
-def prune(ex: Executor, lay: Layout, keep: int, protect: set[str]) -> list[str]:
-    """Keep the newest `keep` good releases; failed ones go first; never `protect`."""
-    releases, failed = inventory(ex, lay)
+def prune(ex: Executor, lay: Layout, keep: int, protect: set[str], audit_record: dict | None = None) -> list[str]:
+    """Keep the newest `keep` good releases; failed ones go first; never `protect`.
+    `audit_record` is appended to the audit log in the same round trip as the listing."""
+    releases, failed = inventory(ex, lay, audit_record)
     good = [r for r in releases if r not in failed]
     doomed = [r for r in failed if r not in protect]
     doomed += [r for r in good[:-keep] if r not in protect] if len(good) > keep else []
@@ -380,51 +408,79 @@ class DeployOptions:
     force_unlock: bool = False
     wait_timeout: int = 300
     command: str = "app.deploy"
-    probes: ProbeRunner | None = None  # protocol probes for the health gate
+    probes: Callable[[], ProbeRunner] | None = None  # builds the health gate's protocol probes
     preflight: Callable[[Executor], None] | None = None  # target checks before the first change
+
+
+class Candidate:
+    """The release to deploy. Its content hash and services may be known before it is
+    rendered (tasks/release/cache.py), so a no-op deploy never renders; `release()`
+    renders once, when the files are needed."""
+
+    def __init__(self, content_sha256: str, services: list[str], render: Callable[[], Release]):
+        self.content_sha256, self.services, self._render = content_sha256, services, render
+        self._release: Release | None = None
+
+    @classmethod
+    def of(cls, release: Release) -> Candidate:
+        c = cls(release.content_sha256, json.loads(release.file(MANIFEST).content)["services"], lambda: release)
+        c._release = release
+        return c
+
+    @property
+    def rendered(self) -> bool:
+        return self._release is not None
+
+    def release(self) -> Release:
+        if self._release is None:
+            self._release = self._render()
+            self.content_sha256 = self._release.content_sha256
+            self.services = json.loads(self._release.file(MANIFEST).content)["services"]
+        return self._release
 
 
 def deploy(
     ex: Executor,
     s: Settings,
-    release: Release,
+    candidate: Candidate,
     opts: DeployOptions,
     step: Step,
     reconnect: Callable[[], Executor] | None = None,
 ) -> Outcome:
     started = time.monotonic()
     lay = Layout(s.deploy_root)
-    manifest = json.loads(release.file(MANIFEST).content)
-    services: list[str] = manifest["services"]
 
     def unchanged(snap: Snapshot) -> bool:
-        same = bool(snap.manifest) and snap.manifest.get("content_sha256") == release.content_sha256
-        return same and not unhealthy(snap.states, services)
+        same = bool(snap.manifest) and snap.manifest.get("content_sha256") == candidate.content_sha256
+        return same and not unhealthy(snap.states, candidate.services)
 
-    unchanged_record = {
-        "event": "deploy",
-        "env": s.env,
-        "result": "unchanged",
-        "content_sha256": release.content_sha256,
-    }
+    def unchanged_record() -> dict:
+        return {"event": "deploy", "env": s.env, "result": "unchanged", "content_sha256": candidate.content_sha256}
 
     def record_unchanged(snap: Snapshot) -> Outcome:
         if not snap.recorded:
-            audit(ex, lay, {**unchanged_record, "release": snap.current})
-        return Outcome("unchanged", snap.current, snap.current, release.content_sha256, time.monotonic() - started)
+            audit(ex, lay, {**unchanged_record(), "release": snap.current})
+        return Outcome("unchanged", snap.current, snap.current, candidate.content_sha256, time.monotonic() - started)
 
     # Fast path, one round trip: nothing changed, everything healthy, no lock held.
     with step("compare with the running release"):
-        snap = snapshot(ex, s, lay, unchanged_record, services)
+        snap = snapshot(ex, s, lay, unchanged_record(), candidate.services)
     if not snap.locked and unchanged(snap):
         return record_unchanged(snap)
+    if not candidate.rendered:
+        with step("render release"):
+            candidate.release()
+    release = candidate.release()
+    services = candidate.services
     # A target already running a release, whose engine just answered, needs no separate
     # preflight: the host-side `compose config` below proves Compose v2 again.
     if opts.preflight is not None and not (snap.current and snap.docker_ok):
         with step("check the target"):
             opts.preflight(ex)
-    with lock_mod.HostLock(ex, lay, env=s.env, command=opts.command, force_unlock=opts.force_unlock):
-        snap = snapshot(ex, s, lay)  # again, under the lock
+    with lock_mod.HostLock(
+        ex, lay, env=s.env, command=opts.command, force_unlock=opts.force_unlock, then=snapshot_command(s, lay)
+    ) as held:
+        snap = parse_snapshot(held.then_output)  # again, under the lock (same round trip)
         previous, before = snap.current, snap.states
         if unchanged(snap):
             return record_unchanged(snap)
@@ -433,16 +489,22 @@ def deploy(
             with step(f"upload release {release_id} and prepare storage"):
                 upload(ex, lay, release, release_id)
             with step("validate on the host (compose config) and check images"):
-                with ThreadPoolExecutor(max_workers=2) as pool:  # two channels of one connection
+                with ThreadPoolExecutor(max_workers=3) as pool:  # two channels of one connection
                     config = pool.submit(ex.run, compose_for(s, lay.release(release_id), "config", "--quiet"))
                     missing = pool.submit(missing_images, ex, release_images(release)) if opts.pull else None
+                    # the gate's probes are prepared meanwhile (imports, addresses): a problem
+                    # with them stops the deploy here, before the switch
+                    probes = pool.submit(opts.probes) if opts.probes is not None else None
                     config.result()
                     to_pull = missing.result() if missing else []
+                    run_probes = probes.result() if probes else None
             for image in to_pull:
                 with step(f"pull {image}"):
                     ex.run(docker.image_pull(image), timeout=opts.wait_timeout)
-        except CommandFailed as exc:
+        except ToolError as exc:
             ex.run(host.remove_tree(lay.release(release_id)), check=False)
+            if not isinstance(exc, CommandFailed):
+                raise
             audit(
                 ex,
                 lay,
@@ -464,10 +526,11 @@ def deploy(
         try:
             with step(f"switch current to {release_id} and start"):
                 bring_up(ex, s, lay, opts.wait_timeout, pull=opts.pull, switch_to=release_id)
-            with step("health gate"):
-                after = health_gate(ex, s, lay, services)
-                if opts.probes is not None:
-                    probe_gate(opts.probes)
+            with step("health gate"), ThreadPoolExecutor(max_workers=1) as pool:
+                states = pool.submit(health_gate, ex, s, lay, services)  # Compose's view, meanwhile
+                if run_probes is not None:
+                    probe_gate(run_probes, give_up=lambda: states.done() and states.exception() is not None)
+                after = states.result()
         except (CommandFailed, HealthGateFailed, KeyboardInterrupt, *CONNECTION_ERRORS) as exc:
             reason = exc.message.splitlines()[0] if isinstance(exc, ToolError) else f"{type(exc).__name__}: {exc}"
             if reconnect is not None and (isinstance(exc, CONNECTION_ERRORS) or not ex.connected):
@@ -483,21 +546,17 @@ def deploy(
 
         recreated = sorted(n for n in services if before.get(n, {}).get("id") != after.get(n, {}).get("id"))
         with step("record and prune"):
-            audit(
-                ex,
-                lay,
-                {
-                    "event": "deploy",
-                    "env": s.env,
-                    "result": "deployed",
-                    "release": release_id,
-                    "previous": previous,
-                    "content_sha256": release.content_sha256,
-                    "recreated": recreated,
-                    "duration": round(time.monotonic() - started, 2),
-                },
-            )
-            prune(ex, lay, s.releases_keep, {release_id, previous} - {None})
+            record = {
+                "event": "deploy",
+                "env": s.env,
+                "result": "deployed",
+                "release": release_id,
+                "previous": previous,
+                "content_sha256": release.content_sha256,
+                "recreated": recreated,
+                "duration": round(time.monotonic() - started, 2),
+            }
+            prune(ex, lay, s.releases_keep, {release_id, previous} - {None}, audit_record=record)
     return Outcome("deployed", release_id, previous, release.content_sha256, time.monotonic() - started, recreated)
 
 

@@ -12,8 +12,8 @@ from __future__ import annotations
 import getpass
 import json
 import os
+import secrets
 import socket
-import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
@@ -71,9 +71,22 @@ def describe(info: dict) -> str:
 class HostLock:
     """`with HostLock(...):` holds the lock; released on every exit path we survive."""
 
-    def __init__(self, ex: Executor, lay: Layout, *, env: str, command: str, force_unlock: bool = False):
+    def __init__(
+        self,
+        ex: Executor,
+        lay: Layout,
+        *,
+        env: str,
+        command: str,
+        force_unlock: bool = False,
+        then: list[str] | None = None,
+    ):
+        """`then`: a read-only command run right after the lock is taken, in the same round
+        trip; its output is `self.then_output`."""
         self.ex, self.lay, self.env, self.command, self.force_unlock = ex, lay, env, command, force_unlock
-        self.token = uuid.uuid4().hex
+        self.then = then or []
+        self.then_output = ""
+        self.token = secrets.token_hex(16)
         self.guard: Guard | None = None
         self.info: dict = {}
         self.took_over: dict | None = None
@@ -93,14 +106,16 @@ class HostLock:
         }
         info = json.dumps(self.info, sort_keys=True)
         try:
-            if not ex.run(host.take_lock(lay.root, lay.lock, info), check=False).ok:
+            first = ex.run(host.take_lock(lay.root, lay.lock, info, *self.then), check=False)
+            self.then_output = first.stdout
+            if not first.ok:
                 state = inspect(ex, lay)
                 if not state.held:  # released between our mkdir and the look: try once more
-                    ex.run(host.take_lock(lay.root, lay.lock, info))
+                    self.then_output = ex.run(host.take_lock(lay.root, lay.lock, info, *self.then)).stdout
                 elif state.stale and self.force_unlock:
                     self.took_over = state.info
                     ex.run(host.remove_tree(lay.lock))
-                    ex.run(host.take_lock(lay.root, lay.lock, info))
+                    self.then_output = ex.run(host.take_lock(lay.root, lay.lock, info, *self.then)).stdout
                 elif state.stale:
                     raise LockHeld(
                         f"a stale lock is left on {ex.where}: {describe(state.info)}; its process is gone",

@@ -15,9 +15,8 @@ import shutil
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 from urllib.parse import quote
-
-import jinja2
 
 from tasks.config.settings import Settings
 from tasks.errors import ConfigError, ToolError
@@ -25,6 +24,9 @@ from tasks.errors import ConfigError, ToolError
 APPLICATION = Path(__file__).resolve().parents[2] / "application"
 MANIFEST = "release.json"
 MANIFEST_FORMAT = 1
+
+if TYPE_CHECKING:  # Jinja2 is imported when rendering: a no-op deploy never needs it
+    import jinja2
 
 
 @dataclass(frozen=True)
@@ -57,6 +59,8 @@ class Release:
 def _bytecode_cache() -> jinja2.BytecodeCache | None:
     """Compiled templates cached per user (keyed by each template's checksum): saves
     compiling them on every run. Output is unaffected; an unusable cache dir is skipped."""
+    import jinja2
+
     base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
     path = os.path.join(base, "torrust-deploy", "jinja2")
     try:
@@ -67,6 +71,8 @@ def _bytecode_cache() -> jinja2.BytecodeCache | None:
 
 
 def _environment() -> jinja2.Environment:
+    import jinja2
+
     return jinja2.Environment(
         bytecode_cache=_bytecode_cache(),
         loader=jinja2.FileSystemLoader(str(APPLICATION)),
@@ -195,6 +201,8 @@ SERVICE_FILES = {
 
 def render(s: Settings) -> Release:
     """Render every file in memory. Raises ToolError on a template problem."""
+    import jinja2
+
     env = _environment()
     ctx = context(s)
     files: list[RenderedFile] = []

@@ -11,6 +11,7 @@ A passphrase-protected key without an agent is detected before connecting.
 from __future__ import annotations
 
 import os
+import socket
 import time
 from pathlib import Path
 
@@ -62,6 +63,15 @@ def check_key_usable(key: Path | None) -> None:
         raise ConfigError(f"TORRUST_SSH_KEY: cannot read the key {key}: {exc}") from None
 
 
+def _tcp(host: str, port: int, timeout: int) -> socket.socket:
+    """The TCP connection for paramiko, with Nagle's algorithm off: SSH sends small
+    request/reply messages, and Nagle plus delayed ACKs added ~40 ms to each of them
+    (opening a channel: 40 ms -> 1 ms; a remote `true`: 50 ms -> 15 ms, measured)."""
+    sock = socket.create_connection((host, port), timeout=timeout)
+    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    return sock
+
+
 def connect(s: Settings, *, accept_new_host_key: bool = False, attempts: int = 4) -> fabric.Connection:
     """Open one connection to the target; reuse it for the whole operation."""
     t = s.ssh
@@ -99,6 +109,7 @@ def connect(s: Settings, *, accept_new_host_key: bool = False, attempts: int = 4
     delay = 0.5
     for attempt in range(1, attempts + 1):
         try:
+            conn.connect_kwargs["sock"] = _tcp(t.host, t.port, t.connect_timeout)
             conn.open()
             break
         except paramiko.BadHostKeyException:
@@ -124,6 +135,9 @@ def connect(s: Settings, *, accept_new_host_key: bool = False, attempts: int = 4
             last = exc
         except (TimeoutError, OSError, EOFError) as exc:
             last = exc
+        stale = conn.connect_kwargs.pop("sock", None)
+        if stale is not None:
+            stale.close()
         if attempt < attempts:
             time.sleep(delay)
             delay *= 2
@@ -132,5 +146,6 @@ def connect(s: Settings, *, accept_new_host_key: bool = False, attempts: int = 4
             f"cannot connect to {t.user}@{name} after {attempts} attempts: {last}",
             hint="check TORRUST_SSH_HOST/TORRUST_SSH_PORT, that the server is up and that sshd listens",
         )
+    conn.connect_kwargs.pop("sock", None)  # used up: never hand a closed socket to a re-open
     conn.transport.set_keepalive(KEEPALIVE_SECONDS)
     return conn

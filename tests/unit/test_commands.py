@@ -68,6 +68,21 @@ def test_executor_reports_failures_with_output_tail():
     assert "exited with 7" in info.value.message and "boom" in info.value.message
 
 
+def test_executor_feeds_bytes_on_stdin_and_reports_like_run(tmp_path):
+    ex = local(Redactor(["s3cr3t-value-xyz"]), timeout=2)
+    data = bytes(range(256)) * 4096  # 1 MiB, every byte value
+    out = ex.feed(["sh", "-c", 'cat > "$1"; echo stored', "feed", str(tmp_path / "blob")], data)
+    assert out.stdout == "stored\n" and (tmp_path / "blob").read_bytes() == data
+    with pytest.raises(CommandFailed) as info:
+        ex.feed(["sh", "-c", "cat >&2; exit 4"], b"leak s3cr3t-value-xyz here")
+    assert info.value.exit_status == 4 and "s3cr3t-value-xyz" not in info.value.message
+    assert "********" in info.value.message
+    with pytest.raises(ToolError, match="contains a secret"):
+        ex.feed(["echo", "s3cr3t-value-xyz"], b"")
+    with pytest.raises(CommandFailed, match="timed out after 2s"):
+        ex.feed(["sleep", "5"], b"")
+
+
 @pytest.mark.parametrize(
     "script",
     [
