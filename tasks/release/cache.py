@@ -26,6 +26,7 @@ ROOT = Path(__file__).resolve().parents[2]
 SOURCES = (ROOT / "application", ROOT / "tasks" / "release", ROOT / "tasks" / "config")
 PINS = ROOT / "requirements.txt"
 FORMAT = b"torrust-deploy release cache 1\n"
+KEEP = 256  # entries; the oldest beyond that are removed when one is stored
 
 
 def cache_dir() -> Path:
@@ -73,5 +74,8 @@ def store(s: Settings, content_sha256: str, services: list[str]) -> None:
         with os.fdopen(fd, "w") as fh:
             json.dump({"content_sha256": content_sha256, "services": services}, fh)
         tmp.replace(path / fingerprint(s))
+        entries = sorted((p for p in path.iterdir() if not p.name.startswith(".")), key=lambda p: p.stat().st_mtime)
+        for old in entries[:-KEEP]:
+            old.unlink(missing_ok=True)
     except OSError:
         pass

@@ -87,3 +87,12 @@ def test_a_damaged_entry_is_a_miss(workdir, garbage):
     cache.cache_dir().mkdir(parents=True)
     (cache.cache_dir() / cache.fingerprint(s)).write_text(garbage)
     assert cache.lookup(s) is None
+
+
+def test_the_cache_keeps_a_bounded_number_of_entries(workdir, monkeypatch):
+    monkeypatch.setattr(cache, "KEEP", 3)
+    for interval in range(120, 126):
+        s = load("prod", root=workdir, environ=prod_env(TORRUST_ANNOUNCE_INTERVAL=str(interval)))
+        cache.store(s, "b" * 64, ["tracker"])
+    assert len([p for p in cache.cache_dir().iterdir() if not p.name.startswith(".")]) == 3
+    assert cache.lookup(s) == ("b" * 64, ["tracker"])  # the newest stays
