@@ -5,7 +5,8 @@ Rules (also in docs/design.md, "Documentation rules"):
 - A task name (`app.deploy`, `infra.apply`, `app.backup-download`, ...) written anywhere in
   README.md or docs/**/*.md, prose or code block, must exist in the Invoke collection
   (what `invoke --list --list-format json` prints), unless the same line contains the word
-  "planned". Nothing else exempts a name.
+  "planned", or the line is in a planned section: from a line starting
+  `> Status: planned (issue N)` to the next heading. Nothing else exempts a name.
 - Every `TORRUST_*` variable named there must be in .env.example (the tracker's own
   `TORRUST_TRACKER_CONFIG_*` variables excepted).
 - Every relative link must resolve to a file or directory (anchors are not checked).
@@ -57,12 +58,24 @@ def task_names() -> set[str]:
     return collection_task_names()
 
 
+PLANNED_MARKER = re.compile(r"^> Status: planned \(issue \d+\)")
+
+
 def unknown_tasks(text: str, known: set[str]) -> list[tuple[int, set[str], str]]:
-    """(line number, unknown names, line) for each line naming a missing task without "planned"."""
+    """(line number, unknown names, line) for each line naming a missing task, unless the
+    line says "planned" or lies in a planned section: from a `> Status: planned (issue N)`
+    line to the next heading (outside code blocks)."""
     problems = []
+    in_code = in_planned = False
     for number, line in enumerate(text.splitlines(), 1):
+        if line.startswith("```"):
+            in_code = not in_code
+        elif not in_code and line.startswith("#"):
+            in_planned = False
+        elif PLANNED_MARKER.match(line):
+            in_planned = True
         missing = set(TASK_RE.findall(line)) - known
-        if missing and "planned" not in line.lower():
+        if missing and not in_planned and "planned" not in line.lower():
             problems.append((number, missing, line))
     return problems
 
@@ -72,7 +85,8 @@ def unknown_variables(text: str) -> set[str]:
 
 
 def broken_links(path: Path, text: str) -> list[str]:
-    return [t for t in LINK_RE.findall(text) if "://" not in t and not t.startswith("mailto:") and not (path.parent / t).exists()]
+    targets = [t for t in LINK_RE.findall(text) if "://" not in t and not t.startswith("mailto:")]
+    return [t for t in targets if not (path.parent / t).exists()]
 
 
 def test_all_four_namespaces_exist(task_names):
@@ -125,6 +139,11 @@ def test_exit_codes_are_documented():
 def test_the_checkers_can_fail(task_names):
     text = "run `app.no-such-task`\n`infra.no-such-task` (planned, issue 6)\n./tasks.py test.nope --x\n"
     assert [(n, m) for n, m, _ in unknown_tasks(text, task_names)] == [(1, {"app.no-such-task"}), (3, {"test.nope"})]
+    section = (
+        "## A\n> Status: planned (issue 5)\n\n`app.gone`\n"
+        "```sh\n# comment\n./tasks.py app.gone2\n```\n## B\n`app.gone3`\n"
+    )
+    assert [(n, m) for n, m, _ in unknown_tasks(section, task_names)] == [(10, {"app.gone3"})]
     assert unknown_tasks("tracker.test.local tasks/cli/app.py app.py `app.deploy`", task_names) == []
     assert TASK_RE.findall("`app.backup-download --id X`; health.check.") == ["app.backup-download", "health.check"]
     assert unknown_variables("TORRUST_NOT_A_VARIABLE and TORRUST_DOMAIN") == {"TORRUST_NOT_A_VARIABLE"}
@@ -142,7 +161,8 @@ def test_the_task_list_is_the_one_invoke_prints(task_names):
 @pytest.mark.parametrize("path", DOC_FILES, ids=lambda p: str(p.relative_to(ROOT)))
 def test_tasks_named_in_docs_exist_or_are_marked_planned(path, task_names):
     problems = unknown_tasks(path.read_text(), task_names)
-    assert not problems, "\n".join(f"{path.relative_to(ROOT)}:{n}: {sorted(m)} not a task: {ln}" for n, m, ln in problems)
+    where = path.relative_to(ROOT)
+    assert not problems, "\n".join(f"{where}:{n}: {sorted(m)} not a task: {ln}" for n, m, ln in problems)
 
 
 @pytest.mark.parametrize("path", DOC_FILES, ids=lambda p: str(p.relative_to(ROOT)))
