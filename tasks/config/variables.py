@@ -58,8 +58,8 @@ VARIABLES: tuple[Var, ...] = (
         "Deploy target",
         STR,
         "",
-        "Host name or IP address of the SSH deploy target. Empty until infra.apply or "
-        "infra.register records it (or you set it).",
+        "Host name or IP address of the SSH deploy target. Set it yourself for now; "
+        "infra.apply and infra.register (planned, issue 6) will record it.",
         optional=True,
     ),
     Var("TORRUST_SSH_PORT", "Deploy target", INT, "22", "SSH port of the deploy target.", minimum=1, maximum=65535),
