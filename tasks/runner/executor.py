@@ -14,6 +14,7 @@ import io
 import os
 import shlex
 import subprocess
+import sys
 import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
@@ -50,6 +51,19 @@ class Redactor:
 
     def contains_secret(self, text: str) -> bool:
         return any(s in text for s in self._secrets)
+
+
+# Without a terminal, closing an SSH channel does not stop the remote command (it would
+# linger until its next write). So the command runs beside a watcher of the channel's
+# stdin: any byte or EOF there (we close it on Ctrl-C) stops the command. It runs in a
+# session of its own and the whole group is signalled: the docker CLI ignores SIGTERM
+# while a plugin such as compose runs, and a background job ignores SIGINT. (A
+# background job's stdin is /dev/null, hence the copy of the channel's on fd 3.)
+STOPPABLE = (
+    'exec 3<&0; setsid "$@" & pid=$!; '
+    '( head -c 1 <&3; kill -TERM "-$pid" || kill -TERM "$pid" ) >/dev/null 2>&1 & watcher=$!; '
+    'exec 3<&-; wait "$pid"; status=$?; kill "$watcher" 2>/dev/null; exit "$status"'
+)
 
 
 @dataclass
@@ -165,12 +179,53 @@ class Executor:
             chan.close()
 
     def stream(self, argv: Sequence[str], *, timeout: int | None = None) -> int:
-        """Run with output passed straight through (logs, exec); returns the exit status."""
+        """Run with output passed through as it comes (logs, exec), secrets redacted per
+        line; returns the exit status. Ctrl-C stops the command on the target too."""
         command = shlex.join(argv)
         if self.redact.contains_secret(command):
             raise ToolError("refusing to run a command line that contains a secret")
-        out = self.ctx.run(command, hide=False, warn=True, pty=False, timeout=timeout, in_stream=False)
-        return out.exited
+        if not self.remote:  # Invoke's local runner forwards Ctrl-C as SIGINT
+            return self.ctx.run(command, hide=False, warn=True, pty=False, timeout=timeout, in_stream=False).exited
+        return self._stream_remote(command, timeout)
+
+    def _stream_remote(self, command: str, timeout: int | None) -> int:
+        chan = self.ctx.client.get_transport().open_session()
+        deadline = time.monotonic() + timeout if timeout else None
+        pending = {1: b"", 2: b""}
+
+        def emit(fd: int, data: bytes, final: bool = False) -> None:
+            buf = pending[fd] + data
+            lines, _, rest = buf.rpartition(b"\n") if not final else (buf, b"", b"")
+            pending[fd] = rest
+            if lines:
+                out = sys.stdout if fd == 1 else sys.stderr
+                out.write(self.redact(lines.decode("utf-8", "replace")) + ("" if final else "\n"))
+                out.flush()
+
+        try:
+            chan.exec_command(f"sh -c {shlex.quote(STOPPABLE)} stream {command}")
+            while True:
+                if chan.recv_ready():
+                    emit(1, chan.recv(65536))
+                elif chan.recv_stderr_ready():
+                    emit(2, chan.recv_stderr(65536))
+                elif chan.exit_status_ready() or chan.closed or not self.connected:
+                    while chan.recv_ready() or chan.recv_stderr_ready():
+                        emit(1, chan.recv(65536)) if chan.recv_ready() else emit(2, chan.recv_stderr(65536))
+                    break
+                elif deadline and time.monotonic() > deadline:
+                    raise CommandFailed(f"{self.where}: timed out after {timeout}s: {self.redact(command)}")
+                else:
+                    time.sleep(0.02)
+            emit(1, b"", final=True)
+            emit(2, b"", final=True)
+            return chan.recv_exit_status() if chan.exit_status_ready() else -1
+        finally:
+            try:
+                chan.shutdown_write()  # the watcher's EOF: the command stops if still running
+            except (OSError, EOFError):  # the channel or connection is gone already
+                pass
+            chan.close()
 
     # ---------------------------------------------------------------- files and guards
     @property

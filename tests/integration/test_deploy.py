@@ -329,6 +329,36 @@ def test_connection_dropped_after_the_switch_rolls_back(dep):
     assert not (dep.root / "deploy.lock").exists()
 
 
+def test_logs_follow_streams_until_interrupted_and_leaves_nothing_behind(dep):
+    proc = subprocess.Popen(
+        [sys.executable, str(ROOT / "tasks.py"), "app.logs", "--env", "e2e", "--service", "tracker", "--follow"],
+        cwd=dep.workdir,
+        env=clean_environ(**dep.env),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        stdin=subprocess.DEVNULL,
+        text=True,
+    )
+    try:
+        first = proc.stdout.readline()  # blocks until the remote logs arrive
+        assert "tracker" in first, first
+        time.sleep(1)
+        assert proc.poll() is None, "--follow must keep streaming"
+        proc.send_signal(signal.SIGINT)
+        assert proc.wait(timeout=15) == 130, proc.stderr.read()
+    finally:
+        proc.kill()
+
+    def followers() -> str:
+        ps = docker("exec", dep.host.name, "ps", "-eo", "args", check=False).stdout
+        return "\n".join(ln for ln in ps.splitlines() if "logs" in ln and "--follow" in ln)
+
+    deadline = time.monotonic() + 15
+    while followers() and time.monotonic() < deadline:
+        time.sleep(0.5)
+    assert followers() == "", "the remote `compose logs --follow` outlived the task"
+
+
 def test_day2_status_releases_logs_exec(dep):
     res = dep.cli("app.status", "--json")
     assert res.returncode == 0, res.stderr
