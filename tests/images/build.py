@@ -104,6 +104,12 @@ IMAGES: dict[str, ImageSpec] = {
             "tracker-standin",
             labels={"org.torrust.stand-in-for": "torrust/tracker"},
         ),
+        ImageSpec(
+            "grafana-standin",
+            "torrust-test/grafana-standin:1",
+            "grafana-standin",
+            labels={"org.torrust.stand-in-for": "grafana/grafana"},
+        ),
     )
 }
 

@@ -29,6 +29,7 @@ TEST_IMAGES = {
     "TORRUST_MYSQL_IMAGE": "torrust-test/mariadb:10.11",
     "TORRUST_CADDY_IMAGE": "torrust-test/caddy:2.6",
     "TORRUST_PROMETHEUS_IMAGE": "torrust-test/prometheus:2.42",
+    "TORRUST_GRAFANA_IMAGE": "torrust-test/grafana-standin:1",
 }
 
 
