@@ -27,7 +27,7 @@ def fail(message: str) -> None:
 
 def check_environment() -> None:
     if os.getuid() != 472:
-        fail(f"running as uid {os.getuid()}, expected 472 (compose `user: \"472\"`)")
+        fail(f'running as uid {os.getuid()}, expected 472 (compose `user: "472"`)')
     user = os.environ.get("GF_SECURITY_ADMIN_USER", "")
     password = os.environ.get("GF_SECURITY_ADMIN_PASSWORD", "")
     if not user:
