@@ -128,9 +128,11 @@ def connect(s: Settings, *, accept_new_host_key: bool = False, attempts: int = 4
             time.sleep(delay)
             delay *= 2
     else:
-        raise ConnectionFailed(
+        err = ConnectionFailed(
             f"cannot connect to {t.user}@{name} after {attempts} attempts: {last}",
             hint="check TORRUST_SSH_HOST/TORRUST_SSH_PORT, that the server is up and that sshd listens",
         )
+        err.cause = last  # infra.wait tells "refused" from "unreachable" by it
+        raise err
     conn.transport.set_keepalive(KEEPALIVE_SECONDS)
     return conn
