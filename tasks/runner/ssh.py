@@ -10,6 +10,7 @@ A passphrase-protected key without an agent is detected before connecting.
 
 from __future__ import annotations
 
+import logging
 import os
 import time
 from pathlib import Path
@@ -22,6 +23,9 @@ from tasks.config.settings import Settings
 from tasks.errors import AuthFailed, ConfigError, ConnectionFailed, HostKeyError
 
 KEEPALIVE_SECONDS = 15
+# paramiko logs a traceback (through logging's last-resort handler, on stderr) when a
+# peer sends no SSH banner; the failure is reported as a ConnectionFailed instead.
+logging.getLogger("paramiko").addHandler(logging.NullHandler())
 
 
 class _AcceptNewPolicy(paramiko.MissingHostKeyPolicy):

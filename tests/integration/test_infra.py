@@ -1,0 +1,291 @@
+"""The provision flow end to end, with a STAND-IN for OpenTofu (tests/standins/tofu)
+whose outputs point at the real SSH test host, whose readiness each test controls.
+
+In order: a failed apply and its re-run (no server thrown away), every distinct wait
+error, the ready host with its key recorded, app.deploy to the recorded host, destroy;
+then register and bootstrap of a server you already own.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import ROOT, clean_environ
+from tests.integration.conftest import TEST_IMAGES, SSHHost, docker, free_port
+
+STANDIN = ROOT / "tests" / "standins" / "tofu"
+TOKEN = "Hz7-standin-token-Kq2Wm9Xr4Lp8Yv3Nb6Hc1Jd5Fs0G"  # a fake; must never reach a file or output
+STRONG = {"TORRUST_TRACKER_ADMIN_TOKEN": "Dp4-Kx9Wq2Lm7Zt5Rv8Nb3Hc6Jf1Gs0Y"}
+
+
+class Flow:
+    def __init__(self, host: SSHHost, work: Path, project: str):
+        self.host, self.cwd, self.project = host, work / "cwd", project
+        self.cwd.mkdir()
+        self.control = work / "standin" / "control.json"
+        self.control.parent.mkdir()
+        self.control.write_text(json.dumps({"outputs": {"ipv4": "127.0.0.1", "ipv6": "", "ssh_port": host.port}}))
+        self.http_port, self.udp_port = free_port(), free_port(socket.SOCK_DGRAM)
+        env_file = {
+            "TORRUST_DEPLOY_TARGET": "ssh",
+            "TORRUST_PROVIDER": "hetzner",
+            "TORRUST_INFRA_BINARY": str(STANDIN),
+            "TORRUST_SSH_KEY": str(host.client_key),
+            "TORRUST_SSH_PORT": str(host.port),
+            "TORRUST_SSH_CONNECT_TIMEOUT": "2",
+            "TORRUST_WAIT_SSH_TIMEOUT": "2",
+            "TORRUST_WAIT_CLOUD_INIT_TIMEOUT": "2",
+            "TORRUST_WAIT_INTERVAL": "1",
+            "TORRUST_DEPLOY_ROOT": str(host.deploy_root),
+            "TORRUST_COMPOSE_PROJECT": project,
+            "TORRUST_HTTP_PORT": str(self.http_port),
+            "TORRUST_UDP_TRACKERS": f"[::]:{self.udp_port}",
+            **TEST_IMAGES,
+            **STRONG,
+        }
+        (self.cwd / ".env.prov").write_text("".join(f"{k}={v}\n" for k, v in env_file.items()))
+        self.outputs: list[str] = []
+
+    def cli(self, *args: str, env: dict | None = None, name: str = "prov") -> subprocess.CompletedProcess:
+        extra = {
+            "HCLOUD_TOKEN": TOKEN,
+            "TOFU_STANDIN_CONTROL": str(self.control),
+            "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}",  # the stand-in imports hcl2
+            **(env or {}),
+        }
+        res = subprocess.run(
+            [sys.executable, str(ROOT / "tasks.py"), *args, "--env", name],
+            cwd=self.cwd,
+            env=clean_environ(**extra),
+            capture_output=True,
+            text=True,
+            timeout=300,
+            stdin=subprocess.DEVNULL,
+        )
+        self.outputs.append(res.stdout + res.stderr)
+        assert "Traceback" not in res.stderr, res.stderr
+        return res
+
+    def control_set(self, **kw) -> None:
+        doc = json.loads(self.control.read_text())
+        doc.update(kw)
+        self.control.write_text(json.dumps(doc))
+
+    @property
+    def state(self) -> dict:
+        return json.loads((self.cwd / ".torrust/prov/infra/hetzner/terraform.tfstate").read_text())
+
+    def on_host(self, script: str) -> None:
+        docker("exec", self.host.name, "sh", "-c", script)
+
+
+@pytest.fixture(scope="module")
+def flow(images, tmp_path_factory):
+    work = tmp_path_factory.mktemp("infra")
+    project = "inf" + os.urandom(3).hex()
+    host = SSHHost(f"{project}-sshhost", free_port(), work, images["sshhost"])
+    (host.run_dir / "authorized_keys").write_text("")  # cloud-init has not installed the key yet
+    f = Flow(host, work, project)
+    yield f
+    subprocess.run(
+        ["docker", "compose", "--project-name", project, "down", "--timeout", "5"], capture_output=True, timeout=120
+    )
+    host.stop()
+
+
+def test_apply_failing_midway_then_rerun_continues(flow):
+    flow.control_set(fail_apply_after=1)
+    res = flow.cli("infra.apply", "--no-wait")
+    assert res.returncode == 60, res.stderr
+    assert "stand-in failure injected" in res.stderr and "re-run" in res.stderr
+    first = flow.state["resources"]
+    assert list(first) == ["ssh_key"]
+    assert not (flow.cwd / ".torrust/prov/host.env").exists()
+
+    res = flow.cli("infra.apply", "--no-wait", "--json")
+    assert res.returncode == 0, res.stderr
+    doc = json.loads(res.stdout)
+    assert doc["outputs"] == {"ipv4": "127.0.0.1", "ipv6": "", "ssh_port": flow.host.port, "ssh_user": "torrust"}
+    assert flow.state["resources"]["ssh_key"] == first["ssh_key"]  # continued, nothing re-created
+    assert {"server", "firewall"} <= set(flow.state["resources"])
+    calls = [json.loads(ln)["sub"] for ln in (flow.control.parent / "calls.jsonl").read_text().splitlines()]
+    assert calls == ["init", "apply", "apply", "output"]  # init once, state kept across the failure
+    host_env = (flow.cwd / ".torrust/prov/host.env").read_text()
+    assert f"TORRUST_SSH_HOST=127.0.0.1\nTORRUST_SSH_PORT={flow.host.port}\n" in host_env
+    assert oct((flow.cwd / ".torrust/prov/host.env").stat().st_mode)[-3:] == "600"
+    variables = json.loads((flow.cwd / ".torrust/prov/infra/hetzner/terraform.tfvars.json").read_text())
+    assert variables["user_data"].startswith("#cloud-config\n")
+    assert variables["firewall_udp_ports"] == [flow.udp_port]
+
+
+def test_settings_take_the_recorded_host(flow):
+    res = flow.cli("app.settings", "--json")
+    assert res.returncode == 0, res.stderr
+    rows = {r["name"]: r for r in json.loads(res.stdout)["settings"]}
+    assert rows["TORRUST_SSH_HOST"]["value"] == "127.0.0.1"
+    assert rows["TORRUST_SSH_HOST"]["source"] == ".torrust/prov/host.env:2"
+
+
+def test_wait_refused_while_sshd_is_down(flow):
+    res = flow.cli("infra.wait")
+    assert res.returncode == 64, res.stderr
+    assert "refused connections" in res.stderr
+
+
+def test_wait_unreachable_when_nothing_speaks_ssh(flow):
+    silent = socket.socket()
+    silent.bind(("127.0.0.1", 0))
+    silent.listen(8)  # the kernel accepts; nobody sends an SSH banner
+    try:
+        res = flow.cli("infra.wait", env={"TORRUST_SSH_PORT": str(silent.getsockname()[1])})
+    finally:
+        silent.close()
+    assert res.returncode == 63, res.stderr
+    assert "no SSH answer" in res.stderr
+
+
+def test_wait_auth_refused_until_the_key_is_installed(flow):
+    flow.host.start()
+    res = flow.cli("infra.wait")
+    assert res.returncode == 65, res.stderr
+    assert "refused the deploy key" in res.stderr
+    # the host key was recorded at first contact, before authentication
+    known = (flow.cwd / ".torrust/prov/known_hosts").read_text()
+    assert known.startswith(f"[127.0.0.1]:{flow.host.port} ssh-ed25519 ")
+
+
+def test_wait_cloud_init_still_running(flow):
+    pub = (flow.host.workdir / "id_deploy.pub").read_text().strip()
+    flow.on_host(
+        f"echo '{pub}' > /home/torrust/.ssh/authorized_keys && mkdir -p /var/lib/cloud/instance "
+        "&& echo 'Setting up docker.io ...' > /var/log/cloud-init-output.log"
+    )
+    res = flow.cli("infra.wait")
+    assert res.returncode == 66, res.stderr
+    assert "still running" in res.stderr and "Setting up docker.io" in res.stderr
+
+
+def test_wait_cloud_init_failed_shows_the_log_tail(flow):
+    flow.on_host(
+        "mkdir -p /var/lib/cloud/data && echo 'E: Unable to locate package docker-compose-v2' "
+        ">> /var/log/cloud-init-output.log && printf '%s' "
+        """'{"v1": {"datasource": "DataSourceHetzner", "errors": ["runcmd failed"]}}' """
+        "> /var/lib/cloud/data/result.json"
+    )
+    res = flow.cli("infra.wait")
+    assert res.returncode == 67, res.stderr
+    assert "cloud-init failed" in res.stderr and "Unable to locate package docker-compose-v2" in res.stderr
+
+
+def test_wait_done_without_marker_is_a_failure(flow):
+    flow.on_host("""printf '%s' '{"v1": {"datasource": "x", "errors": []}}' > /var/lib/cloud/data/result.json""")
+    res = flow.cli("infra.wait")
+    assert res.returncode == 67, res.stderr
+    assert "did not write /var/lib/torrust/host-ready" in res.stderr
+
+
+def test_wait_ready_then_deploy_to_the_recorded_host(flow):
+    flow.on_host("mkdir -p /var/lib/torrust && echo ok > /var/lib/torrust/host-ready")
+    res = flow.cli("infra.wait", "--json")
+    assert res.returncode == 0, res.stderr
+    assert json.loads(res.stdout)["cloud_init"] == "done"
+    res = flow.cli("app.deploy", "--json")
+    assert res.returncode == 0, res.stderr
+    assert json.loads(res.stdout)["status"] == "deployed"
+
+
+def test_destroy_needs_confirmation_and_respects_protection(flow):
+    res = flow.cli("infra.destroy")
+    assert res.returncode == 5, res.stderr
+    res = flow.cli("infra.destroy", "--yes", env={"TORRUST_DELETION_PROTECTION": "true"})
+    assert res.returncode == 62, res.stderr
+    assert "server" in flow.state["resources"]
+    res = flow.cli("infra.destroy", "--yes")
+    assert res.returncode == 0, res.stderr
+    assert flow.state["resources"] == {}
+    assert not (flow.cwd / ".torrust/prov/host.env").exists()
+    assert f"[127.0.0.1]:{flow.host.port}" not in (flow.cwd / ".torrust/prov/known_hosts").read_text()
+    res = flow.cli("infra.output")
+    assert res.returncode == 61, res.stderr
+
+
+def test_the_token_never_reaches_a_file_or_output(flow):
+    for p in (flow.cwd / ".torrust").rglob("*"):
+        if p.is_file():
+            assert TOKEN not in p.read_text(errors="replace"), p
+    assert not any(TOKEN in out for out in flow.outputs)
+
+
+def test_hetzner_without_token_is_refused(flow):
+    res = flow.cli("infra.plan", env={"HCLOUD_TOKEN": ""})
+    assert res.returncode == 2 and "HCLOUD_TOKEN is not set" in res.stderr
+
+
+# ------------------------------------------------------------ a server you already own
+def test_register_then_bootstrap_then_wait(flow):
+    own = {
+        "TORRUST_DEPLOY_TARGET": "ssh",
+        "TORRUST_PROVIDER": "existing",
+        "TORRUST_SSH_KEY": str(flow.host.client_key),
+        "TORRUST_DEPLOY_ROOT": str(flow.host.deploy_root),
+        "TORRUST_SSH_CONNECT_TIMEOUT": "5",
+        "TORRUST_WAIT_SSH_TIMEOUT": "5",
+        "TORRUST_WAIT_INTERVAL": "1",
+        **STRONG,
+    }
+    (flow.cwd / ".env.own").write_text("".join(f"{k}={v}\n" for k, v in own.items()))
+    flow.on_host("rm -rf /var/lib/torrust /var/lib/cloud /run/cloud-init")
+    res = flow.cli("infra.register", "--host", "127.0.0.1", "--port", str(flow.host.port), "--json", name="own")
+    assert res.returncode == 0, res.stderr
+    doc = json.loads(res.stdout)
+    assert doc["compose"].startswith("2") and doc["docker"] and doc["sudo"] is True
+    assert doc["host_key"].startswith("ssh-ed25519 SHA256:")
+    assert (flow.cwd / ".torrust/own/known_hosts").read_text().startswith(f"[127.0.0.1]:{flow.host.port} ")
+
+    res = flow.cli("infra.wait", name="own")  # never bootstrapped, no cloud-init
+    assert res.returncode == 67 and "never bootstrapped" in res.stderr, res.stderr
+
+    # packages would apt-get install unattended-upgrades; firewall needs NET_ADMIN the test host lacks
+    res = flow.cli("infra.bootstrap", "--skip", "packages,firewall", "--json", name="own")
+    assert res.returncode == 0, res.stderr
+    doc = json.loads(res.stdout)
+    assert [x["step"] for x in doc["steps"]] == [
+        "self", "packages", "user", "docker", "sshd", "firewall", "sysctl", "upgrades", "storage", "marker"
+    ]  # fmt: skip
+    assert doc["skipped"] == ["packages", "firewall"]
+    assert {"self", "user", "docker", "sshd", "sysctl", "upgrades", "marker"} <= set(doc["changed"])
+    flow.on_host(
+        "grep -qx 'PermitRootLogin no' /etc/ssh/sshd_config.d/00-torrust.conf && sshd -t "
+        "&& grep -q 'nf_conntrack_max = 1048576' /etc/sysctl.d/90-torrust.conf "
+        "&& grep -qx nf_conntrack /etc/modules-load.d/torrust-conntrack.conf "
+        "&& grep -q '\"ip6tables\": true' /etc/docker/daemon.json && id -nG torrust | grep -qw docker "
+        "&& test -x /usr/local/sbin/torrust-harden && test -f /var/lib/torrust/host-ready"
+    )
+    res = flow.cli("infra.bootstrap", "--skip", "packages,firewall", "--json", name="own")
+    assert res.returncode == 0, res.stderr
+    assert json.loads(res.stdout)["changed"] == []  # idempotent
+
+    res = flow.cli("infra.wait", name="own")
+    assert res.returncode == 0, res.stderr
+    res = flow.cli("infra.destroy", "--yes", name="own")
+    assert res.returncode == 62 and "never deletes" in res.stderr, res.stderr
+
+
+def test_register_refuses_a_wrong_key_and_records_nothing(flow, tmp_path):
+    from tests.integration.conftest import make_keypair
+
+    other = make_keypair(tmp_path / "other")
+    (flow.cwd / ".env.wrong").write_text(
+        f"TORRUST_DEPLOY_TARGET=ssh\nTORRUST_PROVIDER=existing\nTORRUST_SSH_KEY={other}\n"
+        + "".join(f"{k}={v}\n" for k, v in STRONG.items())
+    )
+    res = flow.cli("infra.register", "--host", "127.0.0.1", "--port", str(flow.host.port), name="wrong")
+    assert res.returncode == 11, res.stderr
+    assert not (flow.cwd / ".torrust/wrong/host.env").exists()
