@@ -74,6 +74,7 @@ def test_executor_reports_failures_with_output_tail():
         "tasks.operations.deploy:SNAPSHOT_SCRIPT",
         "tasks.operations.deploy:UNPACK_SCRIPT",
         "tasks.operations.preflight:FACTS_SCRIPT",
+        "tasks.infra.wait:PROBE",
     ],
 )
 def test_embedded_shell_scripts_pass_shellcheck(script, tmp_path):
