@@ -404,3 +404,23 @@ def bootstrap(c, env="local", skip="", accept_new_host_key=False, json=False):
         lambda r: table([(x["step"], x["result"], x["detail"]) for x in r["steps"]], ("step", "result", "detail")),
         json,
     )
+
+
+@task(help={"env": ENV_HELP, "json": JSON_HELP})
+@operation
+def clean(c, env="local", json=False):
+    """Remove the environment's OpenTofu data directory (.terraform); never its state."""
+    import shutil
+
+    from tasks.infra import state
+
+    s = load(env)
+    _tofu().require_module(s)
+    path = state.data_dir(s)
+    existed = path.exists()
+    shutil.rmtree(path, ignore_errors=True)
+    emit(
+        {"ok": True, "removed": str(path) if existed else None},
+        lambda r: f"removed {path}" if existed else "nothing to remove",
+        json,
+    )
