@@ -57,7 +57,8 @@ resource "libvirt_domain" "vm" {
 
   network_interface {
     network_name = var.network
-    # DHCP may take a while: infra.refresh picks the address up later.
+    # apply waits for the DHCP lease so the ipv4 output is set; if it is still empty,
+    # infra.refresh reads it again.
     wait_for_lease = true
   }
 

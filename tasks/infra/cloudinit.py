@@ -11,6 +11,7 @@ import re
 from pathlib import Path
 
 import jinja2
+import yaml
 
 from tasks.config.settings import Settings
 from tasks.errors import ConfigError
@@ -24,6 +25,15 @@ PACKAGES = ("ca-certificates", "docker.io", "docker-compose-v2", "ufw", "unatten
 STEPS = ("packages", "user", "docker", "sshd", "firewall", "sysctl", "upgrades", "storage")
 # The data volume as the guest sees it (empty: no volume).
 DATA_DEVICES = {"hetzner": "/dev/disk/by-id/scsi-0HC_Volume_*", "libvirt": "/dev/vdb"}
+# Top-level keys the template may use. cloud-init's schema validation does not flag an
+# unknown top-level key (a typo is silently ignored at boot), so rendering refuses one;
+# tests/integration/test_cloudinit.py checks each name against cloud-init's own schema.
+TOP_LEVEL_KEYS = frozenset(
+    {
+        "hostname", "fqdn", "timezone", "locale", "disable_root", "ssh_pwauth", "users", "package_update",
+        "package_upgrade", "package_reboot_if_required", "packages", "write_files", "runcmd", "final_message",
+    }
+)  # fmt: skip
 PUBLIC_KEY_RE = re.compile(
     r"(ssh-ed25519|ssh-rsa|ecdsa-sha2-nistp(256|384|521)|sk-ssh-ed25519@openssh\.com) [A-Za-z0-9+/=]+( [^\n]*)?"
 )
@@ -97,5 +107,19 @@ def render_user_data(s: Settings, provider: str, public_key: str) -> str:
         harden_script=HARDEN_SCRIPT.read_text().rstrip("\n"),
         marker=MARKER,
     )
-    assert text.startswith("#cloud-config\n")
+    check_user_data(text)
     return text
+
+
+def check_user_data(text: str) -> dict:
+    """What `cloud-init schema` misses: the header, unknown top-level keys."""
+    if not text.startswith("#cloud-config\n"):
+        raise ConfigError("cloud-init user-data must start with '#cloud-config' (PoC bug 001)")
+    try:
+        doc = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"the rendered cloud-init user-data is not YAML: {exc}") from None
+    unknown = sorted(set(doc or {}) - TOP_LEVEL_KEYS) if isinstance(doc, dict) else ["(not a mapping)"]
+    if unknown:
+        raise ConfigError(f"cloud-init user-data has unknown top-level keys {unknown} (cloud-init would ignore them)")
+    return doc

@@ -10,6 +10,8 @@ import subprocess
 
 import pytest
 
+from tasks.errors import ConfigError
+from tasks.infra.cloudinit import check_user_data
 from tests.integration.conftest import docker
 from tests.unit.test_infra import KNOWN_TOP_LEVEL, PROFILES, render
 
@@ -66,4 +68,6 @@ def test_unknown_top_level_key_is_caught_by_our_check_not_by_cloud_init(images, 
     text = render(workdir, "hetzner")[0] + f"{bad}: true\n"
     body = validate(images["cloudinit"], {"x.yaml": text}, tmp_path)["x.yaml"]
     assert body.strip().endswith("rc=0")  # cloud-init says nothing
-    assert set(yaml.safe_load(text)) - KNOWN_TOP_LEVEL == {bad}  # our check does
+    assert set(yaml.safe_load(text)) - KNOWN_TOP_LEVEL == {bad}
+    with pytest.raises(ConfigError, match=bad):  # our check does
+        check_user_data(text)

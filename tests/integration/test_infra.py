@@ -53,7 +53,7 @@ class Flow:
         (self.cwd / ".env.prov").write_text("".join(f"{k}={v}\n" for k, v in env_file.items()))
         self.outputs: list[str] = []
 
-    def cli(self, *args: str, env: dict | None = None, name: str = "prov") -> subprocess.CompletedProcess:
+    def cli(self, *args: str, env: dict | None = None, name: str | None = "prov") -> subprocess.CompletedProcess:
         extra = {
             "HCLOUD_TOKEN": TOKEN,
             "TOFU_STANDIN_CONTROL": str(self.control),
@@ -61,7 +61,7 @@ class Flow:
             **(env or {}),
         }
         res = subprocess.run(
-            [sys.executable, str(ROOT / "tasks.py"), *args, "--env", name],
+            [sys.executable, str(ROOT / "tasks.py"), *args, *(["--env", name] if name else [])],
             cwd=self.cwd,
             env=clean_environ(**extra),
             capture_output=True,
@@ -84,6 +84,22 @@ class Flow:
 
     def on_host(self, script: str) -> None:
         docker("exec", self.host.name, "sh", "-c", script)
+
+    def restart_with_new_host_key(self) -> str:
+        """The server rebuilt: a new host key, the deploy key and cloud-init's result installed."""
+        self.host.stop()
+        self.host.new_host_key()
+        self.host.start()
+        pub = (self.host.workdir / "id_deploy.pub").read_text().strip()
+        self.on_host(
+            f"echo '{pub}' > /home/torrust/.ssh/authorized_keys && mkdir -p /var/lib/cloud/data /var/lib/torrust "
+            """&& printf '%s' '{"v1": {"datasource": "x", "errors": []}}' > /var/lib/cloud/data/result.json """
+            "&& echo ok > /var/lib/torrust/host-ready"
+        )
+        return (self.host.run_dir / "host_keys" / "ssh_host_ed25519_key.pub").read_text().split()[1]
+
+    def known_hosts(self) -> str:
+        return (self.cwd / ".torrust/prov/known_hosts").read_text()
 
 
 @pytest.fixture(scope="module")
@@ -201,6 +217,42 @@ def test_wait_ready_then_deploy_to_the_recorded_host(flow):
     assert json.loads(res.stdout)["status"] == "deployed"
 
 
+def test_plan_output_never_shows_the_token(flow):
+    res = flow.cli("infra.plan")
+    assert res.returncode == 0, res.stderr
+    assert "provider token in use: ***" in res.stdout and TOKEN not in res.stdout + res.stderr
+
+
+def test_ssh_status_environments_providers(flow):
+    res = flow.cli("infra.ssh", "--print")
+    assert res.returncode == 0, res.stderr
+    known = flow.cwd / ".torrust/prov/known_hosts"
+    assert f"-o UserKnownHostsFile={known} -o StrictHostKeyChecking=yes" in res.stdout
+    assert f"-p {flow.host.port}" in res.stdout and res.stdout.strip().endswith("torrust@127.0.0.1")
+    res = flow.cli("infra.ssh", "--command", "id -un")  # the real ssh client, exec'd
+    assert res.returncode == 0 and res.stdout.strip() == "torrust", res.stderr
+    res = flow.cli("infra.status", "--json")
+    assert res.returncode == 0, res.stderr
+    doc = json.loads(res.stdout)
+    assert doc["outputs"]["ipv4"] == "127.0.0.1" and doc["recorded"]["source"] == "apply"
+    assert doc["host_origin"] == ".torrust/prov/host.env:2"
+    res = flow.cli("infra.environments", "--json", name=None)
+    assert res.returncode == 0, res.stderr
+    rows = {r["env"]: r for r in json.loads(res.stdout)["environments"]}
+    assert rows["prov"]["recorded_by"] == "apply" and rows["prov"]["host"] == "127.0.0.1"
+    res = flow.cli("infra.console")
+    assert res.returncode == 61 and "for libvirt VMs" in res.stderr
+    res = flow.cli("infra.console", "--print", env={"TORRUST_PROVIDER": "libvirt"})
+    assert res.stdout.strip() == "virsh -c qemu:///system console torrust-prov", res.stderr
+
+
+def test_changed_host_key_stops_the_wait_at_once(flow):
+    flow.restart_with_new_host_key()
+    res = flow.cli("infra.wait")
+    assert res.returncode == 12, res.stderr
+    assert "changed since it was recorded" in res.stderr and "ssh-keygen -f" in res.stderr
+
+
 def test_destroy_needs_confirmation_and_respects_protection(flow):
     res = flow.cli("infra.destroy")
     assert res.returncode == 5, res.stderr
@@ -214,6 +266,16 @@ def test_destroy_needs_confirmation_and_respects_protection(flow):
     assert f"[127.0.0.1]:{flow.host.port}" not in (flow.cwd / ".torrust/prov/known_hosts").read_text()
     res = flow.cli("infra.output")
     assert res.returncode == 61, res.stderr
+    res = flow.cli("infra.destroy", "--yes")
+    assert res.returncode == 0, res.stderr  # a re-run (e.g. after a failed destroy) is safe
+
+
+def test_a_rebuilt_server_is_keyed_afresh_after_destroy(flow):
+    new_key = flow.restart_with_new_host_key()
+    res = flow.cli("infra.apply", "--json")
+    assert res.returncode == 0, res.stderr
+    assert json.loads(res.stdout)["wait"]["cloud_init"] == "done"
+    assert new_key in flow.known_hosts() and len(flow.known_hosts().splitlines()) == 1
 
 
 def test_the_token_never_reaches_a_file_or_output(flow):

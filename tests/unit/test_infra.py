@@ -32,12 +32,7 @@ PROFILES = {
     "libvirt": {"TORRUST_PROVIDER": "libvirt"},
     "libvirt-no-tls": {"TORRUST_PROVIDER": "libvirt", "TORRUST_TLS": "false", "TORRUST_DATA_VOLUME_SIZE": "20"},
 }
-# Top-level keys the template may use (checked against cloud-init's own schema in
-# tests/integration/test_cloudinit.py); cloud-init's schema does not flag unknown ones.
-KNOWN_TOP_LEVEL = {
-    "hostname", "fqdn", "timezone", "locale", "disable_root", "ssh_pwauth", "users", "package_update",
-    "package_upgrade", "package_reboot_if_required", "packages", "write_files", "runcmd", "final_message",
-}  # fmt: skip
+KNOWN_TOP_LEVEL = cloudinit.TOP_LEVEL_KEYS
 
 
 def settings_for(workdir: Path, profile: str, **extra: str):
@@ -126,6 +121,21 @@ def test_rendered_user_data(workdir, profile):
     assert env["SSH_PORT"] == f"'{s.ssh.port}'" and env["MARKER"] == f"'{cloudinit.MARKER}'"
     assert (env["DATA_DEVICE"] != "''") == (s.infra.data_volume_size > 0)
     assert doc["runcmd"] == [["bash", "/usr/local/sbin/torrust-harden", "/etc/torrust/harden.env"]]
+
+
+@pytest.mark.parametrize(
+    "text, problem",
+    [
+        ("---\nusers: []\n", "must start with '#cloud-config'"),
+        ("#cloud-config\nruncmmd: []\n", "unknown top-level keys ['runcmmd']"),
+        ("#cloud-config\n- a\n", "(not a mapping)"),
+        ("#cloud-config\nusers: [\n", "not YAML"),
+    ],
+)
+def test_what_the_schema_misses_is_refused(text, problem):
+    with pytest.raises(ConfigError) as info:
+        cloudinit.check_user_data(text)
+    assert problem in info.value.message
 
 
 def test_rendering_is_deterministic(workdir):
