@@ -118,6 +118,9 @@ step_sshd() {
         echo "KbdInteractiveAuthentication no"
         echo "PubkeyAuthentication yes"
     } | write_if_changed "$conf" 0644 || { report sshd ok "$conf"; return 0; }
+    # sshd -t needs /run/sshd, which exists only while sshd runs (on Ubuntu 24.04 ssh.socket
+    # starts sshd at the first connection, so early in cloud-init it may not exist yet)
+    install -d -m 0755 /run/sshd
     if ! sshd -t; then rm -f "$conf"; echo "torrust-harden: sshd rejected $conf" >&2; exit 3; fi
     if have_systemd; then
         # Ubuntu 24.04 starts sshd from ssh.socket: a new Port needs the generator re-run

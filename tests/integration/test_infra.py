@@ -340,6 +340,20 @@ def test_register_then_bootstrap_then_wait(flow):
     assert res.returncode == 62 and "never deletes" in res.stderr, res.stderr
 
 
+def test_register_a_host_without_docker_keeps_the_record_for_bootstrap(flow):
+    flow.on_host("mv /usr/bin/docker /usr/bin/docker.off")
+    try:
+        res = flow.cli("infra.register", "--host", "127.0.0.1", "--port", str(flow.host.port), name="own")
+    finally:
+        flow.on_host("mv /usr/bin/docker.off /usr/bin/docker")
+    assert res.returncode == 68, res.stderr
+    assert "Docker engine is not reachable" in res.stderr and "infra.bootstrap" in res.stderr
+    assert json.loads((flow.cwd / ".torrust/own/host.json").read_text())["ready"] is False
+    res = flow.cli("infra.register", "--host", "127.0.0.1", "--port", str(flow.host.port), name="own")
+    assert res.returncode == 0, res.stderr
+    assert json.loads((flow.cwd / ".torrust/own/host.json").read_text())["ready"] is True
+
+
 def test_register_refuses_a_wrong_key_and_records_nothing(flow, tmp_path):
     from tests.integration.conftest import make_keypair
 
@@ -351,3 +365,43 @@ def test_register_refuses_a_wrong_key_and_records_nothing(flow, tmp_path):
     res = flow.cli("infra.register", "--host", "127.0.0.1", "--port", str(flow.host.port), name="wrong")
     assert res.returncode == 11, res.stderr
     assert not (flow.cwd / ".torrust/wrong/host.env").exists()
+
+
+# ------------------------------------------------- every step of the hardening script
+def test_hardening_script_every_step_in_its_own_network_namespace(images, workdir, unique):
+    """All steps, packages and firewall included, as root in a container on a Docker
+    bridge (its own network namespace, NET_ADMIN there only): UFW rules on both
+    families; a second run changes nothing. Installing the packages needs the mirror."""
+    from tasks.config.settings import load
+    from tasks.infra import cloudinit
+
+    s = load(
+        "local",
+        root=workdir,
+        environ={"TORRUST_SSH_PORT": "2222", "TORRUST_TLS": "true", "TORRUST_UDP_TRACKERS": "[::]:6969,[::]:6868"},
+    )
+    (workdir / "harden.env").write_text(cloudinit.harden_env(s, "hetzner"))
+    script = (
+        "useradd -m torrust && ssh-keygen -A >/dev/null "
+        "&& bash /h/harden.sh /h/harden.env 2>/dev/null && echo '=== status' && ufw status "
+        "&& echo '=== again' && bash /h/harden.sh /h/harden.env "
+        "&& echo '=== sshd' && sshd -T | grep -E '^(port|permitrootlogin|passwordauthentication) '"
+    )
+    res = docker(
+        "run", "--rm", "--name", f"{unique}-harden", "--cap-add", "NET_ADMIN",
+        "-v", "/var/run/docker.sock:/var/run/docker.sock",
+        "-v", f"{cloudinit.HARDEN_SCRIPT}:/h/harden.sh:ro", "-v", f"{workdir / 'harden.env'}:/h/harden.env:ro",
+        "--entrypoint", "bash", images["sshhost"], "-c", script,
+        check=False, timeout=300,
+    )  # fmt: skip
+    assert res.returncode == 0, res.stdout + res.stderr
+    first, rest = res.stdout.split("=== status\n")
+    status, rest = rest.split("=== again\n")
+    again, sshd = rest.split("=== sshd\n")
+    assert "STEP packages changed installed ufw unattended-upgrades" in first
+    assert "STEP firewall changed" in first and "STEP sshd changed" in first
+    for rule in ("2222/tcp", "80/tcp", "443/tcp", "443/udp", "6868/udp", "6969/udp"):
+        assert f"\n{rule} " in status and f"\n{rule} (v6) " in status, (rule, status)
+    assert "22/tcp " not in status.replace("2222/tcp", "")
+    assert [ln.split()[2] for ln in again.splitlines() if ln.startswith("STEP ")] == ["ok"] * 10, again
+    assert sorted(sshd.split("\n")[:3]) == ["passwordauthentication no", "permitrootlogin no", "port 2222"]
