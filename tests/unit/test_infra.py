@@ -228,3 +228,41 @@ def test_connection_failures_are_classified():
     assert wait.classify(refused) == "refused"
     assert wait.classify(timeout) == "unreachable"
     assert wait.classify(AuthFailed("no")) == "auth"
+
+
+# ---------------------------------------------------------------- the stand-in
+def _standin(tmp_path: Path, *args: str, env: dict | None = None) -> subprocess.CompletedProcess:
+    import os
+    import sys
+
+    control = tmp_path / "control.json"
+    if not control.exists():
+        control.write_text(json.dumps({"outputs": {"ipv4": "127.0.0.1", "ipv6": "", "ssh_port": 22}}))
+    full = {
+        **os.environ,
+        "TF_DATA_DIR": str(tmp_path / "data"),
+        "TF_IN_AUTOMATION": "1",
+        "TF_INPUT": "0",
+        "TOFU_STANDIN_CONTROL": str(control),
+        **(env or {}),
+    }
+    return subprocess.run(
+        [sys.executable, str(ROOT / "tests/standins/tofu"), *args], env=full, capture_output=True, text=True
+    )
+
+
+def test_the_opentofu_standin_is_strict(tmp_path):
+    chdir = f"-chdir={ROOT}/infrastructure/libvirt"
+    assert _standin(tmp_path, chdir, "import", "x").returncode == 64
+    assert _standin(tmp_path, chdir, "apply", "-target=x").returncode == 64
+    assert _standin(tmp_path, "-chdir=/tmp", "init").returncode == 64
+    assert _standin(tmp_path, chdir, "init", env={"TF_IN_AUTOMATION": ""}).returncode == 64
+    res = _standin(tmp_path, chdir, "plan", f"-var-file={tmp_path / 'v.json'}")
+    assert res.returncode == 1 and "Backend initialization required" in res.stderr
+    assert _standin(tmp_path, chdir, "init", f"-backend-config=path={tmp_path / 'state'}").returncode == 0
+    (tmp_path / "v.json").write_text(json.dumps({"server_name": "x", "typo_var": 1}))
+    res = _standin(tmp_path, chdir, "plan", f"-var-file={tmp_path / 'v.json'}")
+    assert res.returncode == 1 and "undeclared variable(s) ['typo_var']" in res.stderr
+    (tmp_path / "v.json").write_text(json.dumps({"server_name": "x"}))
+    res = _standin(tmp_path, chdir, "plan", f"-var-file={tmp_path / 'v.json'}")
+    assert res.returncode == 1 and "No value for required variable(s)" in res.stderr
