@@ -26,6 +26,15 @@ class ExitCode(IntEnum):
     ROLLED_BACK = 31  # the new release failed after starting; the previous one runs again
     ROLLBACK_FAILED = 32  # the new release failed and bringing the previous one back failed too
     HEALTH_FAILED = 40  # a required health probe failed
+    INFRA_FAILED = 60  # an OpenTofu command (init, plan, apply, destroy, ...) failed
+    INFRA_MISSING = 61  # nothing provisioned or recorded for the environment yet
+    PROTECTED = 62  # destroy refused: a protected environment or a registered server
+    WAIT_UNREACHABLE = 63  # infra.wait: no SSH answer from the host before the deadline
+    WAIT_REFUSED = 64  # infra.wait: the SSH port refused connections until the deadline
+    WAIT_AUTH = 65  # infra.wait: SSH refused the deploy key until the deadline (not installed yet / wrong key)
+    CLOUD_INIT_TIMEOUT = 66  # infra.wait: cloud-init still running at the deadline
+    CLOUD_INIT_FAILED = 67  # cloud-init (or the hardening script) failed on the host
+    HOST_NOT_READY = 68  # infra.register: the host lacks Docker, Compose v2 or sudo
 
 
 class ToolError(Exception):
@@ -116,3 +125,39 @@ class RollbackFailed(ToolError):
 
 class HealthFailed(ToolError):
     code = ExitCode.HEALTH_FAILED
+
+
+class InfraFailed(ToolError):
+    code = ExitCode.INFRA_FAILED
+
+
+class InfraMissing(ToolError):
+    code = ExitCode.INFRA_MISSING
+
+
+class Protected(ToolError):
+    code = ExitCode.PROTECTED
+
+
+class WaitUnreachable(ToolError):
+    code = ExitCode.WAIT_UNREACHABLE
+
+
+class WaitRefused(ToolError):
+    code = ExitCode.WAIT_REFUSED
+
+
+class WaitAuth(ToolError):
+    code = ExitCode.WAIT_AUTH
+
+
+class CloudInitTimeout(ToolError):
+    code = ExitCode.CLOUD_INIT_TIMEOUT
+
+
+class CloudInitFailed(ToolError):
+    code = ExitCode.CLOUD_INIT_FAILED
+
+
+class HostNotReady(ToolError):
+    code = ExitCode.HOST_NOT_READY

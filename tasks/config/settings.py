@@ -106,6 +106,16 @@ def env_files(root: Path, env: str) -> list[tuple[Path, str]]:
     return [(root / ".env", ".env"), (root / f".env.{env}", f".env.{env}")]
 
 
+# The host infra.apply / infra.register recorded for an environment (docs/adr/0009). It
+# sits above .env.NAME (the most recent provisioning wins) and below the process
+# environment, and may set only these variables.
+HOST_RECORD_KEYS = ("TORRUST_SSH_HOST", "TORRUST_SSH_PORT", "TORRUST_SSH_USER")
+
+
+def host_record_file(root: Path, env: str) -> tuple[Path, str]:
+    return root / ".torrust" / env / "host.env", f".torrust/{env}/host.env"
+
+
 def collect(root: Path, env: str, environ: Mapping[str, str]) -> tuple[dict[str, Raw], list[str], list[str]]:
     """Merge the sources. Returns (values, problems, warnings)."""
     merged: dict[str, Raw] = {v.name: Raw(v.default, Origin("default")) for v in VARIABLES}
@@ -119,6 +129,17 @@ def collect(root: Path, env: str, environ: Mapping[str, str]) -> tuple[dict[str,
         for key, raw in values.items():
             if key not in BY_NAME:
                 problems.append(f"{key} ({raw.origin}): unknown variable{_did_you_mean(key)}")
+                continue
+            merged[key] = raw
+    record, display = host_record_file(root, env)
+    if record.exists():
+        values, file_problems = read_env_file(record, display)
+        problems += file_problems
+        for key, raw in values.items():
+            if key not in HOST_RECORD_KEYS:
+                problems.append(
+                    f"{key} ({raw.origin}): not allowed in the recorded host file (only {', '.join(HOST_RECORD_KEYS)})"
+                )
                 continue
             merged[key] = raw
     for key, value in environ.items():
@@ -159,6 +180,29 @@ class SSHTarget:
 
 
 @dataclass(frozen=True)
+class InfraSettings:
+    binary: str
+    server_name: str
+    ssh_public_key: Path | None
+    deletion_protection: bool
+    data_volume_size: int
+    hetzner_server_type: str
+    hetzner_location: str
+    hetzner_image: str
+    libvirt_uri: str
+    libvirt_pool: str
+    libvirt_network: str
+    libvirt_image_url: str
+    vm_memory: int
+    vm_vcpus: int
+    vm_disk_size: int
+    conntrack_max: int
+    wait_ssh_timeout: int
+    wait_cloud_init_timeout: int
+    wait_interval: int
+
+
+@dataclass(frozen=True)
 class Settings:
     env: str
     root: Path  # the checkout the settings were read from
@@ -169,6 +213,7 @@ class Settings:
     compose_project: str
     releases_keep: int
     provider: str
+    infra: InfraSettings
     domain: str
     http_tracker_domains: tuple[str, ...]
     api_domain: str
@@ -484,6 +529,7 @@ def load(env: str = LOCAL_ENV, *, root: Path | None = None, environ: Mapping[str
     )
     known_hosts = g("TORRUST_SSH_KNOWN_HOSTS") or str(root / ".torrust" / env / "known_hosts")
     key = g("TORRUST_SSH_KEY")
+    pub = g("TORRUST_SSH_PUBLIC_KEY")
     images = {
         "tracker": g("TORRUST_TRACKER_IMAGE"),
         "mysql": g("TORRUST_MYSQL_IMAGE"),
@@ -508,6 +554,27 @@ def load(env: str = LOCAL_ENV, *, root: Path | None = None, environ: Mapping[str
         compose_project=g("TORRUST_COMPOSE_PROJECT"),
         releases_keep=g("TORRUST_RELEASES_KEEP"),
         provider=g("TORRUST_PROVIDER"),
+        infra=InfraSettings(
+            binary=g("TORRUST_INFRA_BINARY"),
+            server_name=g("TORRUST_SERVER_NAME") or f"torrust-{env}".replace("_", "-"),
+            ssh_public_key=Path(pub).expanduser() if pub else (Path(f"{key}.pub").expanduser() if key else None),
+            deletion_protection=g("TORRUST_DELETION_PROTECTION"),
+            data_volume_size=g("TORRUST_DATA_VOLUME_SIZE"),
+            hetzner_server_type=g("TORRUST_HETZNER_SERVER_TYPE"),
+            hetzner_location=g("TORRUST_HETZNER_LOCATION"),
+            hetzner_image=g("TORRUST_HETZNER_IMAGE"),
+            libvirt_uri=g("TORRUST_LIBVIRT_URI"),
+            libvirt_pool=g("TORRUST_LIBVIRT_POOL"),
+            libvirt_network=g("TORRUST_LIBVIRT_NETWORK"),
+            libvirt_image_url=g("TORRUST_LIBVIRT_IMAGE_URL"),
+            vm_memory=g("TORRUST_VM_MEMORY"),
+            vm_vcpus=g("TORRUST_VM_VCPUS"),
+            vm_disk_size=g("TORRUST_VM_DISK_SIZE"),
+            conntrack_max=g("TORRUST_CONNTRACK_MAX"),
+            wait_ssh_timeout=g("TORRUST_WAIT_SSH_TIMEOUT"),
+            wait_cloud_init_timeout=g("TORRUST_WAIT_CLOUD_INIT_TIMEOUT"),
+            wait_interval=g("TORRUST_WAIT_INTERVAL"),
+        ),
         domain=domain,
         http_tracker_domains=http_domains,
         api_domain=g("TORRUST_API_DOMAIN") or f"api.{domain}",
@@ -598,6 +665,24 @@ def _cross_checks(b: _Builder, s: Settings) -> None:  # noqa: C901 - a flat list
         f("TORRUST_DEPLOY_ROOT", "must be an absolute path of letters, digits, '.', '_', '-' and '/', not '/'")
     if s.ssh.key and not s.ssh.key.is_file():
         f("TORRUST_SSH_KEY", "file not found")
+    binary = s.infra.binary.rsplit("/", 1)[-1]
+    if binary not in ("tofu", "terraform"):
+        f("TORRUST_INFRA_BINARY", "must be tofu or terraform (or a path to one of them)")
+    if not re.fullmatch(r"[a-z](?:[a-z0-9-]{0,61}[a-z0-9])?", s.infra.server_name):
+        f("TORRUST_SERVER_NAME", "not a valid server name")
+    if b.values["TORRUST_SSH_PUBLIC_KEY"].value.strip() and not (
+        s.infra.ssh_public_key and s.infra.ssh_public_key.is_file()
+    ):
+        f("TORRUST_SSH_PUBLIC_KEY", "file not found")
+    for name in (
+        "TORRUST_HETZNER_SERVER_TYPE",
+        "TORRUST_HETZNER_LOCATION",
+        "TORRUST_HETZNER_IMAGE",
+        "TORRUST_LIBVIRT_POOL",
+        "TORRUST_LIBVIRT_NETWORK",
+    ):
+        if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._-]{0,62}", b.values[name].value.strip()):
+            f(name, "not a valid name (letters, digits, '.', '_', '-')")
     if not re.fullmatch(r"[a-z_][a-z0-9_.-]{0,31}", s.ssh.user) or s.ssh.user == "root":
         f("TORRUST_SSH_USER", "not a valid non-root user name")
     if s.external_ip:

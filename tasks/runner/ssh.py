@@ -10,6 +10,7 @@ A passphrase-protected key without an agent is detected before connecting.
 
 from __future__ import annotations
 
+import logging
 import os
 import socket
 import time
@@ -23,6 +24,9 @@ from tasks.config.settings import Settings
 from tasks.errors import AuthFailed, ConfigError, ConnectionFailed, HostKeyError
 
 KEEPALIVE_SECONDS = 15
+# paramiko logs a traceback (through logging's last-resort handler, on stderr) when a
+# peer sends no SSH banner; the failure is reported as a ConnectionFailed instead.
+logging.getLogger("paramiko").addHandler(logging.NullHandler())
 
 
 class _AcceptNewPolicy(paramiko.MissingHostKeyPolicy):
@@ -142,10 +146,12 @@ def connect(s: Settings, *, accept_new_host_key: bool = False, attempts: int = 4
             time.sleep(delay)
             delay *= 2
     else:
-        raise ConnectionFailed(
+        err = ConnectionFailed(
             f"cannot connect to {t.user}@{name} after {attempts} attempts: {last}",
             hint="check TORRUST_SSH_HOST/TORRUST_SSH_PORT, that the server is up and that sshd listens",
         )
+        err.cause = last  # infra.wait tells "refused" from "unreachable" by it
+        raise err
     conn.connect_kwargs.pop("sock", None)  # used up: never hand a closed socket to a re-open
     conn.transport.set_keepalive(KEEPALIVE_SECONDS)
     return conn

@@ -15,11 +15,11 @@ def redactor(s: Settings) -> Redactor:
     return Redactor(x.reveal() for x in secrets)
 
 
-def connect_executor(s: Settings, *, accept_new_host_key: bool = False) -> Executor:
+def connect_executor(s: Settings, *, accept_new_host_key: bool = False, attempts: int = 4) -> Executor:
     """A fresh executor (for a reconnect); the caller closes `executor.ctx`."""
     if s.target == "local":
         return local(redactor(s), s.command_timeout)
-    conn = ssh.connect(s, accept_new_host_key=accept_new_host_key)
+    conn = ssh.connect(s, accept_new_host_key=accept_new_host_key, attempts=attempts)
     where = f"{s.ssh.user}@{ssh.known_hosts_name(s.ssh.host, s.ssh.port)}"
     return Executor(conn, redactor(s), s.command_timeout, where)
 

@@ -98,6 +98,7 @@ IMAGES: dict[str, ImageSpec] = {
             "sshhost",
             extras={"docker-compose": compose_plugin_path},
         ),
+        ImageSpec("cloudinit", "torrust-test/cloudinit:1", "cloudinit"),
         ImageSpec(
             "tracker-standin",
             "torrust-test/tracker-standin:1",

@@ -90,6 +90,7 @@ def test_executor_feeds_bytes_on_stdin_and_reports_like_run(tmp_path):
         "tasks.operations.deploy:UNPACK_SCRIPT",
         "tasks.operations.preflight:FACTS_SCRIPT",
         "tasks.runner.executor:STOPPABLE",
+        "tasks.infra.wait:PROBE",
     ],
 )
 def test_embedded_shell_scripts_pass_shellcheck(script, tmp_path):

@@ -1,0 +1,407 @@
+"""The provision flow end to end, with a STAND-IN for OpenTofu (tests/standins/tofu)
+whose outputs point at the real SSH test host, whose readiness each test controls.
+
+In order: a failed apply and its re-run (no server thrown away), every distinct wait
+error, the ready host with its key recorded, app.deploy to the recorded host, destroy;
+then register and bootstrap of a server you already own.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import ROOT, clean_environ
+from tests.integration.conftest import TEST_IMAGES, SSHHost, docker, free_port
+
+STANDIN = ROOT / "tests" / "standins" / "tofu"
+TOKEN = "Hz7-standin-token-Kq2Wm9Xr4Lp8Yv3Nb6Hc1Jd5Fs0G"  # a fake; must never reach a file or output
+STRONG = {"TORRUST_TRACKER_ADMIN_TOKEN": "Dp4-Kx9Wq2Lm7Zt5Rv8Nb3Hc6Jf1Gs0Y"}
+
+
+class Flow:
+    def __init__(self, host: SSHHost, work: Path, project: str):
+        self.host, self.cwd, self.project = host, work / "cwd", project
+        self.cwd.mkdir()
+        self.control = work / "standin" / "control.json"
+        self.control.parent.mkdir()
+        self.control.write_text(json.dumps({"outputs": {"ipv4": "127.0.0.1", "ipv6": "", "ssh_port": host.port}}))
+        self.http_port, self.udp_port = free_port(), free_port(socket.SOCK_DGRAM)
+        env_file = {
+            "TORRUST_DEPLOY_TARGET": "ssh",
+            "TORRUST_PROVIDER": "hetzner",
+            "TORRUST_INFRA_BINARY": str(STANDIN),
+            "TORRUST_SSH_KEY": str(host.client_key),
+            "TORRUST_SSH_PORT": str(host.port),
+            "TORRUST_SSH_CONNECT_TIMEOUT": "2",
+            "TORRUST_WAIT_SSH_TIMEOUT": "2",
+            "TORRUST_WAIT_CLOUD_INIT_TIMEOUT": "2",
+            "TORRUST_WAIT_INTERVAL": "1",
+            "TORRUST_DEPLOY_ROOT": str(host.deploy_root),
+            "TORRUST_COMPOSE_PROJECT": project,
+            "TORRUST_HTTP_PORT": str(self.http_port),
+            "TORRUST_UDP_TRACKERS": f"[::]:{self.udp_port}",
+            **TEST_IMAGES,
+            **STRONG,
+        }
+        (self.cwd / ".env.prov").write_text("".join(f"{k}={v}\n" for k, v in env_file.items()))
+        self.outputs: list[str] = []
+
+    def cli(self, *args: str, env: dict | None = None, name: str | None = "prov") -> subprocess.CompletedProcess:
+        extra = {
+            "HCLOUD_TOKEN": TOKEN,
+            "TOFU_STANDIN_CONTROL": str(self.control),
+            "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}",  # the stand-in imports hcl2
+            **(env or {}),
+        }
+        res = subprocess.run(
+            [sys.executable, str(ROOT / "tasks.py"), *args, *(["--env", name] if name else [])],
+            cwd=self.cwd,
+            env=clean_environ(**extra),
+            capture_output=True,
+            text=True,
+            timeout=300,
+            stdin=subprocess.DEVNULL,
+        )
+        self.outputs.append(res.stdout + res.stderr)
+        assert "Traceback" not in res.stderr, res.stderr
+        return res
+
+    def control_set(self, **kw) -> None:
+        doc = json.loads(self.control.read_text())
+        doc.update(kw)
+        self.control.write_text(json.dumps(doc))
+
+    @property
+    def state(self) -> dict:
+        return json.loads((self.cwd / ".torrust/prov/infra/hetzner/terraform.tfstate").read_text())
+
+    def on_host(self, script: str) -> None:
+        docker("exec", self.host.name, "sh", "-c", script)
+
+    def restart_with_new_host_key(self) -> str:
+        """The server rebuilt: a new host key, the deploy key and cloud-init's result installed."""
+        self.host.stop()
+        self.host.new_host_key()
+        self.host.start()
+        pub = (self.host.workdir / "id_deploy.pub").read_text().strip()
+        self.on_host(
+            f"echo '{pub}' > /home/torrust/.ssh/authorized_keys && mkdir -p /var/lib/cloud/data /var/lib/torrust "
+            """&& printf '%s' '{"v1": {"datasource": "x", "errors": []}}' > /var/lib/cloud/data/result.json """
+            "&& echo ok > /var/lib/torrust/host-ready"
+        )
+        return (self.host.run_dir / "host_keys" / "ssh_host_ed25519_key.pub").read_text().split()[1]
+
+    def known_hosts(self) -> str:
+        return (self.cwd / ".torrust/prov/known_hosts").read_text()
+
+
+@pytest.fixture(scope="module")
+def flow(images, tmp_path_factory):
+    work = tmp_path_factory.mktemp("infra")
+    project = "inf" + os.urandom(3).hex()
+    host = SSHHost(f"{project}-sshhost", free_port(), work, images["sshhost"])
+    (host.run_dir / "authorized_keys").write_text("")  # cloud-init has not installed the key yet
+    f = Flow(host, work, project)
+    yield f
+    subprocess.run(
+        ["docker", "compose", "--project-name", project, "down", "--timeout", "5"], capture_output=True, timeout=120
+    )
+    host.stop()
+
+
+def test_apply_failing_midway_then_rerun_continues(flow):
+    flow.control_set(fail_apply_after=1)
+    res = flow.cli("infra.apply", "--no-wait")
+    assert res.returncode == 60, res.stderr
+    assert "stand-in failure injected" in res.stderr and "re-run" in res.stderr
+    first = flow.state["resources"]
+    assert list(first) == ["ssh_key"]
+    assert not (flow.cwd / ".torrust/prov/host.env").exists()
+
+    res = flow.cli("infra.apply", "--no-wait", "--json")
+    assert res.returncode == 0, res.stderr
+    doc = json.loads(res.stdout)
+    assert doc["outputs"] == {"ipv4": "127.0.0.1", "ipv6": "", "ssh_port": flow.host.port, "ssh_user": "torrust"}
+    assert flow.state["resources"]["ssh_key"] == first["ssh_key"]  # continued, nothing re-created
+    assert {"server", "firewall"} <= set(flow.state["resources"])
+    calls = [json.loads(ln)["sub"] for ln in (flow.control.parent / "calls.jsonl").read_text().splitlines()]
+    assert calls == ["init", "apply", "apply", "output"]  # init once, state kept across the failure
+    host_env = (flow.cwd / ".torrust/prov/host.env").read_text()
+    assert f"TORRUST_SSH_HOST=127.0.0.1\nTORRUST_SSH_PORT={flow.host.port}\n" in host_env
+    assert oct((flow.cwd / ".torrust/prov/host.env").stat().st_mode)[-3:] == "600"
+    variables = json.loads((flow.cwd / ".torrust/prov/infra/hetzner/terraform.tfvars.json").read_text())
+    assert variables["user_data"].startswith("#cloud-config\n")
+    assert variables["firewall_udp_ports"] == [flow.udp_port]
+
+
+def test_settings_take_the_recorded_host(flow):
+    res = flow.cli("app.settings", "--json")
+    assert res.returncode == 0, res.stderr
+    rows = {r["name"]: r for r in json.loads(res.stdout)["settings"]}
+    assert rows["TORRUST_SSH_HOST"]["value"] == "127.0.0.1"
+    assert rows["TORRUST_SSH_HOST"]["source"] == ".torrust/prov/host.env:2"
+
+
+def test_wait_refused_while_sshd_is_down(flow):
+    res = flow.cli("infra.wait")
+    assert res.returncode == 64, res.stderr
+    assert "refused connections" in res.stderr
+
+
+def test_wait_unreachable_when_nothing_speaks_ssh(flow):
+    silent = socket.socket()
+    silent.bind(("127.0.0.1", 0))
+    silent.listen(8)  # the kernel accepts; nobody sends an SSH banner
+    try:
+        res = flow.cli("infra.wait", env={"TORRUST_SSH_PORT": str(silent.getsockname()[1])})
+    finally:
+        silent.close()
+    assert res.returncode == 63, res.stderr
+    assert "no SSH answer" in res.stderr
+
+
+def test_wait_auth_refused_until_the_key_is_installed(flow):
+    flow.host.start()
+    res = flow.cli("infra.wait")
+    assert res.returncode == 65, res.stderr
+    assert "refused the deploy key" in res.stderr
+    # the host key was recorded at first contact, before authentication
+    known = (flow.cwd / ".torrust/prov/known_hosts").read_text()
+    assert known.startswith(f"[127.0.0.1]:{flow.host.port} ssh-ed25519 ")
+
+
+def test_wait_cloud_init_still_running(flow):
+    pub = (flow.host.workdir / "id_deploy.pub").read_text().strip()
+    flow.on_host(
+        f"echo '{pub}' > /home/torrust/.ssh/authorized_keys && mkdir -p /var/lib/cloud/instance "
+        "&& echo 'Setting up docker.io ...' > /var/log/cloud-init-output.log"
+    )
+    res = flow.cli("infra.wait")
+    assert res.returncode == 66, res.stderr
+    assert "still running" in res.stderr and "Setting up docker.io" in res.stderr
+
+
+def test_wait_cloud_init_failed_shows_the_log_tail(flow):
+    flow.on_host(
+        "mkdir -p /var/lib/cloud/data && echo 'E: Unable to locate package docker-compose-v2' "
+        ">> /var/log/cloud-init-output.log && printf '%s' "
+        """'{"v1": {"datasource": "DataSourceHetzner", "errors": ["runcmd failed"]}}' """
+        "> /var/lib/cloud/data/result.json"
+    )
+    res = flow.cli("infra.wait")
+    assert res.returncode == 67, res.stderr
+    assert "cloud-init failed" in res.stderr and "Unable to locate package docker-compose-v2" in res.stderr
+
+
+def test_wait_done_without_marker_is_a_failure(flow):
+    flow.on_host("""printf '%s' '{"v1": {"datasource": "x", "errors": []}}' > /var/lib/cloud/data/result.json""")
+    res = flow.cli("infra.wait")
+    assert res.returncode == 67, res.stderr
+    assert "did not write /var/lib/torrust/host-ready" in res.stderr
+
+
+def test_wait_ready_then_deploy_to_the_recorded_host(flow):
+    flow.on_host("mkdir -p /var/lib/torrust && echo ok > /var/lib/torrust/host-ready")
+    res = flow.cli("infra.wait", "--json")
+    assert res.returncode == 0, res.stderr
+    assert json.loads(res.stdout)["cloud_init"] == "done"
+    res = flow.cli("app.deploy", "--json")
+    assert res.returncode == 0, res.stderr
+    assert json.loads(res.stdout)["status"] == "deployed"
+
+
+def test_plan_output_never_shows_the_token(flow):
+    res = flow.cli("infra.plan")
+    assert res.returncode == 0, res.stderr
+    assert "provider token in use: ***" in res.stdout and TOKEN not in res.stdout + res.stderr
+
+
+def test_ssh_status_environments_providers(flow):
+    res = flow.cli("infra.ssh", "--print")
+    assert res.returncode == 0, res.stderr
+    known = flow.cwd / ".torrust/prov/known_hosts"
+    assert f"-o UserKnownHostsFile={known} -o StrictHostKeyChecking=yes" in res.stdout
+    assert f"-p {flow.host.port}" in res.stdout and res.stdout.strip().endswith("torrust@127.0.0.1")
+    res = flow.cli("infra.ssh", "--command", "id -un")  # the real ssh client, exec'd
+    assert res.returncode == 0 and res.stdout.strip() == "torrust", res.stderr
+    res = flow.cli("infra.status", "--json")
+    assert res.returncode == 0, res.stderr
+    doc = json.loads(res.stdout)
+    assert doc["outputs"]["ipv4"] == "127.0.0.1" and doc["recorded"]["source"] == "apply"
+    assert doc["host_origin"] == ".torrust/prov/host.env:2"
+    res = flow.cli("infra.environments", "--json", name=None)
+    assert res.returncode == 0, res.stderr
+    rows = {r["env"]: r for r in json.loads(res.stdout)["environments"]}
+    assert rows["prov"]["recorded_by"] == "apply" and rows["prov"]["host"] == "127.0.0.1"
+    res = flow.cli("infra.console")
+    assert res.returncode == 61 and "for libvirt VMs" in res.stderr
+    res = flow.cli("infra.console", "--print", env={"TORRUST_PROVIDER": "libvirt"})
+    assert res.stdout.strip() == "virsh -c qemu:///system console torrust-prov", res.stderr
+
+
+def test_changed_host_key_stops_the_wait_at_once(flow):
+    flow.restart_with_new_host_key()
+    res = flow.cli("infra.wait")
+    assert res.returncode == 12, res.stderr
+    assert "changed since it was recorded" in res.stderr and "ssh-keygen -f" in res.stderr
+
+
+def test_destroy_needs_confirmation_and_respects_protection(flow):
+    res = flow.cli("infra.destroy")
+    assert res.returncode == 5, res.stderr
+    res = flow.cli("infra.destroy", "--yes", env={"TORRUST_DELETION_PROTECTION": "true"})
+    assert res.returncode == 62, res.stderr
+    assert "server" in flow.state["resources"]
+    res = flow.cli("infra.destroy", "--yes")
+    assert res.returncode == 0, res.stderr
+    assert flow.state["resources"] == {}
+    assert not (flow.cwd / ".torrust/prov/host.env").exists()
+    assert f"[127.0.0.1]:{flow.host.port}" not in (flow.cwd / ".torrust/prov/known_hosts").read_text()
+    res = flow.cli("infra.output")
+    assert res.returncode == 61, res.stderr
+    res = flow.cli("infra.destroy", "--yes")
+    assert res.returncode == 0, res.stderr  # a re-run (e.g. after a failed destroy) is safe
+
+
+def test_a_rebuilt_server_is_keyed_afresh_after_destroy(flow):
+    new_key = flow.restart_with_new_host_key()
+    res = flow.cli("infra.apply", "--json")
+    assert res.returncode == 0, res.stderr
+    assert json.loads(res.stdout)["wait"]["cloud_init"] == "done"
+    assert new_key in flow.known_hosts() and len(flow.known_hosts().splitlines()) == 1
+
+
+def test_the_token_never_reaches_a_file_or_output(flow):
+    for p in (flow.cwd / ".torrust").rglob("*"):
+        if p.is_file():
+            assert TOKEN not in p.read_text(errors="replace"), p
+    assert not any(TOKEN in out for out in flow.outputs)
+
+
+def test_hetzner_without_token_is_refused(flow):
+    res = flow.cli("infra.plan", env={"HCLOUD_TOKEN": ""})
+    assert res.returncode == 2 and "HCLOUD_TOKEN is not set" in res.stderr
+
+
+# ------------------------------------------------------------ a server you already own
+def test_register_then_bootstrap_then_wait(flow):
+    own = {
+        "TORRUST_DEPLOY_TARGET": "ssh",
+        "TORRUST_PROVIDER": "existing",
+        "TORRUST_SSH_KEY": str(flow.host.client_key),
+        "TORRUST_DEPLOY_ROOT": str(flow.host.deploy_root),
+        "TORRUST_SSH_CONNECT_TIMEOUT": "5",
+        "TORRUST_WAIT_SSH_TIMEOUT": "5",
+        "TORRUST_WAIT_INTERVAL": "1",
+        **STRONG,
+    }
+    (flow.cwd / ".env.own").write_text("".join(f"{k}={v}\n" for k, v in own.items()))
+    flow.on_host("rm -rf /var/lib/torrust /var/lib/cloud /run/cloud-init")
+    res = flow.cli("infra.register", "--host", "127.0.0.1", "--port", str(flow.host.port), "--json", name="own")
+    assert res.returncode == 0, res.stderr
+    doc = json.loads(res.stdout)
+    assert doc["compose"].startswith("2") and doc["docker"] and doc["sudo"] is True
+    assert doc["host_key"].startswith("ssh-ed25519 SHA256:")
+    assert (flow.cwd / ".torrust/own/known_hosts").read_text().startswith(f"[127.0.0.1]:{flow.host.port} ")
+
+    res = flow.cli("infra.wait", name="own")  # never bootstrapped, no cloud-init
+    assert res.returncode == 67 and "never bootstrapped" in res.stderr, res.stderr
+
+    # packages would apt-get install unattended-upgrades; firewall needs NET_ADMIN the test host lacks
+    res = flow.cli("infra.bootstrap", "--skip", "packages,firewall", "--json", name="own")
+    assert res.returncode == 0, res.stderr
+    doc = json.loads(res.stdout)
+    assert [x["step"] for x in doc["steps"]] == [
+        "self", "packages", "user", "docker", "sshd", "firewall", "sysctl", "upgrades", "storage", "marker"
+    ]  # fmt: skip
+    assert doc["skipped"] == ["packages", "firewall"]
+    assert {"self", "user", "docker", "sshd", "sysctl", "upgrades", "marker"} <= set(doc["changed"])
+    flow.on_host(
+        "grep -qx 'PermitRootLogin no' /etc/ssh/sshd_config.d/00-torrust.conf && sshd -t "
+        "&& grep -q 'nf_conntrack_max = 1048576' /etc/sysctl.d/90-torrust.conf "
+        "&& grep -qx nf_conntrack /etc/modules-load.d/torrust-conntrack.conf "
+        "&& grep -q '\"ip6tables\": true' /etc/docker/daemon.json && id -nG torrust | grep -qw docker "
+        "&& test -x /usr/local/sbin/torrust-harden && test -f /var/lib/torrust/host-ready"
+    )
+    res = flow.cli("infra.bootstrap", "--skip", "packages,firewall", "--json", name="own")
+    assert res.returncode == 0, res.stderr
+    assert json.loads(res.stdout)["changed"] == []  # idempotent
+
+    res = flow.cli("infra.wait", name="own")
+    assert res.returncode == 0, res.stderr
+    res = flow.cli("infra.destroy", "--yes", name="own")
+    assert res.returncode == 62 and "never deletes" in res.stderr, res.stderr
+
+
+def test_register_a_host_without_docker_keeps_the_record_for_bootstrap(flow):
+    flow.on_host("mv /usr/bin/docker /usr/bin/docker.off")
+    try:
+        res = flow.cli("infra.register", "--host", "127.0.0.1", "--port", str(flow.host.port), name="own")
+    finally:
+        flow.on_host("mv /usr/bin/docker.off /usr/bin/docker")
+    assert res.returncode == 68, res.stderr
+    assert "Docker engine is not reachable" in res.stderr and "infra.bootstrap" in res.stderr
+    assert json.loads((flow.cwd / ".torrust/own/host.json").read_text())["ready"] is False
+    res = flow.cli("infra.register", "--host", "127.0.0.1", "--port", str(flow.host.port), name="own")
+    assert res.returncode == 0, res.stderr
+    assert json.loads((flow.cwd / ".torrust/own/host.json").read_text())["ready"] is True
+
+
+def test_register_refuses_a_wrong_key_and_records_nothing(flow, tmp_path):
+    from tests.integration.conftest import make_keypair
+
+    other = make_keypair(tmp_path / "other")
+    (flow.cwd / ".env.wrong").write_text(
+        f"TORRUST_DEPLOY_TARGET=ssh\nTORRUST_PROVIDER=existing\nTORRUST_SSH_KEY={other}\n"
+        + "".join(f"{k}={v}\n" for k, v in STRONG.items())
+    )
+    res = flow.cli("infra.register", "--host", "127.0.0.1", "--port", str(flow.host.port), name="wrong")
+    assert res.returncode == 11, res.stderr
+    assert not (flow.cwd / ".torrust/wrong/host.env").exists()
+
+
+# ------------------------------------------------- every step of the hardening script
+def test_hardening_script_every_step_in_its_own_network_namespace(images, workdir, unique):
+    """All steps, packages and firewall included, as root in a container on a Docker
+    bridge (its own network namespace, NET_ADMIN there only): UFW rules on both
+    families; a second run changes nothing. Installing the packages needs the mirror."""
+    from tasks.config.settings import load
+    from tasks.infra import cloudinit
+
+    s = load(
+        "local",
+        root=workdir,
+        environ={"TORRUST_SSH_PORT": "2222", "TORRUST_TLS": "true", "TORRUST_UDP_TRACKERS": "[::]:6969,[::]:6868"},
+    )
+    (workdir / "harden.env").write_text(cloudinit.harden_env(s, "hetzner"))
+    script = (
+        "useradd -m torrust && ssh-keygen -A >/dev/null "
+        "&& bash /h/harden.sh /h/harden.env 2>/dev/null && echo '=== status' && ufw status "
+        "&& echo '=== again' && bash /h/harden.sh /h/harden.env "
+        "&& echo '=== sshd' && sshd -T | grep -E '^(port|permitrootlogin|passwordauthentication) '"
+    )
+    res = docker(
+        "run", "--rm", "--name", f"{unique}-harden", "--cap-add", "NET_ADMIN",
+        "-v", "/var/run/docker.sock:/var/run/docker.sock",
+        "-v", f"{cloudinit.HARDEN_SCRIPT}:/h/harden.sh:ro", "-v", f"{workdir / 'harden.env'}:/h/harden.env:ro",
+        "--entrypoint", "bash", images["sshhost"], "-c", script,
+        check=False, timeout=300,
+    )  # fmt: skip
+    assert res.returncode == 0, res.stdout + res.stderr
+    first, rest = res.stdout.split("=== status\n")
+    status, rest = rest.split("=== again\n")
+    again, sshd = rest.split("=== sshd\n")
+    assert "STEP packages changed installed ufw unattended-upgrades" in first
+    assert "STEP firewall changed" in first and "STEP sshd changed" in first
+    for rule in ("2222/tcp", "80/tcp", "443/tcp", "443/udp", "6868/udp", "6969/udp"):
+        assert f"\n{rule} " in status and f"\n{rule} (v6) " in status, (rule, status)
+    assert "22/tcp " not in status.replace("2222/tcp", "")
+    assert [ln.split()[2] for ln in again.splitlines() if ln.startswith("STEP ")] == ["ok"] * 10, again
+    assert sorted(sshd.split("\n")[:3]) == ["passwordauthentication no", "permitrootlogin no", "port 2222"]
