@@ -178,12 +178,28 @@ start_dockerd() {
     echo "started (server $(docker info --format '{{.ServerVersion}}'), log $DOCKERD_LOG)"
 }
 
+# The OpenTofu module tests run `fmt -check` (works offline). This machine kind ships
+# terraform 1.11 in /usr/local/bin; neither OpenTofu nor Terraform is in Debian 12 or PyPI,
+# so there is nothing to install: fail here, clearly, rather than in the middle of pytest.
+check_tofu() {
+    local bin
+    for bin in tofu terraform; do
+        if command -v "$bin" >/dev/null 2>&1; then
+            echo "found $bin ($("$bin" version | head -n 1))"
+            return 0
+        fi
+    done
+    echo "neither tofu nor terraform is on PATH: the infrastructure tests need one (terraform fmt)" >&2
+    return 1
+}
+
 main() {
     [ "$(id -u)" -eq 0 ] || die "must run as root"
     local t0=$SECONDS
     step packages install_packages
     step compose-v2 install_compose
     step dockerd start_dockerd
+    step opentofu check_tofu
     log "done in $((SECONDS - t0))s"
 }
 
