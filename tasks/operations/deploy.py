@@ -244,8 +244,14 @@ def archive(release: Release) -> bytes:
 # ------------------------------------------------------------------------ the steps
 UNPACK_SCRIPT = r"""
 set -e
-staging=$1; target=$2; shift 2
+staging=$1; target=$2; cronfile=$3; backups=$4; shift 4
 tar -xzf "$staging/release.tar.gz" -C "$staging/tree" --no-same-owner
+# the scheduled backup (cron.d wants root-owned files): installed when backups are on
+# ($backups is their directory), removed when off; nothing when $cronfile is empty
+if [ -n "$backups" ]; then mkdir -p "$backups"; src=$staging/tree/cron/torrust-backup
+  if ! cmp -s "$src" "$cronfile"; then sudo=; [ "$(id -u)" = 0 ] || sudo="sudo -n"
+    $sudo install -m 0644 -o root -g root "$src" "$cronfile"; fi
+elif [ -n "$cronfile" ] && [ -e "$cronfile" ]; then rm -f "$cronfile" 2>/dev/null || sudo -n rm -f "$cronfile"; fi
 # files a container reads through its group: FILE GID pairs until "--"
 while [ "$1" != -- ]; do f=$staging/tree/$1; g=$2; shift 2
   chgrp "$g" "$f" 2>/dev/null || sudo -n chgrp "$g" "$f"; done
@@ -260,8 +266,15 @@ rm -rf -- "$staging"
 """
 
 
-def upload(ex: Executor, lay: Layout, release: Release, release_id: str) -> str:
-    """One archive over SFTP into a 0700 staging dir, unpacked and renamed into place."""
+def cron_args(s: Settings) -> list[str]:
+    """UNPACK_SCRIPT's cron arguments: the cron.d file, and the backup directory when
+    backups are on (empty: remove the entry)."""
+    return [f"/etc/cron.d/torrust-backup-{s.compose_project}", s.backup_dir if s.backup else ""]
+
+
+def upload(ex: Executor, lay: Layout, release: Release, release_id: str, cron: list[str] = ("", "")) -> str:
+    """One archive over SFTP into a 0700 staging dir, unpacked and renamed into place
+    (and the backup cron entry installed or removed in the same round trip)."""
     staging = lay.upload_dir(release_id)
     target = lay.release(release_id)
     ex.run(
@@ -277,7 +290,7 @@ def upload(ex: Executor, lay: Layout, release: Release, release_id: str) -> str:
     ex.put(archive(release), f"{staging}/release.tar.gz", 0o600)
     groups = [x for f in release.files if f.group is not None for x in (f.path, str(f.group))]
     storage = [x for p, o in release.storage_dirs for x in (f"{lay.storage}/{p}", "-" if o is None else str(o))]
-    ex.run(["sh", "-c", UNPACK_SCRIPT, "unpack", staging, target, *groups, "--", *storage])
+    ex.run(["sh", "-c", UNPACK_SCRIPT, "unpack", staging, target, *cron, *groups, "--", *storage])
     return target
 
 
@@ -431,7 +444,7 @@ def deploy(
         release_id = new_release_id(release.content_sha256)
         try:
             with step(f"upload release {release_id} and prepare storage"):
-                upload(ex, lay, release, release_id)
+                upload(ex, lay, release, release_id, cron_args(s))
             with step("validate on the host (compose config) and check images"):
                 with ThreadPoolExecutor(max_workers=2) as pool:  # two channels of one connection
                     config = pool.submit(ex.run, compose_for(s, lay.release(release_id), "config", "--quiet"))
