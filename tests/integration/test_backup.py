@@ -204,7 +204,7 @@ def test_damaged_backup_is_refused_before_anything_is_touched(bdep, damage):
             fh.truncate(victim.stat().st_size // 2)
     else:
         victim.unlink()
-    bdep.sql("INSERT INTO whitelist (info_hash) VALUES (SHA1('after the backup'));")
+    bdep.sql(f"INSERT INTO whitelist (info_hash) VALUES (SHA1('after the backup {damage}'));")
     rows, started, count = bdep.rows(), bdep.tracker_started(), len(bdep.listed())
     code, out, err = bdep.json_cli("app.restore", "--id", doc["id"], "--yes")
     assert code == 52, err
@@ -317,7 +317,7 @@ def test_dropped_connection_during_a_backup(bdep):
         text=True,
     )
     deadline = time.monotonic() + 30
-    while bdep.sh("pgrep -f 'bin/torrust-backup backup'", check=False).returncode != 0:
+    while bdep.sh("pgrep -f 'bin/torrust-backu[p] backup'", check=False).returncode != 0:
         assert time.monotonic() < deadline and proc.poll() is None, "the backup never started"
         time.sleep(0.1)
     docker("exec", bdep.host.name, "pkill", "-KILL", "-f", "sshd: torrust", check=False)
@@ -325,7 +325,7 @@ def test_dropped_connection_during_a_backup(bdep):
     assert proc.returncode != 0 and "Traceback" not in err, err
     holder.wait(timeout=30)
     deadline = time.monotonic() + 60  # the host script outlives the connection, then ends
-    while bdep.sh("pgrep -f 'bin/torrust-backup'", check=False).returncode == 0:
+    while bdep.sh("pgrep -f 'bin/torrust-backu[p]'", check=False).returncode == 0:
         assert time.monotonic() < deadline
         time.sleep(0.2)
     code, lock, _ = bdep.json_cli("app.lock")
