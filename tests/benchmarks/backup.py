@@ -56,16 +56,31 @@ class Bench:
         self.root = work / "root"
         self.path = str(self.root / "current/bin/torrust-backup")
         self.cid = sh(
-            ["docker", "ps", "-q", "--filter", f"label=com.docker.compose.project={project}",
-             "--filter", "label=com.docker.compose.service=mysql"], text=True,
-        ).stdout.split()[0]  # fmt: skip
+            [
+                "docker",
+                "ps",
+                "-q",
+                "--filter",
+                f"label=com.docker.compose.project={project}",
+                "--filter",
+                "label=com.docker.compose.service=mysql",
+            ],
+            text=True,
+        ).stdout.split()[0]
 
     def sql(self, statement: str) -> str:
         return sh(
-            ["docker", "exec", "-i", self.cid, "sh", "-c",
-             'MYSQL_PWD="$MYSQL_ROOT_PASSWORD" exec mysql -uroot -N -B "$MYSQL_DATABASE"'],
+            [
+                "docker",
+                "exec",
+                "-i",
+                self.cid,
+                "sh",
+                "-c",
+                'MYSQL_PWD="$MYSQL_ROOT_PASSWORD" exec mysql -uroot -N -B "$MYSQL_DATABASE"',
+            ],
             input=statement.encode(),
-        ).stdout.decode()  # fmt: skip
+        ).stdout.decode()
 
     def fill(self, min_mb: int) -> None:
         self.sql(
@@ -95,10 +110,16 @@ class Bench:
 
     def raw_dump_size(self) -> int:
         p = subprocess.Popen(
-            ["docker", "exec", self.cid, "sh", "-c",
-             f'MYSQL_PWD="$MYSQL_ROOT_PASSWORD" exec mysqldump -uroot {DUMP_FLAGS} --databases "$MYSQL_DATABASE"'],
+            [
+                "docker",
+                "exec",
+                self.cid,
+                "sh",
+                "-c",
+                f'MYSQL_PWD="$MYSQL_ROOT_PASSWORD" exec mysqldump -uroot {DUMP_FLAGS} --databases "$MYSQL_DATABASE"',
+            ],
             stdout=subprocess.PIPE,
-        )  # fmt: skip
+        )
         n = 0
         while chunk := p.stdout.read(1 << 20):
             n += len(chunk)
@@ -107,17 +128,33 @@ class Bench:
 
     def raw_backup(self, out: Path) -> float:
         t0 = time.monotonic()
-        sh(["sh", "-c",
-            f'set -o pipefail 2>/dev/null; docker exec "$1" sh -c \'MYSQL_PWD="$MYSQL_ROOT_PASSWORD" exec mysqldump '
-            f'-uroot {DUMP_FLAGS} --databases "$MYSQL_DATABASE"\' | gzip > "$2"', "raw", self.cid, str(out)],
-           executable="/bin/bash")  # fmt: skip
+        sh(
+            [
+                "bash",
+                "-c",
+                "set -o pipefail; "
+                f'docker exec "$1" sh -c \'MYSQL_PWD="$MYSQL_ROOT_PASSWORD" exec mysqldump '
+                f'-uroot {DUMP_FLAGS} --databases "$MYSQL_DATABASE"\' | gzip > "$2"',
+                "raw",
+                self.cid,
+                str(out),
+            ]
+        )
         return time.monotonic() - t0
 
     def raw_restore(self, dump: Path) -> float:
         t0 = time.monotonic()
-        sh(["bash", "-c",
-            'set -o pipefail; gunzip -c "$2" | docker exec -i "$1" sh -c '
-            '\'MYSQL_PWD="$MYSQL_ROOT_PASSWORD" exec mysql -uroot\'', "raw", self.cid, str(dump)])  # fmt: skip
+        sh(
+            [
+                "bash",
+                "-c",
+                'set -o pipefail; gunzip -c "$2" | docker exec -i "$1" sh -c '
+                "'MYSQL_PWD=\"$MYSQL_ROOT_PASSWORD\" exec mysql -uroot'",
+                "raw",
+                self.cid,
+                str(dump),
+            ]
+        )
         return time.monotonic() - t0
 
     def set_compression(self, name: str) -> None:
@@ -190,10 +227,14 @@ def main() -> int:
     finally:
         subprocess.run([*cli, "app.down"], cwd=work, env=clean_environ(**env), capture_output=True)
         subprocess.run(["rm", "-rf", str(work)], check=False)
-    raws = {"backup": statistics.median(results["backup raw: mysqldump, gzip"]),
-            "restore": statistics.median(results["restore raw: gunzip, mysql"])}  # fmt: skip
-    print(f"\nDump: {size / 1e6:.0f} MB uncompressed; compressed: gzip {sizes['gzip'] / 1e6:.0f} MB, "
-          f"zstd {sizes['zstd'] / 1e6:.0f} MB, raw gzip {sizes['raw'] / 1e6:.0f} MB; {args.runs} runs, medians.\n")  # fmt: skip
+    raws = {
+        "backup": statistics.median(results["backup raw: mysqldump, gzip"]),
+        "restore": statistics.median(results["restore raw: gunzip, mysql"]),
+    }
+    print(
+        f"\nDump: {size / 1e6:.0f} MB uncompressed; compressed: gzip {sizes['gzip'] / 1e6:.0f} MB, "
+        f"zstd {sizes['zstd'] / 1e6:.0f} MB, raw gzip {sizes['raw'] / 1e6:.0f} MB; {args.runs} runs, medians.\n"
+    )
     print("| Scenario | Median s | Runs (s) | MB/s | vs raw |")
     print("|---|---|---|---|---|")
     for name, values in results.items():

@@ -10,8 +10,6 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import signal
-import socket
 import subprocess
 import time
 from pathlib import Path
@@ -44,7 +42,7 @@ class BackupDeployment(Deployment):
                 "sh",
                 "-c",
                 'MYSQL_PWD="$MYSQL_ROOT_PASSWORD" exec mysql -uroot -N -B "$MYSQL_DATABASE"',
-            ],  # fmt: skip
+            ],
             input=statement,
             capture_output=True,
             text=True,
@@ -95,14 +93,22 @@ def bdep(images, tmp_path_factory):
     project = "bk" + os.urandom(3).hex()
     volume = f"{project}-small"
     docker(
-        "volume", "create", "--driver", "local", "--opt", "type=tmpfs", "--opt", "device=tmpfs",
-        "--opt", "o=size=6m,uid=1000,gid=1000,mode=0700", volume,
-    )  # fmt: skip
+        "volume",
+        "create",
+        "--driver",
+        "local",
+        "--opt",
+        "type=tmpfs",
+        "--opt",
+        "device=tmpfs",
+        "--opt",
+        "o=size=6m,uid=1000,gid=1000,mode=0700",
+        volume,
+    )
     host = SSHHost(f"{project}-sshhost", free_port(), work, images["sshhost"])
     mounts = [f"{volume}:{SMALL_DIR}"]
     if shutil.which("zstd"):  # the test image lacks zstd; lend it this machine's (same Debian)
         mounts.append(f"{shutil.which('zstd')}:/usr/bin/zstd:ro")
-    host.start(extra_mounts=mounts)
     d = BackupDeployment(host, work / "cwd", project)
     d.env.update(
         {
@@ -112,21 +118,18 @@ def bdep(images, tmp_path_factory):
             "TORRUST_BACKUP_RETENTION_DAYS": "14",
         }
     )
-    assert d.cli("app.preflight", "--accept-new-host-key").returncode == 0
-    code, out = d.deploy()
-    assert code == 0, out["_stderr"]
-    d.sql(TABLES_SQL)
-    yield d
-    subprocess.run(
-        ["docker", "compose", "--project-name", project, "down", "--remove-orphans", "--timeout", "5"],
-        capture_output=True,
-        timeout=120,
-        cwd=work,
-    )
-    host.stop()
-    docker("volume", "rm", "-f", volume, check=False)
-    for name in docker("ps", "-aq", "--filter", f"name={project}-verify-", check=False).stdout.split():
-        docker("rm", "-f", name, check=False)
+    try:
+        host.start(extra_mounts=mounts)
+        assert d.cli("app.preflight", "--accept-new-host-key").returncode == 0
+        code, out = d.deploy()
+        assert code == 0, out["_stderr"]
+        d.sql(TABLES_SQL)
+        yield d
+    finally:
+        d.remove()
+        docker("volume", "rm", "-f", volume, check=False)
+        for name in docker("ps", "-aq", "--filter", f"name={project}-verify-", check=False).stdout.split():
+            docker("rm", "-f", name, check=False)
 
 
 def test_backup_writes_a_complete_checksummed_backup(bdep):
@@ -269,14 +272,42 @@ def test_verify_drill_passes_a_good_backup_and_catches_bad_ones(bdep):
     assert not docker("ps", "-aq", "--filter", f"name={bdep.project}-verify-").stdout.strip()  # scratch removed
 
 
+def test_download_then_restore_from_the_copy(bdep, tmp_path):
+    doc = bdep.backup()
+    rows = bdep.rows()
+    code, out, err = bdep.json_cli("app.backup-download", "--id", doc["id"], "--dest", str(tmp_path / "dl"))
+    assert code == 0, err
+    local = tmp_path / "dl" / doc["id"]
+    assert out["path"] == str(local) and (local / "manifest.json").is_file()
+    assert not [p for p in (tmp_path / "dl").iterdir() if p.name.startswith(".")]
+    # a damaged copy is refused before the host is touched
+    bad = tmp_path / "bad"
+    shutil.copytree(local, bad)
+    dump = next(bad.glob("database.sql.*"))
+    dump.write_bytes(dump.read_bytes()[:-10])
+    started = bdep.tracker_started()
+    code, out, err = bdep.json_cli("app.restore", "--from", str(bad), "--yes")
+    assert code == 52 and dump.name in out["message"], err
+    assert bdep.tracker_started() == started
+    # the host loses the backup; the downloaded copy restores it (as onto a new host)
+    shutil.rmtree(bdep.backups_dir / doc["id"])
+    bdep.sql("DELETE FROM torrents WHERE id % 2 = 0;")
+    code, out, err = bdep.json_cli("app.restore", "--from", str(local), "--yes", "--no-safety-backup")
+    assert code == 0, err
+    assert bdep.rows() == rows and out["safety_backup"] is None
+    assert (bdep.backups_dir / doc["id"] / "manifest.json").is_file()
+
+
 def test_full_disk_fails_cleanly_and_keeps_earlier_backups(bdep):
     small = {"TORRUST_BACKUP_DIR": SMALL_DIR}
     first = bdep.backup(env=small)["id"]
     # fill the tmpfs, leaving less than a backup needs
     bdep.sh(f"dd if=/dev/zero of={SMALL_DIR}/filler bs=64k count=400 2>/dev/null; true")
     bdep.sh(f"df -k {SMALL_DIR} | tail -1")
-    code, out, err = bdep.json_cli("app.backup", env=small)
+    started = bdep.tracker_started()
+    code, out, err = bdep.json_cli("app.backup", "--stop-tracker", env=small)
     assert code == 50, err
+    assert "tracker" in bdep.containers() and bdep.tracker_started() != started  # stopped, then started again
     assert "No space left on device" in out["message"], out
     assert [r["id"] for r in bdep.listed(env=small)] == [first]
     names = bdep.sh(f"ls -A {SMALL_DIR}").stdout.split()
@@ -302,7 +333,7 @@ def test_dropped_connection_during_a_backup(bdep):
             "-c",
             'MYSQL_PWD="$MYSQL_ROOT_PASSWORD" exec mysql -uroot "$MYSQL_DATABASE" '
             '-e "LOCK TABLES whitelist WRITE; DO SLEEP(8); UNLOCK TABLES;"',
-        ],  # fmt: skip
+        ],
         cwd=bdep.workdir,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
@@ -321,7 +352,7 @@ def test_dropped_connection_during_a_backup(bdep):
         assert time.monotonic() < deadline and proc.poll() is None, "the backup never started"
         time.sleep(0.1)
     docker("exec", bdep.host.name, "pkill", "-KILL", "-f", "sshd: torrust", check=False)
-    out, err = proc.communicate(timeout=60)
+    _out, err = proc.communicate(timeout=60)
     assert proc.returncode != 0 and "Traceback" not in err, err
     holder.wait(timeout=30)
     deadline = time.monotonic() + 60  # the host script outlives the connection, then ends
@@ -414,6 +445,3 @@ def test_backups_off_removes_the_cron_entry(bdep):
     code, out = bdep.deploy(env={"TORRUST_BACKUP": "false"})
     assert code == 0 and out["status"] == "deployed", out["_stderr"]
     assert bdep.sh(f"test -e /etc/cron.d/torrust-backup-{bdep.project}", check=False).returncode == 1
-
-
-_ = (signal, socket)
