@@ -354,6 +354,10 @@ def test_dropped_connection_during_a_backup(bdep):
     docker("exec", bdep.host.name, "pkill", "-KILL", "-f", "sshd: torrust", check=False)
     _out, err = proc.communicate(timeout=60)
     assert proc.returncode != 0 and "Traceback" not in err, err
+    if bdep.sh("pgrep -f 'bin/torrust-backu[p] backup'", check=False).returncode == 0:
+        # the script outlived the connection: the lock stays live (its worker pid), not stale
+        code, lock, _ = bdep.json_cli("app.lock")
+        assert lock["held"] and not lock["stale"] and lock["info"]["worker_pid"], lock
     holder.wait(timeout=30)
     deadline = time.monotonic() + 60  # the host script outlives the connection, then ends
     while bdep.sh("pgrep -f 'bin/torrust-backu[p]'", check=False).returncode == 0:
@@ -430,6 +434,17 @@ def test_cron_entry_is_installed_valid_and_runs_the_script(bdep):
     log = (bdep.backups_dir / "backup.log").read_text()
     assert "lock is held" in log and f"backup {new[0]['id']} complete" in log
     assert not (bdep.root / "deploy.lock").exists()
+
+
+def test_health_check_reports_the_backup_age(bdep, tmp_path):
+    code, doc, err = bdep.json_cli("health.check", "--only", "host")
+    assert code == 0, err
+    probe = next(p for p in doc["probes"] if p["name"] == "backup age")
+    assert probe["ok"] and "h old" in probe["detail"]
+    empty = tmp_path / "none"
+    code, doc, err = bdep.json_cli("health.check", "--only", "host", env={"TORRUST_BACKUP_DIR": str(empty)})
+    probe = next(p for p in doc["probes"] if p["name"] == "backup age")
+    assert code == 40 and not probe["ok"] and "no backup" in probe["detail"]
 
 
 def test_secrets_never_in_output(bdep):
