@@ -26,6 +26,11 @@ class ExitCode(IntEnum):
     ROLLED_BACK = 31  # the new release failed after starting; the previous one runs again
     ROLLBACK_FAILED = 32  # the new release failed and bringing the previous one back failed too
     HEALTH_FAILED = 40  # a required health probe failed
+    BACKUP_FAILED = 50  # the backup did not complete; nothing partial is kept
+    BACKUP_NOT_FOUND = 51  # no backup with that id (on the host, or at the local path)
+    BACKUP_CORRUPT = 52  # a file is missing or its size/sha256 differs from the manifest: refused
+    VERIFY_FAILED = 53  # the restore drill failed: the backup does not restore as recorded
+    RESTORE_FAILED = 54  # the restore failed (the tracker is started again; a safety backup exists)
     INFRA_FAILED = 60  # an OpenTofu command (init, plan, apply, destroy, ...) failed
     INFRA_MISSING = 61  # nothing provisioned or recorded for the environment yet
     PROTECTED = 62  # destroy refused: a protected environment or a registered server
@@ -125,6 +130,26 @@ class RollbackFailed(ToolError):
 
 class HealthFailed(ToolError):
     code = ExitCode.HEALTH_FAILED
+
+
+class BackupFailed(ToolError):
+    code = ExitCode.BACKUP_FAILED
+
+
+class BackupNotFound(ToolError):
+    code = ExitCode.BACKUP_NOT_FOUND
+
+
+class BackupCorrupt(ToolError):
+    code = ExitCode.BACKUP_CORRUPT
+
+
+class VerifyFailed(ToolError):
+    code = ExitCode.VERIFY_FAILED
+
+
+class RestoreFailed(ToolError):
+    code = ExitCode.RESTORE_FAILED
 
 
 class InfraFailed(ToolError):

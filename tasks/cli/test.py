@@ -73,10 +73,15 @@ def all_(c):
     print("test.all: pytest and lint passed")
 
 
-@task(help={"runs": "repetitions per scenario (the tables show medians)", "only": "deploy or health (default both)"})
+@task(
+    help={
+        "runs": "repetitions per scenario (the tables show medians)",
+        "only": "deploy, health or backup (default all)",
+    }
+)
 def bench(c, runs=5, only=""):
-    """Benchmarks: app.deploy vs raw `ssh host docker compose up -d --wait`; health probes in parallel."""
+    """Benchmarks: app.deploy vs raw compose up; health probes in parallel; backup/restore vs raw mysqldump."""
     with c.cd(str(ROOT)):
-        for name in ("deploy", "health"):
+        for name in ("deploy", "health", "backup"):
             if only in ("", name):
                 _py(c, f"tests/benchmarks/{name}.py", "--runs", str(int(runs)))

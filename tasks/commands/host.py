@@ -48,10 +48,14 @@ def take_lock(root: str, lock: str, info_json: str, *then: str) -> list[str]:
 
 
 def release_lock(lock: str, token: str) -> list[str]:
-    """Remove the lock only if it is ours (its info.json carries our token)."""
+    """Remove the lock only if it is ours (its info.json carries our token) and no host-side
+    worker (a backup script that outlived our connection) still runs under it; that
+    worker releases it itself when it ends."""
     return [
         "sh",
         "-c",
+        'w=$(sed -n \'s/.*"worker_pid": \\([0-9]*\\).*/\\1/p\' "$1/info.json" 2>/dev/null); '
+        'if [ -n "$w" ] && [ -d "/proc/$w" ]; then exit 0; fi; '
         'if [ ! -e "$1/info.json" ] || grep -q -- "$2" "$1/info.json"; then rm -rf -- "$1"; fi',
         "unlock",
         lock,

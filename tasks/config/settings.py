@@ -251,6 +251,9 @@ class Settings:
     backup_schedule: str
     backup_retention_count: int
     backup_retention_days: int
+    backup_dir: str
+    backup_compression: str
+    backup_max_age_hours: int
     images: dict[str, str]
     ipv6: bool
     ipv6_subnet: str
@@ -530,6 +533,9 @@ def load(env: str = LOCAL_ENV, *, root: Path | None = None, environ: Mapping[str
     known_hosts = g("TORRUST_SSH_KNOWN_HOSTS") or str(root / ".torrust" / env / "known_hosts")
     key = g("TORRUST_SSH_KEY")
     pub = g("TORRUST_SSH_PUBLIC_KEY")
+    backup_dir = g("TORRUST_BACKUP_DIR")
+    if backup_dir and not backup_dir.startswith("/"):
+        b.fail("TORRUST_BACKUP_DIR", "not an absolute path")
     images = {
         "tracker": g("TORRUST_TRACKER_IMAGE"),
         "mysql": g("TORRUST_MYSQL_IMAGE"),
@@ -612,6 +618,9 @@ def load(env: str = LOCAL_ENV, *, root: Path | None = None, environ: Mapping[str
         backup_schedule=g("TORRUST_BACKUP_SCHEDULE"),
         backup_retention_count=g("TORRUST_BACKUP_RETENTION_COUNT"),
         backup_retention_days=g("TORRUST_BACKUP_RETENTION_DAYS"),
+        backup_dir=backup_dir or f"{g('TORRUST_DEPLOY_ROOT').rstrip('/')}/backups",
+        backup_compression=g("TORRUST_BACKUP_COMPRESSION"),
+        backup_max_age_hours=g("TORRUST_BACKUP_MAX_AGE_HOURS"),
         images=images,
         ipv6=g("TORRUST_IPV6"),
         ipv6_subnet=g("TORRUST_IPV6_SUBNET"),

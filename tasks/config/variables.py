@@ -581,6 +581,33 @@ VARIABLES: tuple[Var, ...] = (
         minimum=1,
         maximum=36500,
     ),
+    Var(
+        "TORRUST_BACKUP_DIR",
+        "Backups",
+        PATH,
+        "",
+        "Absolute directory on the target for backups. Empty: <deploy root>/backups (beside "
+        "storage/, so `app.down --purge-data` keeps the backups).",
+        optional=True,
+    ),
+    Var(
+        "TORRUST_BACKUP_COMPRESSION",
+        "Backups",
+        ENUM,
+        "zstd",
+        "Compressor for database dumps, run on the host (zstd falls back to gzip when the host "
+        "lacks it; docs/benchmarks.md has the numbers).",
+        choices=("zstd", "gzip"),
+    ),
+    Var(
+        "TORRUST_BACKUP_MAX_AGE_HOURS",
+        "Backups",
+        INT,
+        "26",
+        "health.check fails the 'backup age' probe when backups are on and the newest is older.",
+        minimum=1,
+        maximum=8760,
+    ),
     # --- images --------------------------------------------------------------------------
     Var(
         "TORRUST_TRACKER_IMAGE",

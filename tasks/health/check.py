@@ -5,6 +5,7 @@ from __future__ import annotations
 import ipaddress
 import json
 import socket
+from datetime import UTC, datetime
 
 from tasks.config.settings import Settings
 from tasks.errors import ConfigError
@@ -115,6 +116,19 @@ def host_probes(ex: Executor, s: Settings, timeout: float) -> list[p.Probe]:
         run_ok(["test", "-s", path])
         return "sqlite3 database file present"
 
+    def backup_age() -> str:
+        out = run_ok(
+            ["sh", "-c", 'cd -- "$1" 2>/dev/null && ls -1d -- 2*/manifest.json 2>/dev/null; true', "ls", s.backup_dir]
+        )
+        ids = sorted(line.split("/")[0] for line in out.split())
+        if not ids:
+            raise p.ProbeFailed(f"no backup in {s.backup_dir}")
+        age = datetime.now(UTC) - datetime.strptime(ids[-1][:16], "%Y%m%dT%H%M%SZ").replace(tzinfo=UTC)
+        hours = age.total_seconds() / 3600
+        if hours > s.backup_max_age_hours:
+            raise p.ProbeFailed(f"newest backup {ids[-1]} is {hours:.1f} h old (limit {s.backup_max_age_hours} h)")
+        return f"newest backup {ids[-1]} is {hours:.1f} h old"
+
     def host_probe(name: str, fn) -> p.Probe:
         return p.Probe(name, f"{ex.where}", None, fn, timeout, 1, group="host")
 
@@ -127,6 +141,8 @@ def host_probes(ex: Executor, s: Settings, timeout: float) -> list[p.Probe]:
         result.append(host_probe("prometheus", prometheus))
     if s.grafana:
         result.append(host_probe("grafana", grafana))
+    if s.backup:
+        result.append(host_probe("backup age", backup_age))
     return result
 
 

@@ -270,13 +270,19 @@ def archive(release: Release) -> bytes:
 # ------------------------------------------------------------------------ the steps
 UNPACK_SCRIPT = r"""
 set -e
-releases=$1; staging=$2; target=$3; shift 3
+releases=$1; staging=$2; target=$3; cronfile=$4; backups=$5; shift 5
 mkdir -p "$releases"
 rm -rf -- "$releases"/.upload-*
 mkdir -m 0700 "$staging"
 mkdir "$staging/tree"
 # the archive arrives on stdin; modes exactly as rendered (secrets 0600), whatever the umask
 tar -xzf - -C "$staging/tree" --no-same-owner --preserve-permissions
+# the scheduled backup (cron.d wants root-owned files): installed when backups are on
+# ($backups is their directory), removed when off; nothing when $cronfile is empty
+if [ -n "$backups" ]; then mkdir -p "$backups"; src=$staging/tree/cron/torrust-backup
+  if ! cmp -s "$src" "$cronfile"; then sudo=; [ "$(id -u)" = 0 ] || sudo="sudo -n"
+    $sudo install -m 0644 -o root -g root "$src" "$cronfile"; fi
+elif [ -n "$cronfile" ] && [ -e "$cronfile" ]; then rm -f "$cronfile" 2>/dev/null || sudo -n rm -f "$cronfile"; fi
 # files a container reads through its group: FILE GID pairs until "--"
 while [ "$1" != -- ]; do f=$staging/tree/$1; g=$2; shift 2
   chgrp "$g" "$f" 2>/dev/null || sudo -n chgrp "$g" "$f"; done
@@ -291,14 +297,21 @@ rm -rf -- "$staging"
 """
 
 
-def upload(ex: Executor, lay: Layout, release: Release, release_id: str) -> str:
+def cron_args(s: Settings) -> list[str]:
+    """UNPACK_SCRIPT's cron arguments: the cron.d file, and the backup directory when
+    backups are on (empty: remove the entry)."""
+    return [f"/etc/cron.d/torrust-backup-{s.compose_project}", s.backup_dir if s.backup else ""]
+
+
+def upload(ex: Executor, lay: Layout, release: Release, release_id: str, cron: list[str] = ("", "")) -> str:
     """One round trip: the archive streamed into a 0700 staging dir, unpacked (modes as
-    rendered, secrets 0600), storage prepared, renamed into place."""
+    rendered, secrets 0600), storage prepared, the backup cron entry installed or removed,
+    renamed into place."""
     staging = lay.upload_dir(release_id)
     target = lay.release(release_id)
     groups = [x for f in release.files if f.group is not None for x in (f.path, str(f.group))]
     storage = [x for p, o in release.storage_dirs for x in (f"{lay.storage}/{p}", "-" if o is None else str(o))]
-    argv = ["sh", "-c", UNPACK_SCRIPT, "unpack", lay.releases, staging, target, *groups, "--", *storage]
+    argv = ["sh", "-c", UNPACK_SCRIPT, "unpack", lay.releases, staging, target, *cron, *groups, "--", *storage]
     ex.feed(argv, archive(release))
     return target
 
@@ -487,7 +500,7 @@ def deploy(
         release_id = new_release_id(release.content_sha256)
         try:
             with step(f"upload release {release_id} and prepare storage"):
-                upload(ex, lay, release, release_id)
+                upload(ex, lay, release, release_id, cron_args(s))
             with step("validate on the host (compose config) and check images"):
                 with ThreadPoolExecutor(max_workers=3) as pool:  # two channels of one connection
                     config = pool.submit(ex.run, compose_for(s, lay.release(release_id), "config", "--quiet"))

@@ -54,8 +54,9 @@ def inspect(ex: Executor, lay: Layout) -> LockState:
         info = json.loads(raw.stdout) if raw.ok else {}
     except json.JSONDecodeError:
         info = {}
-    pid = info.get("guard_pid")
-    alive = isinstance(pid, int) and ex.run(host.process_alive(pid), check=False).ok
+    # worker_pid: a host-side backup run under this lock (it outlives a dropped connection)
+    pids = [p for p in (info.get("guard_pid"), info.get("worker_pid")) if isinstance(p, int)]
+    alive = any(ex.run(host.process_alive(p), check=False).ok for p in pids)
     return LockState(True, info, not alive)
 
 

@@ -140,6 +140,9 @@ def context(s: Settings) -> dict:
         "backup_schedule": s.backup_schedule,
         "backup_retention_count": s.backup_retention_count,
         "backup_retention_days": s.backup_retention_days,
+        "backup": s.backup,
+        "backup_dir": s.backup_dir,
+        "backup_compression": s.backup_compression,
         "cron_user": s.ssh.user,
         "ipv6": s.ipv6,
         "ipv6_subnet": s.ipv6_subnet,
@@ -231,7 +234,6 @@ def render(s: Settings) -> Release:
         ("tracker/log", s.tracker_uid),
         ("proxy/data", None),
         ("proxy/config", None),
-        ("backups", None),
     ]
     if s.mysql:
         storage.append(("mysql/data", None))  # the MySQL entrypoint owns its data directory

@@ -2,7 +2,7 @@
 
 Checks: `docker compose config --quiet`; `caddy validate` and `promtool check config`
 in throw-away containers of the environment's own images (so tests and users select
-validator images through the same settings); `shellcheck` on shell scripts; the tracker
+validator images through the same settings); host scripts (`shellcheck`, a Python compile); the tracker
 TOML against the schema 2.0.0 key set; the publishing and network policy of the compose
 model; Grafana provisioning and dashboards parse. A validator that cannot run here is
 reported as skipped with the reason, never silently passed.
@@ -190,13 +190,6 @@ def validate(release_dir: Path, s: Settings, ex: Executor, *, pull: bool = False
         r = ex.run(docker.promtool_check(image, str(d / "prometheus/prometheus.yml"), user), check=False, timeout=120)
         return (OK, f"promtool check config ({image})") if r.ok else (FAILED, _tail(r.stdout + r.stderr))
 
-    def shellcheck_check() -> tuple[str, str]:
-        if shutil.which("shellcheck") is None:
-            return SKIPPED, "shellcheck not found on this machine"
-        scripts = sorted(str(p) for p in (d / "bin").iterdir() if p.is_file() and _is_shell(p))
-        r = ex.run(["shellcheck", "--severity=style", *scripts], check=False)
-        return (OK, f"{len(scripts)} script(s) clean") if r.ok else (FAILED, _tail(r.stdout))
-
     def toml_check() -> tuple[str, str]:
         problems = tracker_toml_problems((d / "tracker/tracker.toml").read_text())
         return (FAILED, "; ".join(problems)) if problems else (OK, "schema 2.0.0 keys only")
@@ -227,9 +220,33 @@ def validate(release_dir: Path, s: Settings, ex: Executor, *, pull: bool = False
         timed("promtool check config", promtool_check)
     if s.grafana:
         timed("grafana provisioning", grafana_check)
-    timed("shellcheck", shellcheck_check)
+    timed("host scripts", lambda: _scripts_check(d, ex))
     timed("cron entry", cron_check)
     return checks
+
+
+def _scripts_check(d: Path, ex: Executor) -> tuple[str, str]:
+    """Host scripts: shellcheck on shell scripts, a compile of Python ones."""
+    files = sorted(p for p in (d / "bin").iterdir() if p.is_file())
+    python = [p for p in files if _is_python(p)]
+    for p in python:
+        try:
+            compile(p.read_text(), str(p.relative_to(d)), "exec")
+        except SyntaxError as exc:
+            return FAILED, f"{exc.filename}:{exc.lineno}: SyntaxError: {exc.msg}"
+    shell = [str(p) for p in files if _is_shell(p)]
+    if shell and shutil.which("shellcheck") is None:
+        return SKIPPED, "shellcheck not found on this machine"
+    if shell:
+        r = ex.run(["shellcheck", "--severity=style", *shell], check=False)
+        if not r.ok:
+            return FAILED, _tail(r.stdout)
+    return OK, f"{len(shell)} shell script(s) clean, {len(python)} Python script(s) compile"
+
+
+def _is_python(path: Path) -> bool:
+    with open(path, "rb") as fh:
+        return b"python" in fh.readline()
 
 
 def _is_shell(path: Path) -> bool:

@@ -13,6 +13,7 @@ from __future__ import annotations
 import io
 import os
 import shlex
+import shutil
 import subprocess
 import sys
 import time
@@ -256,6 +257,27 @@ class Executor:
             return buf.getvalue()
         with open(path, "rb") as fh:
             return fh.read()
+
+    def fetch(self, path: str, local_path: str) -> None:
+        """Copy a file from the target to this machine, streamed (large backups)."""
+        if self.remote:
+            self.ctx.sftp().get(path, local_path)
+        else:
+            shutil.copyfile(path, local_path)
+
+    def put_file(self, local_path: str, path: str, mode: int = 0o600) -> None:
+        """Copy a file from this machine to the target, streamed, with `mode` from creation on."""
+        if self.remote:
+            sftp = self.ctx.sftp()
+            with sftp.open(path, "wb") as fh, open(local_path, "rb") as src:
+                fh.chmod(mode)
+                fh.set_pipelined(True)
+                shutil.copyfileobj(src, fh, 1 << 20)
+            return
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode)
+        with os.fdopen(fd, "wb") as fh, open(local_path, "rb") as src:
+            os.fchmod(fh.fileno(), mode)
+            shutil.copyfileobj(src, fh, 1 << 20)
 
     def spawn_guard(self) -> Guard:
         """A process on the target that lives exactly as long as this executor's session.

@@ -76,6 +76,16 @@ class Deployment:
         assert "Traceback" not in res.stderr, res.stderr
         return res.returncode, {**doc, "_stderr": res.stderr}
 
+    def remove(self) -> None:
+        """Take the stack and the SSH host down (fixture teardown)."""
+        subprocess.run(
+            ["docker", "compose", "--project-name", self.project, "down", "--remove-orphans", "--timeout", "5"],
+            capture_output=True,
+            timeout=120,
+            cwd=self.workdir,
+        )
+        self.host.stop()
+
     def current(self) -> str:
         return os.readlink(self.root / "current").split("/")[-1]
 
@@ -134,13 +144,7 @@ def dep(images, tmp_path_factory):
     d = Deployment(host, work / "cwd", project)
     assert d.cli("app.preflight", "--accept-new-host-key").returncode == 0
     yield d
-    subprocess.run(
-        ["docker", "compose", "--project-name", project, "down", "--remove-orphans", "--timeout", "5"],
-        capture_output=True,
-        timeout=120,
-        cwd=work,
-    )
-    host.stop()
+    d.remove()
 
 
 @pytest.fixture(scope="module")

@@ -32,7 +32,7 @@ def test_fresh_environment_validates_production_profile(cli, workdir, images):
         "caddy validate",
         "promtool check config",
         "grafana provisioning",
-        "shellcheck",
+        "host scripts",
         "cron entry",
     }
     assert "torrust-test/caddy:2.6" in checks["caddy validate"]["detail"]
@@ -84,7 +84,12 @@ def prod_release(workdir, tmp_path) -> tuple[Path, object]:
             "compose config",
             "restarts",
         ),
-        ("bin/torrust-backup", lambda t: t.replace('mkdir "$work"', "mkdir $work"), "shellcheck", "SC2086"),
+        (
+            "bin/torrust-backup",
+            lambda t: t.replace("def prune(h: Host)", "def prune(h: Host"),
+            "host scripts",
+            "SyntaxError",
+        ),
         ("tracker/tracker.toml", lambda t: t + "\n[extra]\nkey = 1\n", "tracker.toml schema", "unknown key 'extra'"),
         (
             "compose.yaml",
@@ -96,7 +101,7 @@ def prod_release(workdir, tmp_path) -> tuple[Path, object]:
             "mysql publishes 3306:3306",
         ),
     ],
-    ids=["caddy", "promtool", "compose", "shellcheck", "toml", "policy"],
+    ids=["caddy", "promtool", "compose", "python", "toml", "policy"],
 )
 def test_each_validator_catches_a_broken_artifact(images, prod_release, path, corrupt, check, message):
     d, s = prod_release
