@@ -58,8 +58,9 @@ VARIABLES: tuple[Var, ...] = (
         "Deploy target",
         STR,
         "",
-        "Host name or IP address of the SSH deploy target. Set it yourself for now; "
-        "infra.apply and infra.register (planned, issue 6) will record it.",
+        "Host name or IP address of the SSH deploy target. infra.apply, infra.refresh and "
+        "infra.register record it in .torrust/NAME/host.env (which wins over .env.NAME); "
+        "set it yourself for a host you manage by hand.",
         optional=True,
     ),
     Var("TORRUST_SSH_PORT", "Deploy target", INT, "22", "SSH port of the deploy target.", minimum=1, maximum=65535),
