@@ -344,7 +344,7 @@ def ssh(c, env="local", print_=False, command=""):
 @task(help={"env": ENV_HELP, "print_": "print the virsh command instead of running it"})
 @operation
 def console(c, env="local", print_=False):
-    """The libvirt VM's serial console (virsh console); leave with Ctrl-].'"""
+    """The libvirt VM's serial console (virsh console); leave with Ctrl-]."""
     s = load(env)
     if s.provider != "libvirt":
         raise InfraMissing(f"infra.console is for libvirt VMs; '{env}' has provider '{s.provider}'")
