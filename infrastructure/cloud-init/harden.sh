@@ -58,6 +58,7 @@ step_packages() {
     skipped_quiet() { case " $SKIP " in *" $1 "*) return 0;; esac; return 1; }
     skipped_quiet firewall || want+=(ufw)
     skipped_quiet upgrades || want+=(unattended-upgrades)
+    want+=(python3 zstd cron)  # the backup script and its schedule (application/bin/torrust-backup)
     for p in "${want[@]}"; do
         dpkg-query -W -f '${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")
     done

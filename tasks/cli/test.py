@@ -27,7 +27,8 @@ def lint(c):
 
 def _shell_scripts() -> list[Path]:
     found = []
-    for p in sorted([*ROOT.glob("application/bin/*"), *ROOT.glob(".ci/*"), *ROOT.glob("tests/images/**/*")]):
+    globs = ("application/bin/*", ".ci/*", "tests/images/**/*", "infrastructure/**/*.sh")
+    for p in sorted(p for g in globs for p in ROOT.glob(g)):
         if p.is_file():
             with open(p, "rb") as fh:
                 first = fh.readline()

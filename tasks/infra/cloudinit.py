@@ -21,7 +21,14 @@ CLOUD_INIT = INFRASTRUCTURE / "cloud-init"
 HARDEN_SCRIPT = CLOUD_INIT / "harden.sh"
 TEMPLATE = "user-data.yaml.j2"
 MARKER = "/var/lib/torrust/host-ready"
-PACKAGES = ("ca-certificates", "docker.io", "docker-compose-v2", "ufw", "unattended-upgrades")
+PACKAGES = (
+    "ca-certificates",
+    "docker.io",
+    "docker-compose-v2",
+    "ufw",
+    "unattended-upgrades",
+    *("python3", "zstd", "cron"),  # the backup script and its schedule (ADR 0008)
+)
 STEPS = ("packages", "user", "docker", "sshd", "firewall", "sysctl", "upgrades", "storage")
 # The data volume as the guest sees it (empty: no volume).
 DATA_DEVICES = {"hetzner": "/dev/disk/by-id/scsi-0HC_Volume_*", "libvirt": "/dev/vdb"}
