@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import ipaddress
 import json
+import re
 import socket
 from datetime import UTC, datetime
 
@@ -59,6 +60,13 @@ def _resolve(name: str, fam: int) -> str | None:
     return infos[0][4][0] if infos else None
 
 
+def _seconds(duration: str) -> float:
+    """A Prometheus duration such as '15s', '1m' or '1m30s' in seconds (15 if unreadable)."""
+    units = {"ms": 0.001, "s": 1, "m": 60, "h": 3600}
+    parts = re.findall(r"(\d+)(ms|s|m|h)", duration or "")
+    return sum(int(n) * units[u] for n, u in parts) if parts else 15.0
+
+
 # ------------------------------------------------------------------------ host probes
 def host_probes(ex: Executor, s: Settings, timeout: float) -> list[p.Probe]:
     lay = Layout(s.deploy_root)
@@ -85,6 +93,18 @@ def host_probes(ex: Executor, s: Settings, timeout: float) -> list[p.Probe]:
             raise p.ProbeFailed("not healthy: " + ", ".join(bad))
         return f"{len(manifest['services'])} services running and healthy"
 
+    def tracker_age() -> float | None:
+        """Seconds since the tracker container started, or None when unknown."""
+        cid = run_ok(compose("ps", "-q", "tracker")).strip().splitlines()
+        if not cid:
+            return None
+        started = run_ok(["docker", "inspect", "--format", "{{.State.StartedAt}}", cid[0]]).strip()
+        try:
+            when = datetime.fromisoformat(re.sub(r"(\.\d{6})\d*", r"\1", started).replace("Z", "+00:00"))
+        except ValueError:
+            return None
+        return (datetime.now(UTC) - when).total_seconds()
+
     def prometheus() -> str:
         run_ok(compose("exec", "-T", "prometheus", "wget", "-q", "-O", "-", "http://127.0.0.1:9090/-/healthy"))
         targets = json.loads(
@@ -95,6 +115,12 @@ def host_probes(ex: Executor, s: Settings, timeout: float) -> list[p.Probe]:
             raise p.ProbeFailed("no tracker targets configured")
         down = [f"{t['labels']['job']} ({t.get('lastError') or 'down'})" for t in active if t["health"] == "down"]
         if down:  # "unknown" only means not scraped yet (right after a start)
+            # A scrape that failed while the tracker was (re)starting is no evidence until
+            # Prometheus had one full interval with the tracker up.
+            grace = max(_seconds(t.get("scrapeInterval", "15s")) for t in active) + 5
+            age = tracker_age()
+            if age is not None and age < grace:
+                return f"healthy; tracker started {age:.0f}s ago, not scraped since ({', '.join(down)})"
             raise p.ProbeFailed("targets down: " + ", ".join(down))
         up = sum(t["health"] == "up" for t in active)
         pending = len(active) - up

@@ -15,7 +15,7 @@ import pytest
 import requests
 
 from tests.conftest import ROOT, clean_environ
-from tests.integration.conftest import TEST_IMAGES, free_port
+from tests.integration.conftest import TEST_IMAGES, docker, free_port
 
 TOKEN = "Hk5-Tq2Wz8Lm4Xr7Vb1Nc9Pd3Fs6Gy0J"
 
@@ -166,3 +166,35 @@ def test_tls_with_the_proxys_internal_ca(images, tmp_path):
         assert len(tls) == 4 and all(p["ok"] and "hours" in p["detail"] for p in tls)  # 2 names x 2 families
     finally:
         cli("app.down")
+
+
+def test_prometheus_probe_tells_a_fresh_tracker_from_a_lost_target(stack):
+    """A scrape that failed while the tracker restarted is not a failure until Prometheus
+    had a full interval with it; a tracker Prometheus cannot reach stays a failure."""
+    cli, env = stack
+    project = env["TORRUST_COMPOSE_PROJECT"]
+
+    def prometheus_probe() -> dict:
+        doc = json.loads(cli("health.check", "--only", "host", "--json").stdout)
+        return next(p for p in doc["probes"] if p["name"] == "prometheus")
+
+    tracker = docker(
+        "ps", "-q", "--filter", f"label=com.docker.compose.project={project}",
+        "--filter", "label=com.docker.compose.service=tracker",
+    ).stdout.strip()  # fmt: skip
+    network = f"{project}_scrape"
+    docker("network", "disconnect", network, tracker)
+    try:
+        deadline = time.monotonic() + 60
+        while True:  # wait for a failed scrape, then past the grace after the tracker's start
+            probe = prometheus_probe()
+            if not probe["ok"] or time.monotonic() > deadline:
+                break
+            time.sleep(2)
+        assert not probe["ok"] and "targets down" in probe["detail"], probe
+    finally:
+        docker("network", "connect", network, tracker)
+    docker("restart", tracker)
+    probe = prometheus_probe()  # the failed scrapes predate this start: not evidence
+    assert probe["ok"], probe
+    assert "not scraped since" in probe["detail"] or "targets up" in probe["detail"], probe
