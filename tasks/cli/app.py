@@ -416,20 +416,16 @@ start = _compose_task("start", "Start the stopped services (or one) of the curre
 @operation
 def down(c, env="local", purge_data=False, yes=False, json=False):
     """Stop and remove the containers; volumes and storage are kept unless --purge-data."""
-    from tasks.cli.output import interactive
-    from tasks.errors import ConfirmationRequired
+    from tasks.cli.output import confirm
     from tasks.operations import day2
 
     s = load(env)
     if purge_data and not yes:
-        if not interactive():
-            raise ConfirmationRequired(
-                f"--purge-data deletes every tracker data file of '{env}'",
-                hint="pass --yes to confirm (no prompt when CI is set or stdin is not a terminal)",
-            )
-        answer = input(f"Delete all data of '{env}' in {s.deploy_root}/storage? Type the environment name: ")
-        if answer.strip() != env:
-            raise ConfirmationRequired("not confirmed; nothing was changed")
+        confirm(
+            env,
+            f"--purge-data deletes every tracker data file of '{env}'",
+            f"Delete all data of '{env}' in {s.deploy_root}/storage?",
+        )
     with step("down"), open_target(s) as ex:
         result = day2.down(ex, s, purge_data=purge_data)
     emit(result, lambda r: "down" + (" (storage purged)" if r["purged"] else "; storage kept"), json)
@@ -591,8 +587,8 @@ def restore(
     json=False,
 ):
     """Restore the database from a backup: checksums, safety backup, stop, restore, start, health probes."""
-    from tasks.cli.output import interactive
-    from tasks.errors import ConfigError, ConfirmationRequired
+    from tasks.cli.output import confirm
+    from tasks.errors import ConfigError
     from tasks.operations import backup as backup_mod
 
     s = load(env)
@@ -603,14 +599,11 @@ def restore(
         with step(f"check {source}"):
             id = backup_mod.check_local(source)["id"]
     if not yes:
-        if not interactive():
-            raise ConfirmationRequired(
-                f"restoring backup {id} replaces the tracker database of '{env}'",
-                hint="pass --yes to confirm (no prompt when CI is set or stdin is not a terminal)",
-            )
-        answer = input(f"Replace the tracker database of '{env}' with backup {id}? Type the environment name: ")
-        if answer.strip() != env:
-            raise ConfirmationRequired("not confirmed; nothing was changed")
+        confirm(
+            env,
+            f"restoring backup {id} replaces the tracker database of '{env}'",
+            f"Replace the tracker database of '{env}' with backup {id}?",
+        )
     with step(f"restore backup {id}"), open_target(s) as ex:
         result = backup_mod.restore(
             ex,

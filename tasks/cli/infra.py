@@ -14,9 +14,9 @@ from pathlib import Path
 from invoke import task
 
 from tasks.cli.app import ENV_HELP, JSON_HELP, load
-from tasks.cli.output import emit, interactive, note, operation, step, table
+from tasks.cli.output import confirm, emit, note, operation, step, table
 from tasks.config import settings as settings_mod
-from tasks.errors import ConfirmationRequired, InfraMissing, Protected, SettingsError
+from tasks.errors import InfraMissing, Protected, SettingsError
 
 
 def _tofu():
@@ -152,14 +152,11 @@ def destroy(c, env="local", yes=False, force_protected=False, json=False):
             "TORRUST_DELETION_PROTECTION=false and run infra.apply (the provider refuses otherwise)",
         )
     if not yes:
-        if not interactive():
-            raise ConfirmationRequired(
-                f"infra.destroy deletes the server of '{env}' and everything on it",
-                hint="pass --yes to confirm (no prompt when CI is set or stdin is not a terminal)",
-            )
-        answer = input(f"Destroy the {s.provider} server of '{env}'? Type the environment name: ")
-        if answer.strip() != env:
-            raise ConfirmationRequired("not confirmed; nothing was changed")
+        confirm(
+            env,
+            f"infra.destroy deletes the server of '{env}' and everything on it",
+            f"Destroy the {s.provider} server of '{env}'?",
+        )
     ex = tofu.executor(s)
     _prepare_variables(s)
     with step(f"{s.infra.binary} destroy ({s.provider})"):

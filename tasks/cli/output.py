@@ -25,6 +25,19 @@ def interactive() -> bool:
     return sys.stdin.isatty() and not os.environ.get("CI")
 
 
+def confirm(env: str, consequence: str, question: str) -> None:
+    """Ask for a destructive action unless the caller passed --yes: the operator types the
+    environment name. Without a terminal, or under CI, the missing --yes is an error."""
+    from tasks.errors import ConfirmationRequired
+
+    if not interactive():
+        raise ConfirmationRequired(
+            consequence, hint="pass --yes to confirm (no prompt when CI is set or stdin is not a terminal)"
+        )
+    if input(f"{question} Type the environment name: ").strip() != env:
+        raise ConfirmationRequired("not confirmed; nothing was changed")
+
+
 @contextmanager
 def step(title: str) -> Iterator[None]:
     started = time.monotonic()
