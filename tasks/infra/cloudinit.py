@@ -10,11 +10,11 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-import jinja2
 import yaml
 
 from tasks.config.settings import Settings
 from tasks.errors import ConfigError
+from tasks.release import render
 
 INFRASTRUCTURE = Path(__file__).resolve().parents[2] / "infrastructure"
 CLOUD_INIT = INFRASTRUCTURE / "cloud-init"
@@ -95,24 +95,20 @@ def harden_env(s: Settings, provider: str, skip: tuple[str, ...] = ()) -> str:
 
 
 def render_user_data(s: Settings, provider: str, public_key: str) -> str:
-    env = jinja2.Environment(
-        loader=jinja2.FileSystemLoader(str(CLOUD_INIT)),
-        undefined=jinja2.StrictUndefined,
-        keep_trailing_newline=True,
-        trim_blocks=True,
-        lstrip_blocks=True,
-        autoescape=False,
-    )
-    text = env.get_template(TEMPLATE).render(
-        env=s.env,
-        provider=provider,
-        hostname=s.infra.server_name,
-        user=s.ssh.user,
-        public_key=public_key,
-        packages=PACKAGES,
-        harden_env=harden_env(s, provider).rstrip("\n"),
-        harden_script=HARDEN_SCRIPT.read_text().rstrip("\n"),
-        marker=MARKER,
+    text = (
+        render.environment(CLOUD_INIT)
+        .get_template(TEMPLATE)
+        .render(
+            env=s.env,
+            provider=provider,
+            hostname=s.infra.server_name,
+            user=s.ssh.user,
+            public_key=public_key,
+            packages=PACKAGES,
+            harden_env=harden_env(s, provider).rstrip("\n"),
+            harden_script=HARDEN_SCRIPT.read_text().rstrip("\n"),
+            marker=MARKER,
+        )
     )
     check_user_data(text)
     return text

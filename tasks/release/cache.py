@@ -29,9 +29,14 @@ FORMAT = b"torrust-deploy release cache 1\n"
 KEEP = 256  # entries; the oldest beyond that are removed when one is stored
 
 
-def cache_dir() -> Path:
+def user_cache(name: str) -> Path:
+    """`name` under the user's cache directory for this tool (XDG_CACHE_HOME respected)."""
     base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
-    return Path(base) / "torrust-deploy" / "releases"
+    return Path(base) / "torrust-deploy" / name
+
+
+def cache_dir() -> Path:
+    return user_cache("releases")
 
 
 def _source_files() -> list[Path]:

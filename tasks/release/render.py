@@ -20,6 +20,7 @@ from urllib.parse import quote
 
 from tasks.config.settings import Settings
 from tasks.errors import ConfigError, ToolError
+from tasks.release.cache import user_cache
 
 APPLICATION = Path(__file__).resolve().parents[2] / "application"
 MANIFEST = "release.json"
@@ -61,21 +62,22 @@ def _bytecode_cache() -> jinja2.BytecodeCache | None:
     compiling them on every run. Output is unaffected; an unusable cache dir is skipped."""
     import jinja2
 
-    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
-    path = os.path.join(base, "torrust-deploy", "jinja2")
+    path = user_cache("jinja2")
     try:
-        os.makedirs(path, mode=0o700, exist_ok=True)
+        path.mkdir(mode=0o700, parents=True, exist_ok=True)
     except OSError:
         return None
-    return jinja2.FileSystemBytecodeCache(path)
+    return jinja2.FileSystemBytecodeCache(str(path))
 
 
-def _environment() -> jinja2.Environment:
+def environment(templates: Path = APPLICATION) -> jinja2.Environment:
+    """The Jinja2 environment for the tool's templates: undefined variables are errors,
+    output byte-exact (no autoescape, trailing newlines kept)."""
     import jinja2
 
     return jinja2.Environment(
         bytecode_cache=_bytecode_cache(),
-        loader=jinja2.FileSystemLoader(str(APPLICATION)),
+        loader=jinja2.FileSystemLoader(str(templates)),
         undefined=jinja2.StrictUndefined,
         keep_trailing_newline=True,
         trim_blocks=True,
@@ -206,7 +208,7 @@ def render(s: Settings) -> Release:
     """Render every file in memory. Raises ToolError on a template problem."""
     import jinja2
 
-    env = _environment()
+    env = environment()
     ctx = context(s)
     files: list[RenderedFile] = []
     try:

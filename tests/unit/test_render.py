@@ -160,7 +160,7 @@ def test_staging_acme(workdir):
 
 
 def test_undefined_template_variable_is_an_error():
-    env = r._environment()
+    env = r.environment()
     with pytest.raises(jinja2.UndefinedError):
         env.from_string("{{ nope }}").render({})
 
