@@ -381,10 +381,10 @@ def probe_gate(
         failed = [r for r in results if r.required and not r.ok]
         if not failed:
             return f"{len(results)} probes passed"
-        if attempt + 1 < rounds and not give_up():
-            time.sleep(pause)
-        elif give_up():
+        if give_up():
             break
+        if attempt + 1 < rounds:
+            time.sleep(pause)
     raise HealthGateFailed("probes failed: " + "; ".join(f"{r.name} {r.target}: {r.detail}" for r in failed[:4]))
 
 

@@ -84,12 +84,7 @@ class Executor:
         stdin: str | None = None,
         cwd: str | None = None,
     ) -> Result:
-        command = shlex.join(argv)
-        if cwd:
-            command = f"cd {shlex.quote(cwd)} && {command}"
-        if self.redact.contains_secret(command):
-            # A bug in the tool, never an operator error: secrets go in files, not argv.
-            raise ToolError("refusing to run a command line that contains a secret")
+        command = self._command(argv, cwd)
         started = time.monotonic()
         try:
             out = self.ctx.run(
@@ -109,28 +104,39 @@ class Executor:
             tuple(argv), out.exited, self.redact(out.stdout), self.redact(out.stderr), time.monotonic() - started
         )
         self.history.append(result)
-        if check and not result.ok and self.remote and not self.connected:
-            raise CommandFailed(
-                f"{self.where}: the connection was lost while running `{self.redact(command)}`",
-                exit_status=result.exit_status,
-            )
-        if check and not result.ok:
-            tail = (result.stderr or result.stdout).strip().splitlines()[-15:]
-            raise CommandFailed(
-                f"{self.where}: `{self.redact(command)}` exited with {result.exit_status}"
-                + ("\n    " + "\n    ".join(tail) if tail else ""),
-                exit_status=result.exit_status,
-                output=result.stdout + result.stderr,
-            )
+        if check:
+            self._raise_on_failure(result, command)
         return result
+
+    def _command(self, argv: Sequence[str], cwd: str | None = None) -> str:
+        """The quoted command line; refused when it holds a secret (a bug in the tool, never
+        an operator error: secrets go in files, not argv)."""
+        command = shlex.join(argv)
+        if cwd:
+            command = f"cd {shlex.quote(cwd)} && {command}"
+        if self.redact.contains_secret(command):
+            raise ToolError("refusing to run a command line that contains a secret")
+        return command
+
+    def _raise_on_failure(self, result: Result, command: str) -> None:
+        """CommandFailed for a failed result: a lost connection named as such, otherwise the
+        exit status with the tail of the (redacted) output."""
+        if result.ok:
+            return
+        if self.remote and not self.connected:
+            message = f"{self.where}: the connection was lost while running `{self.redact(command)}`"
+        else:
+            tail = (result.stderr or result.stdout).strip().splitlines()[-15:]
+            message = f"{self.where}: `{self.redact(command)}` exited with {result.exit_status}" + (
+                "\n    " + "\n    ".join(tail) if tail else ""
+            )
+        raise CommandFailed(message, exit_status=result.exit_status, output=result.stdout + result.stderr)
 
     def feed(self, argv: Sequence[str], data: bytes, *, timeout: int | None = None) -> Result:
         """Run with `data` (bytes, e.g. an archive) on stdin, in one round trip; raises
         CommandFailed like `run`. (Invoke's in_stream polls a byte at a time: far too slow
         for an archive, hence a channel of our own.)"""
-        command = shlex.join(argv)
-        if self.redact.contains_secret(command):
-            raise ToolError("refusing to run a command line that contains a secret")
+        command = self._command(argv)
         limit = timeout or self.timeout
         started = time.monotonic()
         try:
@@ -149,17 +155,7 @@ class Executor:
             time.monotonic() - started,
         )
         self.history.append(result)
-        if not result.ok:
-            lost = self.remote and not self.connected
-            tail = (result.stderr or result.stdout).strip().splitlines()[-15:]
-            raise CommandFailed(
-                f"{self.where}: the connection was lost while running `{self.redact(command)}`"
-                if lost
-                else f"{self.where}: `{self.redact(command)}` exited with {result.exit_status}"
-                + ("\n    " + "\n    ".join(tail) if tail else ""),
-                exit_status=result.exit_status,
-                output=result.stdout + result.stderr,
-            )
+        self._raise_on_failure(result, command)
         return result
 
     def _feed_remote(self, command: str, data: bytes, limit: float) -> tuple[int, bytes, bytes]:
@@ -182,9 +178,7 @@ class Executor:
     def stream(self, argv: Sequence[str], *, timeout: int | None = None) -> int:
         """Run with output passed through as it comes (logs, exec), secrets redacted per
         line; returns the exit status. Ctrl-C stops the command on the target too."""
-        command = shlex.join(argv)
-        if self.redact.contains_secret(command):
-            raise ToolError("refusing to run a command line that contains a secret")
+        command = self._command(argv)
         if not self.remote:  # Invoke's local runner forwards Ctrl-C as SIGINT
             return self.ctx.run(command, hide=False, warn=True, pty=False, timeout=timeout, in_stream=False).exited
         return self._stream_remote(command, timeout)
