@@ -25,7 +25,6 @@ import json
 import os
 import shutil
 import signal
-import socket
 import statistics
 import subprocess
 import sys
@@ -37,7 +36,7 @@ ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 
 from tests.conftest import clean_environ  # noqa: E402
-from tests.integration.conftest import TEST_IMAGES, _load_builder, free_port  # noqa: E402
+from tests.integration.conftest import _load_builder, local_env  # noqa: E402
 
 TOKEN = "Bm7-Hx2Qk9Wd4Ls8Zt3Nv6Rc1Jp5Fy0G"
 ROOT_PW = "Kq4-Xw8Zr2Lm6Tv9Yb3Nc7Hd1Jf5Gs0P"
@@ -206,17 +205,14 @@ def main() -> int:
     _load_builder().build_images(log=lambda m: None)
     work = Path(tempfile.mkdtemp(prefix="torrust-bbench-"))
     project = "bbench" + os.urandom(2).hex()
-    env = {
-        **TEST_IMAGES,
-        "TORRUST_DEPLOY_ROOT": str(work / "root"),
-        "TORRUST_COMPOSE_PROJECT": project,
-        "TORRUST_UDP_TRACKERS": f"[::]:{free_port(socket.SOCK_DGRAM)}",
-        "TORRUST_HTTP_PORT": str(free_port()),
-        "TORRUST_DB_DRIVER": "mysql",
-        "TORRUST_PROMETHEUS": "false",
-        "TORRUST_TRACKER_ADMIN_TOKEN": TOKEN,
-        "TORRUST_MYSQL_ROOT_PASSWORD": ROOT_PW,
-    }
+    env = local_env(
+        work / "root",
+        project,
+        TORRUST_DB_DRIVER="mysql",
+        TORRUST_PROMETHEUS="false",
+        TORRUST_TRACKER_ADMIN_TOKEN=TOKEN,
+        TORRUST_MYSQL_ROOT_PASSWORD=ROOT_PW,
+    )
     cli = [sys.executable, str(ROOT / "tasks.py")]
     deployed = subprocess.run([*cli, "app.deploy"], cwd=work, env=clean_environ(**env), capture_output=True, text=True)
     if deployed.returncode != 0:

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import socket
 import statistics
 import subprocess
 import sys
@@ -29,9 +28,8 @@ from tasks.health import check as hc  # noqa: E402
 from tasks.health import probes as pr  # noqa: E402
 from tasks.runner.target import open_target  # noqa: E402
 from tests.conftest import clean_environ  # noqa: E402
-from tests.integration.conftest import TEST_IMAGES, _load_builder, free_port  # noqa: E402
-
-TOKEN = "Bm7-Hx2Qk9Wd4Ls8Zt3Nv6Rc1Jp5Fy0G"
+from tests.integration.conftest import _load_builder  # noqa: E402
+from tests.integration.test_health import probed_stack_env  # noqa: E402
 
 
 def main() -> int:
@@ -41,17 +39,7 @@ def main() -> int:
     _load_builder().build_images(log=lambda m: None)
     work = Path(tempfile.mkdtemp(prefix="torrust-hbench-"))
     project = "hbench" + os.urandom(2).hex()
-    env = {
-        **TEST_IMAGES,
-        "TORRUST_DEPLOY_ROOT": str(work / "root"),
-        "TORRUST_COMPOSE_PROJECT": project,
-        "TORRUST_UDP_TRACKERS": f"[::]:{free_port(socket.SOCK_DGRAM)},[::]:{free_port(socket.SOCK_DGRAM)}",
-        "TORRUST_HTTP_PORT": str(free_port()),
-        "TORRUST_DB_DRIVER": "mysql",
-        "TORRUST_PROMETHEUS": "true",
-        "TORRUST_PROMETHEUS_PORT": str(free_port()),
-        "TORRUST_TRACKER_ADMIN_TOKEN": TOKEN,
-    }
+    env = probed_stack_env(work / "root", project)
     cli = [sys.executable, str(ROOT / "tasks.py")]
     deployed = subprocess.run([*cli, "app.deploy"], cwd=work, env=clean_environ(**env), capture_output=True, text=True)
     if deployed.returncode != 0:

@@ -59,6 +59,19 @@ def free_port(kind: int = socket.SOCK_STREAM) -> int:
         return s.getsockname()[1]
 
 
+def local_env(root: Path, project: str, **extra: str) -> dict[str, str]:
+    """Settings of a test stack: the test images, its own deploy root and Compose project,
+    free loopback ports for one UDP tracker and HTTP. `extra` adds or overrides variables."""
+    return {
+        **TEST_IMAGES,
+        "TORRUST_DEPLOY_ROOT": str(root),
+        "TORRUST_COMPOSE_PROJECT": project,
+        "TORRUST_UDP_TRACKERS": f"[::]:{free_port(socket.SOCK_DGRAM)}",
+        "TORRUST_HTTP_PORT": str(free_port()),
+        **extra,
+    }
+
+
 def docker(*args: str, check: bool = True, timeout: int = 120) -> subprocess.CompletedProcess:
     return subprocess.run(["docker", *args], capture_output=True, text=True, check=check, timeout=timeout)
 
@@ -188,13 +201,7 @@ def rendered_stack(images, workdir, tmp_path, unique):
 
     root = tmp_path / "deploy"
     udp_port, http_port = free_port(socket.SOCK_DGRAM), free_port()
-    env = {
-        **TEST_IMAGES,
-        "TORRUST_DEPLOY_ROOT": str(root),
-        "TORRUST_COMPOSE_PROJECT": unique,
-        "TORRUST_UDP_TRACKERS": f"[::]:{udp_port}",
-        "TORRUST_HTTP_PORT": str(http_port),
-    }
+    env = local_env(root, unique, TORRUST_UDP_TRACKERS=f"[::]:{udp_port}", TORRUST_HTTP_PORT=str(http_port))
     s = load("local", root=workdir, environ=env)
     r.write(r.render(s), root / "releases" / "r1")
     (root / "current").symlink_to("releases/r1")

@@ -23,7 +23,7 @@ import requests
 from tasks.health import bencode
 from tasks.health.udp import UDPTrackerClient
 from tests.conftest import ROOT, clean_environ
-from tests.integration.conftest import TEST_IMAGES, SSHHost, docker, free_port
+from tests.integration.conftest import TEST_IMAGES, SSHHost, docker, free_port, local_env
 
 STRONG = {
     "TORRUST_TRACKER_ADMIN_TOKEN": "Dp4-Kx9Wq2Lm7Zt5Rv8Nb3Hc6Jf1Gs0Y",
@@ -422,15 +422,8 @@ def test_deploy_refuses_an_unknown_host_key(dep, tmp_path):
 
 def test_local_target_first_deploy(images, tmp_path, cli):
     """The default target: Compose on this machine, no SSH, same files under the root."""
-    udp_port, http_port = free_port(socket.SOCK_DGRAM), free_port()
-    project = "loc" + os.urandom(3).hex()
-    env = {
-        **TEST_IMAGES,
-        "TORRUST_DEPLOY_ROOT": str(tmp_path / "root"),
-        "TORRUST_COMPOSE_PROJECT": project,
-        "TORRUST_UDP_TRACKERS": f"[::]:{udp_port}",
-        "TORRUST_HTTP_PORT": str(http_port),
-    }
+    udp_port = free_port(socket.SOCK_DGRAM)
+    env = local_env(tmp_path / "root", "loc" + os.urandom(3).hex(), TORRUST_UDP_TRACKERS=f"[::]:{udp_port}")
     try:
         res = cli("app.deploy", "--env", "local", "--json", env=env)
         assert res.returncode == 0, res.stderr

@@ -11,32 +11,27 @@ from __future__ import annotations
 
 import json
 import os
-import socket
 import time
 
 import pytest
 import requests
 
-from tests.integration.conftest import TEST_IMAGES, docker, free_port
+from tests.integration.conftest import docker, free_port, local_env
 
 
 @pytest.fixture
 def local_stack_with_grafana(images, tmp_path, cli):
-    udp_port, http_port, prom_port = free_port(socket.SOCK_DGRAM), free_port(), free_port()
-    env = {
-        **TEST_IMAGES,
-        "TORRUST_DEPLOY_ROOT": str(tmp_path / "root"),
-        "TORRUST_COMPOSE_PROJECT": "graf" + os.urandom(3).hex(),
-        "TORRUST_UDP_TRACKERS": f"[::]:{udp_port}",
-        "TORRUST_HTTP_PORT": str(http_port),
-        "TORRUST_PROMETHEUS": "true",
-        "TORRUST_PROMETHEUS_PORT": str(prom_port),
-        "TORRUST_GRAFANA": "true",
-    }
+    env = local_env(
+        tmp_path / "root",
+        "graf" + os.urandom(3).hex(),
+        TORRUST_PROMETHEUS="true",
+        TORRUST_PROMETHEUS_PORT=str(free_port()),
+        TORRUST_GRAFANA="true",
+    )
     res = cli("app.deploy", "--env", "local", "--json", env=env)
     try:
         assert res.returncode == 0, res.stderr
-        yield env, http_port
+        yield env, int(env["TORRUST_HTTP_PORT"])
     finally:
         cli("app.down", "--env", "local", env=env)
 
@@ -63,6 +58,17 @@ def test_grafana_is_provisioned_reachable_through_the_proxy_and_probed(local_sta
     assert grafana and grafana[0]["ok"] is True and grafana[0]["detail"] == "database ok"
 
 
+# What the rendered compose file gives Grafana, in the shape the stand-in accepts.
+GOOD_GF_ENV = {
+    "GF_SECURITY_ADMIN_USER": "admin",
+    "GF_SECURITY_ADMIN_PASSWORD": "a-long-enough-password",
+    "GF_USERS_ALLOW_SIGN_UP": "false",
+    "GF_USERS_ALLOW_ORG_CREATE": "false",
+    "GF_AUTH_ANONYMOUS_ENABLED": "false",
+    "GF_SERVER_ROOT_URL": "http://grafana.test/",
+}
+
+
 @pytest.mark.parametrize(
     "env, reason",
     [
@@ -71,15 +77,7 @@ def test_grafana_is_provisioned_reachable_through_the_proxy_and_probed(local_sta
     ],
 )
 def test_the_grafana_standin_refuses_what_grafana_should_not_get(images, env, reason):
-    base = {
-        "GF_SECURITY_ADMIN_USER": "admin",
-        "GF_SECURITY_ADMIN_PASSWORD": "a-long-enough-password",
-        "GF_USERS_ALLOW_SIGN_UP": "false",
-        "GF_USERS_ALLOW_ORG_CREATE": "false",
-        "GF_AUTH_ANONYMOUS_ENABLED": "false",
-        "GF_SERVER_ROOT_URL": "http://grafana.test/",
-    }
-    args = [x for k, v in {**base, **env}.items() for x in ("-e", f"{k}={v}")]
+    args = [x for k, v in {**GOOD_GF_ENV, **env}.items() for x in ("-e", f"{k}={v}")]
     res = docker("run", "--rm", *args, images["grafana-standin"], check=False, timeout=60)
     assert res.returncode == 1 and "refusing to start" in res.stderr and reason in res.stderr
 
@@ -103,18 +101,7 @@ def test_the_grafana_standin_refuses_a_dashboard_on_an_unknown_datasource(images
     res = docker(
         "run",
         "--rm",
-        "-e",
-        "GF_SECURITY_ADMIN_USER=admin",
-        "-e",
-        "GF_SECURITY_ADMIN_PASSWORD=a-long-enough-password",
-        "-e",
-        "GF_USERS_ALLOW_SIGN_UP=false",
-        "-e",
-        "GF_USERS_ALLOW_ORG_CREATE=false",
-        "-e",
-        "GF_AUTH_ANONYMOUS_ENABLED=false",
-        "-e",
-        "GF_SERVER_ROOT_URL=http://grafana.test/",
+        *[x for k, v in GOOD_GF_ENV.items() for x in ("-e", f"{k}={v}")],
         "-v",
         f"{prov}:/etc/grafana/provisioning:ro",
         "-v",

@@ -15,26 +15,29 @@ import pytest
 import requests
 
 from tests.conftest import ROOT, clean_environ
-from tests.integration.conftest import TEST_IMAGES, docker, free_port
+from tests.integration.conftest import docker, free_port, local_env
 
 TOKEN = "Hk5-Tq2Wz8Lm4Xr7Vb1Nc9Pd3Fs6Gy0J"
+
+
+def probed_stack_env(root, project: str) -> dict[str, str]:
+    """The stack every probe has a target in: two UDP trackers, MySQL, Prometheus (also
+    what tests/benchmarks/health.py measures)."""
+    return local_env(
+        root,
+        project,
+        TORRUST_UDP_TRACKERS=f"[::]:{free_port(socket.SOCK_DGRAM)},[::]:{free_port(socket.SOCK_DGRAM)}",
+        TORRUST_DB_DRIVER="mysql",
+        TORRUST_PROMETHEUS="true",
+        TORRUST_PROMETHEUS_PORT=str(free_port()),
+        TORRUST_TRACKER_ADMIN_TOKEN=TOKEN,
+    )
 
 
 @pytest.fixture(scope="module")
 def stack(images, tmp_path_factory):
     work = tmp_path_factory.mktemp("health")
-    project = "hc" + os.urandom(3).hex()
-    env = {
-        **TEST_IMAGES,
-        "TORRUST_DEPLOY_ROOT": str(work / "root"),
-        "TORRUST_COMPOSE_PROJECT": project,
-        "TORRUST_UDP_TRACKERS": f"[::]:{free_port(socket.SOCK_DGRAM)},[::]:{free_port(socket.SOCK_DGRAM)}",
-        "TORRUST_HTTP_PORT": str(free_port()),
-        "TORRUST_DB_DRIVER": "mysql",
-        "TORRUST_PROMETHEUS": "true",
-        "TORRUST_PROMETHEUS_PORT": str(free_port()),
-        "TORRUST_TRACKER_ADMIN_TOKEN": TOKEN,
-    }
+    env = probed_stack_env(work / "root", "hc" + os.urandom(3).hex())
 
     def cli(*args: str, extra: dict | None = None) -> subprocess.CompletedProcess:
         return subprocess.run(
@@ -130,16 +133,13 @@ def test_a_stopped_tracker_fails_tracker_probes_and_container_health(stack):
 def test_tls_with_the_proxys_internal_ca(images, tmp_path):
     """TLS on with .local names: Caddy's internal CA. Trusted only when asked (--internal-ca)."""
     project = "tls" + os.urandom(3).hex()
-    env = {
-        **TEST_IMAGES,
-        "TORRUST_DEPLOY_ROOT": str(tmp_path / "root"),
-        "TORRUST_COMPOSE_PROJECT": project,
-        "TORRUST_UDP_TRACKERS": f"[::]:{free_port(socket.SOCK_DGRAM)}",
-        "TORRUST_HTTP_PORT": str(free_port()),
-        "TORRUST_TLS": "true",
-        "TORRUST_HTTPS_PORT": str(free_port()),
-        "TORRUST_TRACKER_ADMIN_TOKEN": TOKEN,
-    }
+    env = local_env(
+        tmp_path / "root",
+        project,
+        TORRUST_TLS="true",
+        TORRUST_HTTPS_PORT=str(free_port()),
+        TORRUST_TRACKER_ADMIN_TOKEN=TOKEN,
+    )
 
     def cli(*args: str) -> subprocess.CompletedProcess:
         return subprocess.run(
