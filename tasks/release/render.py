@@ -18,7 +18,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 from urllib.parse import quote
 
-from tasks.config.settings import Settings
+from tasks.config.settings import PART_TYPES, Settings
+from tasks.config.variables import VARIABLES
 from tasks.errors import ConfigError, ToolError
 from tasks.release.cache import user_cache
 
@@ -87,67 +88,32 @@ def environment(templates: Path = APPLICATION) -> jinja2.Environment:
 
 
 def context(s: Settings) -> dict:
-    """Everything the templates may use. Secrets only under `secrets`."""
-    storage = f"{s.deploy_root}/storage"
-    sites = []
-    for name, bind in zip(s.http_tracker_domains, s.http_trackers, strict=False):
-        sites.append(_site(s, name, f"tracker:{bind.port}", f"HTTP tracker on {bind}", tracker=True))
+    """Everything the templates may use: every setting by its field name (the parts `ssh`,
+    `infra`, `images` as objects), secrets revealed only under `secrets`, and what is
+    derived from several settings."""
+    ctx = {v.field: getattr(s, v.field) for v in VARIABLES if not v.part and not v.secret}
+    ctx.update({part: getattr(s, part) for part in PART_TYPES})
+    secrets = {v.field: getattr(s, v.field).reveal() for v in VARIABLES if v.secret}
+    secrets["database_url"] = (
+        f"mysql://{s.mysql_user}:{quote(s.mysql_password.reveal(), safe='')}@mysql:3306/{s.mysql_database}"
+    )
+    sites = [
+        _site(s, name, f"tracker:{bind.port}", f"HTTP tracker on {bind}", tracker=True)
+        for name, bind in zip(s.http_tracker_domains, s.http_trackers, strict=False)
+    ]
     sites.append(_site(s, s.api_domain, f"tracker:{s.api_bind.port}", "REST API"))
     if s.grafana:
         sites.append(_site(s, s.grafana_domain, "grafana:3000", "Grafana"))
-    secrets = {
-        "admin_token": s.admin_token.reveal(),
-        "mysql_password": s.mysql_password.reveal(),
-        "mysql_root_password": s.mysql_root_password.reveal(),
-        "grafana_admin_password": s.grafana_admin_password.reveal(),
-        "database_url": (
-            f"mysql://{s.mysql_user}:{quote(s.mysql_password.reveal(), safe='')}@mysql:3306/{s.mysql_database}"
-        ),
-    }
     return {
+        **ctx,
         "env": s.env,
         "project": s.compose_project,
-        "deploy_root": s.deploy_root,
-        "storage": storage,
+        "storage": f"{s.deploy_root}/storage",
         "release": f"{s.deploy_root}/current",
-        "images": s.images,
-        "tracker_uid": s.tracker_uid,
-        "udp_trackers": s.udp_trackers,
-        "http_trackers": s.http_trackers,
-        "api_bind": s.api_bind,
-        "health_check_api_bind": s.health_check_api_bind,
-        "private": s.private,
-        "listed": s.listed,
-        "announce_interval": s.announce_interval,
-        "announce_interval_min": s.announce_interval_min,
-        "log_level": s.log_level,
-        "external_ip": s.external_ip,
-        "db_driver": s.db_driver,
         "mysql": s.mysql,
-        "mysql_database": s.mysql_database,
-        "mysql_user": s.mysql_user,
-        "http_port": s.http_port,
-        "https_port": s.https_port,
-        "tls": s.tls,
-        "acme_email": s.acme_email,
-        "acme_staging": s.acme_staging,
         "sites": sites,
         "internal_names": any(site["internal_ca"] for site in sites),
-        "prometheus": s.prometheus,
-        "prometheus_port": s.prometheus_port,
-        "prometheus_retention": s.prometheus_retention,
-        "grafana": s.grafana,
-        "grafana_admin_user": s.grafana_admin_user,
-        "grafana_domain": s.grafana_domain,
-        "backup_schedule": s.backup_schedule,
-        "backup_retention_count": s.backup_retention_count,
-        "backup_retention_days": s.backup_retention_days,
-        "backup": s.backup,
-        "backup_dir": s.backup_dir,
-        "backup_compression": s.backup_compression,
         "cron_user": s.ssh.user,
-        "ipv6": s.ipv6,
-        "ipv6_subnet": s.ipv6_subnet,
         "secrets": secrets,
     }
 

@@ -40,7 +40,7 @@ def test_backup_dir_defaults_beside_storage_and_must_be_absolute(workdir):
     assert s.backup_dir == "/opt/torrust/backups" and s.backup_compression == "zstd"
     s = load("prod", root=workdir, environ=prod_env(TORRUST_BACKUP_DIR="/srv/backups"))
     assert s.backup_dir == "/srv/backups"
-    with pytest.raises(SettingsError, match=r"TORRUST_BACKUP_DIR = 'backups' .*not an absolute path"):
+    with pytest.raises(SettingsError, match=r"TORRUST_BACKUP_DIR = 'backups' .*must be an absolute path"):
         load("prod", root=workdir, environ=prod_env(TORRUST_BACKUP_DIR="backups"))
 
 

@@ -10,7 +10,7 @@ import pytest
 
 from tasks.config import envfile
 from tasks.config import secrets as sec
-from tasks.config.settings import load
+from tasks.config.settings import TOOL_SWITCHES, load
 from tasks.config.variables import BY_NAME, VARIABLES
 from tasks.errors import ConfigError, SettingsError
 from tests.conftest import ROOT, snapshot
@@ -97,8 +97,10 @@ BAD = [
     ("prod", {"TORRUST_TRACKER_ADMIN_TOKEN": "MyAccessToken"}, "TORRUST_TRACKER_ADMIN_TOKEN", "well-known"),
     ("prod", {"TORRUST_TRACKER_ADMIN_TOKEN": ""}, "TORRUST_TRACKER_ADMIN_TOKEN", "required"),
     ("prod", {"TORRUST_TRACKER_ADMIN_TOKEN": "short-Tok3n"}, "TORRUST_TRACKER_ADMIN_TOKEN", "too short"),
-    ("prod", {"TORRUST_TRACKER_ADMIN_TOKEN": "abababababababababab"}, "TORRUST_TRACKER_ADMIN_TOKEN", "variety"),
-    ("prod", {"TORRUST_TRACKER_ADMIN_TOKEN": "abcdefghijklmnop"}, "TORRUST_TRACKER_ADMIN_TOKEN", "entropy"),
+    ("prod", {"TORRUST_TRACKER_ADMIN_TOKEN": "abababababababababab"}, "TORRUST_TRACKER_ADMIN_TOKEN", "Repeats"),
+    ("prod", {"TORRUST_TRACKER_ADMIN_TOKEN": "abcdefghijklmnop"}, "TORRUST_TRACKER_ADMIN_TOKEN", "Sequences"),
+    # issue 11, finding 9: passes every length/class rule, yet is a dictionary word plus a sequence
+    ("prod", {"TORRUST_MYSQL_PASSWORD": "Password1234567!"}, "TORRUST_MYSQL_PASSWORD", "too easy to guess"),
     ("prod", {"TORRUST_MYSQL_PASSWORD": "REPLACE_WITH_SECURE_PASSWORD"}, "TORRUST_MYSQL_PASSWORD", "placeholder"),
     ("prod", {"TORRUST_GRAFANA_ADMIN_PASSWORD": "admin"}, "TORRUST_GRAFANA_ADMIN_PASSWORD", "well-known"),
     (
@@ -161,6 +163,20 @@ BAD = [
     ("local", {"TORRUST_TLS": "true", "TORRUST_TLS_INTERNAL": "never"}, "TORRUST_TLS_INTERNAL", "cannot get"),
     ("local", {"TORRUST_MYSQL_DATABASE": "torrust-tracker"}, "TORRUST_MYSQL_DATABASE", "not a valid"),
     ("local", {"TORRUST_TRACKER_USER_ID": "0"}, "TORRUST_TRACKER_USER_ID", "out of range"),
+    # issue 11, finding 3: the backup directory is rendered into a root cron file
+    ("local", {"TORRUST_BACKUP_DIR": "/srv/b\n* * * * * root id"}, "TORRUST_BACKUP_DIR", "absolute path"),
+    ("local", {"TORRUST_BACKUP_DIR": "/srv/b;id"}, "TORRUST_BACKUP_DIR", "absolute path"),
+    ("local", {"TORRUST_BACKUP_DIR": "/srv/my backups"}, "TORRUST_BACKUP_DIR", "absolute path"),
+    ("local", {"TORRUST_BACKUP_DIR": "/srv/../etc"}, "TORRUST_BACKUP_DIR", "without '..'"),
+    ("local", {"TORRUST_BACKUP_SCHEDULE": "0 3 * * *\n* * * * *"}, "TORRUST_BACKUP_SCHEDULE", "cron needs 5"),
+    # issue 11, finding 12: values that reach ssh, known_hosts or a command line
+    ("local", {"TORRUST_SSH_HOST": "host name"}, "TORRUST_SSH_HOST", "not a host name"),
+    ("local", {"TORRUST_SSH_HOST": "h;id"}, "TORRUST_SSH_HOST", "not a host name"),
+    ("local", {"TORRUST_SSH_HOST": "-oProxyCommand=id"}, "TORRUST_SSH_HOST", "not a host name"),
+    ("local", {"TORRUST_SSH_HOST": "a.b\nc"}, "TORRUST_SSH_HOST", "not a host name"),
+    ("local", {"TORRUST_SSH_KNOWN_HOSTS": "/tmp"}, "TORRUST_SSH_KNOWN_HOSTS", "is a directory"),
+    ("local", {"TORRUST_INFRA_BINARY": "FOO=1/tofu"}, "TORRUST_INFRA_BINARY", "tofu or terraform"),
+    ("local", {"TORRUST_DOMAIN": "a" * 1_000_000}, "TORRUST_DOMAIN", "longer than 4096"),
 ]
 
 
@@ -205,7 +221,33 @@ def test_unparseable_line_is_reported_with_line_number(workdir):
     (workdir / ".env.local").write_text("TORRUST_TLS=false\nthis is not a setting\n")
     with pytest.raises(SettingsError) as info:
         load("local", root=workdir, environ={})
-    assert info.value.problems[0].startswith(".env.local:2: cannot parse")
+    assert info.value.problems[0].startswith(".env.local:2: cannot parse this line")
+
+
+def test_unparseable_line_never_echoes_its_text(workdir):
+    """Issue 11, finding 5: an unbalanced quote must not leak the secret into a CI log."""
+    leaked = "Zq8xV3rT9kLm2Pw7Yh4Nc"
+    (workdir / ".env.local").write_text(f"TORRUST_TLS=false\n\nTORRUST_MYSQL_PASSWORD='{leaked}\n")
+    with pytest.raises(SettingsError) as info:
+        load("local", root=workdir, environ={})
+    (problem,) = info.value.problems
+    assert problem.startswith(".env.local:3: cannot parse the line setting TORRUST_MYSQL_PASSWORD")
+    assert leaked[:6] not in info.value.render() and leaked[:6] not in str(info.value.as_dict())
+
+
+def test_a_variable_set_twice_in_one_file_names_both_lines(workdir):
+    (workdir / ".env.prod").write_text("TORRUST_LOG_LEVEL=debug\n# x\nTORRUST_LOG_LEVEL=info\n")
+    with pytest.raises(SettingsError) as info:
+        load("prod", root=workdir, environ=prod_env())
+    assert info.value.problems == [
+        "TORRUST_LOG_LEVEL is set twice in .env.prod (lines 1 and 3); keep one, or move one to another file on purpose"
+    ]
+
+
+def test_a_huge_value_is_not_echoed_whole(workdir):
+    with pytest.raises(SettingsError) as info:
+        load("local", root=workdir, environ={"TORRUST_DOMAIN": "a" * 1_000_000})
+    assert len(info.value.render()) < 600 and "(1000000 characters)" in info.value.render()
 
 
 @pytest.mark.parametrize("name", ["Prod", "../etc", "", "a" * 40, "prod env"])
@@ -241,7 +283,7 @@ def test_env_example_lists_exactly_the_variables_the_code_reads():
     in_code = set()
     for path in (ROOT / "tasks").rglob("*.py"):
         in_code |= set(re.findall(r"\b(TORRUST_[A-Z0-9_]+)\b", path.read_text()))
-    in_code = {n for n in in_code if not n.startswith("TORRUST_TRACKER_CONFIG")}
+    in_code = {n for n in in_code if not n.startswith("TORRUST_TRACKER_CONFIG")} - TOOL_SWITCHES
     assert in_code <= set(BY_NAME), in_code - set(BY_NAME)
     # and load() reads every registered variable (it asserts this itself; prove it ran)
     load("local", root=ROOT / "tests", environ={})
