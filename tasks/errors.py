@@ -21,6 +21,7 @@ class ExitCode(IntEnum):
     AUTH = 11  # the target refused our credentials
     HOST_KEY = 12  # the host key is unknown or changed
     COMMAND_FAILED = 13  # a command on the target failed or timed out
+    UNTRUSTED = 14  # the target sent a document or a name the tool refuses (malformed or hostile)
     LOCK_HELD = 20  # another deploy/rollback/backup holds the host lock (or a stale lock is left)
     DEPLOY_FAILED = 30  # the deploy failed before switching: the running release is untouched
     ROLLED_BACK = 31  # the new release failed after starting; the previous one runs again
@@ -114,6 +115,13 @@ class CommandFailed(ToolError):
         super().__init__(message, hint=hint)
         self.exit_status = exit_status
         self.output = output
+
+
+class MalformedFact(ToolError):
+    """What the target printed or stored is not what the tool's own command or file gives:
+    refused, named, never trusted (tasks/facts)."""
+
+    code = ExitCode.UNTRUSTED
 
 
 class DeployFailed(ToolError):

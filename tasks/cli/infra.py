@@ -13,8 +13,9 @@ from pathlib import Path
 
 from invoke import task
 
-from tasks.cli.app import ENV_HELP, JSON_HELP, load
-from tasks.cli.output import confirm, emit, note, operation, step, table
+from tasks.cli.boundary import operation
+from tasks.cli.options import ENV_HELP, JSON_HELP, load
+from tasks.cli.output import confirm, emit, note, step, table
 from tasks.config import settings as settings_mod
 from tasks.errors import InfraMissing, Protected, SettingsError
 
@@ -308,22 +309,6 @@ def environments(c, json=False):
     )
 
 
-def ssh_command(s, extra: list[str] | None = None) -> list[str]:
-    """An interactive `ssh` to the deploy target with the environment's key and known_hosts."""
-    argv = [
-        "ssh",
-        "-p",
-        str(s.ssh.port),
-        "-o",
-        f"UserKnownHostsFile={s.ssh.known_hosts}",
-        "-o",
-        "StrictHostKeyChecking=yes",
-    ]
-    if s.ssh.key:
-        argv += ["-i", str(s.ssh.key), "-o", "IdentitiesOnly=yes"]
-    return [*argv, f"{s.ssh.user}@{s.ssh.host}", *(extra or [])]
-
-
 @task(help={"env": ENV_HELP, "print_": "print the ssh command instead of running it", "command": "run this command"})
 @operation
 def ssh(c, env="local", print_=False, command=""):
@@ -331,7 +316,10 @@ def ssh(c, env="local", print_=False, command=""):
     s = load(env)
     if not s.ssh.host:
         raise InfraMissing(f"no host recorded for '{env}'", hint=f"run infra.apply or infra.register --env {env}")
-    argv = ssh_command(s, [command] if command else None)
+    from tasks.commands import ssh as ssh_cmd
+
+    t = s.ssh
+    argv = ssh_cmd.interactive(t.host, t.port, t.user, t.known_hosts, t.key, [command] if command else None)
     if print_:
         print(shlex.join(argv))
         return

@@ -12,13 +12,13 @@ from __future__ import annotations
 import json
 import os
 
+from tasks.commands import tofu as tofu_cmd
 from tasks.config.settings import Settings
 from tasks.errors import ConfigError, InfraFailed, InfraMissing, PrerequisiteError
 from tasks.infra import state
 from tasks.runner.executor import Executor, Redactor, local
 
 TOKEN_VAR = "HCLOUD_TOKEN"  # noqa: S105 - the name of the variable, not a token
-SUBCOMMANDS = ("init", "plan", "apply", "destroy", "refresh", "output", "providers", "version")
 NEEDS_TOKEN = ("plan", "apply", "destroy", "refresh")
 
 
@@ -36,26 +36,15 @@ def require_module(s: Settings) -> None:
 
 def command(s: Settings, sub: str, *args: str) -> list[str]:
     """argv of one OpenTofu command for the environment (pure)."""
-    assert sub in SUBCOMMANDS, sub
-    env = [
-        "env",
-        f"TF_DATA_DIR={state.data_dir(s)}",
-        "TF_IN_AUTOMATION=1",
-        "TF_INPUT=0",
-    ]
-    base = [*env, s.infra.binary, f"-chdir={state.module_dir(s.provider)}", sub]
-    var_file = f"-var-file={state.vars_file(s)}"
-    flags: dict[str, list[str]] = {
-        "init": ["-input=false", "-no-color", f"-backend-config=path={state.state_file(s)}"],
-        "plan": ["-input=false", "-no-color", "-lock-timeout=60s", var_file],
-        "apply": ["-input=false", "-no-color", "-lock-timeout=60s", "-auto-approve", var_file],
-        "destroy": ["-input=false", "-no-color", "-lock-timeout=60s", "-auto-approve", var_file],
-        "refresh": ["-input=false", "-no-color", "-lock-timeout=60s", var_file],
-        "output": ["-no-color", "-json"],
-        "providers": ["-no-color"],
-        "version": ["-json"],
-    }
-    return [*base, *flags[sub], *args]
+    return tofu_cmd.command(
+        s.infra.binary,
+        str(state.module_dir(s.provider)),
+        str(state.data_dir(s)),
+        str(state.vars_file(s)),
+        str(state.state_file(s)),
+        sub,
+        *args,
+    )
 
 
 def executor(s: Settings) -> Executor:

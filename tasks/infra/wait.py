@@ -25,41 +25,12 @@ from tasks.errors import (
     WaitRefused,
     WaitUnreachable,
 )
+from tasks.facts import readiness
 from tasks.infra.cloudinit import MARKER
 from tasks.runner.executor import Executor
 from tasks.runner.target import connect_executor
 
-# One round trip. result.json is written by cloud-init when its last stage ends; its
-# "errors" list is empty on success. The marker is the hardening script's last step.
-PROBE = r"""
-marker=$1
-if [ -f "$marker" ]; then echo 'marker yes'; else echo 'marker no'; fi
-result=/var/lib/cloud/data/result.json
-if [ -f "$result" ]; then
-    n=$(python3 -c 'import json,sys; print(len(json.load(open(sys.argv[1]))["v1"]["errors"]))' "$result" 2>/dev/null \
-        || { grep -q '"errors": \[\]' "$result" && echo 0 || echo 1; })
-    if [ "$n" = 0 ]; then echo 'cloudinit done'; else echo "cloudinit error $n"; fi
-elif [ -e /var/lib/cloud/instance ] || [ -e /run/cloud-init ] || command -v cloud-init >/dev/null 2>&1; then
-    echo 'cloudinit running'
-else
-    echo 'cloudinit absent'
-fi
-echo '--- log'
-tail -n 25 /var/log/cloud-init-output.log 2>/dev/null || true
-"""
-
 Sleep = Callable[[float], None]
-
-
-def probe_command() -> list[str]:
-    return ["sh", "-c", PROBE, "probe", MARKER]
-
-
-def parse_probe(text: str) -> dict:
-    head, _, log = text.partition("--- log\n")
-    facts = dict(line.split(" ", 1) for line in head.splitlines() if " " in line)
-    ci = facts.get("cloudinit", "absent").split()
-    return {"marker": facts.get("marker") == "yes", "cloud_init": ci[0], "log_tail": log.rstrip()}
 
 
 def classify(exc: Exception) -> str:
@@ -121,27 +92,27 @@ def wait_cloud_init(
     deadline = time.monotonic() + s.infra.wait_cloud_init_timeout
     last = ""
     while True:
-        facts = parse_probe(ex.run(probe_command(), check=False, timeout=60).stdout)
-        ci = facts["cloud_init"]
+        facts = readiness.read(ex, MARKER)
+        ci = facts.cloud_init
         if ci != last:
-            log(f"cloud-init: {ci}, marker: {'yes' if facts['marker'] else 'no'}")
+            log(f"cloud-init: {ci}, marker: {'yes' if facts.marker else 'no'}")
             last = ci
         if ci == "error":
             raise CloudInitFailed(
                 f"cloud-init failed on {ex.where}; last lines of /var/log/cloud-init-output.log:\n"
-                + _indent(facts["log_tail"]),
+                + _indent(facts.log_tail),
                 hint="`cloud-init status --long` on the host says which module failed; fix and re-run "
                 "infra.bootstrap (or destroy and apply again)",
             )
-        if ci == "done" and not facts["marker"]:
+        if ci == "done" and not facts.marker:
             raise CloudInitFailed(
                 f"cloud-init finished on {ex.where} but the hardening script did not write {MARKER}:\n"
-                + _indent(facts["log_tail"]),
+                + _indent(facts.log_tail),
                 hint="the hardening script stopped early; infra.bootstrap re-runs it",
             )
-        if (ci == "done" or ci == "absent") and facts["marker"]:
+        if (ci == "done" or ci == "absent") and facts.marker:
             return {"cloud_init": ci, "marker": True}
-        if ci == "absent" and not facts["marker"]:
+        if ci == "absent" and not facts.marker:
             raise CloudInitFailed(
                 f"{ex.where} has no cloud-init and was never bootstrapped (no {MARKER})",
                 hint="for a server you own run infra.register and infra.bootstrap",
@@ -149,7 +120,7 @@ def wait_cloud_init(
         if time.monotonic() + s.infra.wait_interval > deadline:
             raise CloudInitTimeout(
                 f"cloud-init still running on {ex.where} after {s.infra.wait_cloud_init_timeout}s "
-                "(TORRUST_WAIT_CLOUD_INIT_TIMEOUT); last lines of its log:\n" + _indent(facts["log_tail"]),
+                "(TORRUST_WAIT_CLOUD_INIT_TIMEOUT); last lines of its log:\n" + _indent(facts.log_tail),
                 hint="first boots take 5-20 minutes on real clouds; re-run infra.wait to continue waiting",
             )
         sleep(s.infra.wait_interval)

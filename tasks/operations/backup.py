@@ -10,10 +10,11 @@ import hashlib
 import json
 import re
 import shutil
-import time
 from datetime import UTC, datetime
 from pathlib import Path
 
+from tasks.commands import backup as cmd
+from tasks.commands import files
 from tasks.config.settings import Settings
 from tasks.errors import (
     BackupCorrupt,
@@ -26,13 +27,13 @@ from tasks.errors import (
     ToolError,
     VerifyFailed,
 )
-from tasks.operations import deploy as d
+from tasks.facts import releases as release_facts
+from tasks.operations import gate
 from tasks.operations import lock as lock_mod
 from tasks.operations.day2 import require_current
-from tasks.operations.layout import Layout
+from tasks.release.layout import Layout
 from tasks.runner.executor import Executor
 
-SCRIPT = "bin/torrust-backup"
 LONG = 6 * 3600  # a dump or restore of a very large database may take hours
 ID_RE = re.compile(r"^[0-9]{8}T[0-9]{6}Z-[0-9a-f]{4}$")
 
@@ -59,13 +60,9 @@ def check_id(backup_id: str) -> str:
     return backup_id
 
 
-def script_command(s: Settings, *args: str) -> list[str]:
-    return [f"{Layout(s.deploy_root).current}/{SCRIPT}", *args, "--dir", s.backup_dir, "--json"]
-
-
 def run_script(ex: Executor, s: Settings, *args: str) -> dict:
     """Run the host script; its last stdout line is a JSON document. Errors map to 50-59."""
-    r = ex.run(script_command(s, *args), check=False, timeout=LONG)
+    r = ex.run(cmd.script(Layout(s.deploy_root).current, s.backup_dir, *args), check=False, timeout=LONG)
     if not ex.connected:
         raise CommandFailed(f"{ex.where}: the connection was lost while running torrust-backup {args[0]}")
     doc: dict = {}
@@ -150,28 +147,17 @@ def restore(
         result = run_script(
             ex, s, "restore", backup_id, "--lock-token", lock.token, *([] if safety else ["--no-safety-backup"])
         )
-        services = json.loads(ex.get(f"{lay.current}/release.json")).get("services", [])
+        manifest = release_facts.manifest(ex, lay)
         try:
-            _wait_healthy(ex, s, services, wait_timeout)
+            gate.wait_healthy(ex, s, list(manifest.services) if manifest else [], wait_timeout)
             if probes is not None:
-                result["probes"] = d.probe_gate(probes)
-        except (d.HealthGateFailed, ToolError) as exc:
+                result["probes"] = gate.probe_gate(probes)
+        except ToolError as exc:
             raise HealthFailed(
                 f"backup {backup_id} was restored but the stack is not healthy: {exc.message}",
                 hint=f"`app.status`, `app.logs`; the state before the restore is backup {result.get('safety_backup')}",
             ) from None
     return result
-
-
-def _wait_healthy(ex: Executor, s: Settings, services: list[str], timeout: int) -> None:
-    deadline = time.monotonic() + timeout
-    while True:
-        bad = d.unhealthy(d.service_states(ex, s), services)
-        if not bad:
-            return
-        if time.monotonic() > deadline:
-            raise d.HealthGateFailed("services not healthy: " + ", ".join(bad))
-        time.sleep(1)
 
 
 # ------------------------------------------------------------------------ off the host
@@ -265,12 +251,10 @@ def _upload(ex: Executor, s: Settings, directory: Path, manifest: dict) -> None:
     """Copy a checked local backup into the host's backup directory (temp name, renamed)."""
     backup_id = manifest["id"]
     final, staging = f"{s.backup_dir}/{backup_id}", f"{s.backup_dir}/.upload-{backup_id}"
-    if ex.run(["test", "-e", f"{final}/manifest.json"], check=False).ok:
+    if ex.run(files.exists(f"{final}/manifest.json"), check=False).ok:
         run_script(ex, s, "check", backup_id)  # the host's copy must be intact too
         return
-    ex.run(
-        ["sh", "-c", 'mkdir -p -m 0700 "$1" && rm -rf -- "$2" && mkdir -m 0700 "$2"', "stage", s.backup_dir, staging]
-    )
+    ex.run(files.private_dir_fresh(s.backup_dir, staging))
     for f in [*manifest["files"], {"path": "manifest.json"}]:
         ex.put_file(str(directory / f["path"]), f"{staging}/{f['path']}", 0o600)
-    ex.run(["mv", "-T", "--", staging, final])
+    ex.run(files.move(staging, final))

@@ -22,9 +22,9 @@ from tasks.config.settings import PART_TYPES, Settings
 from tasks.config.variables import VARIABLES
 from tasks.errors import ConfigError, ToolError
 from tasks.release.cache import user_cache
+from tasks.release.layout import MANIFEST
 
 APPLICATION = Path(__file__).resolve().parents[2] / "application"
-MANIFEST = "release.json"
 MANIFEST_FORMAT = 1
 
 if TYPE_CHECKING:  # Jinja2 is imported when rendering: a no-op deploy never needs it

@@ -5,6 +5,8 @@
 <root>/storage/         persistent data; no release switch touches it
 <root>/deploy.lock/     held while a deploy, rollback or backup runs (info.json inside)
 <root>/audit.log        one JSON line per deploy, rollback, failure (no secrets)
+
+Pure: the paths as the target sees them.
 """
 
 from __future__ import annotations
@@ -14,6 +16,8 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 
 RELEASE_ID_RE = re.compile(r"^[0-9]{8}T[0-9]{6}Z-[0-9a-f]{8}$")
+MANIFEST = "release.json"  # in each release directory: what it holds (tasks/release/render.py)
+FAILED_MARKER = "FAILED"  # in a release that failed its gate: kept for inspection, never rolled back to
 
 
 @dataclass(frozen=True)

@@ -14,7 +14,7 @@ from tasks.errors import ToolError
 from tasks.release import render as r
 from tasks.release.validate import policy_problems, tracker_toml_problems
 from tests.conftest import snapshot
-from tests.unit.test_settings import STRONG, STRONG2, STRONG3, prod_env
+from tests.unit.config.test_settings import STRONG, STRONG2, STRONG3, prod_env
 
 
 @pytest.fixture

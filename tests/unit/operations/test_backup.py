@@ -13,17 +13,17 @@ from pathlib import Path
 
 import pytest
 
-from tasks.commands import host
+from tasks.commands import lock as lock_cmd
 from tasks.config.settings import load
 from tasks.errors import BackupCorrupt, BackupNotFound, ConfigError, SettingsError
 from tasks.operations import backup as b
-from tasks.operations import deploy as d
 from tasks.operations import lock as lock_mod
-from tasks.operations.layout import Layout
+from tasks.operations import releases as store
 from tasks.release import render as r
+from tasks.release.layout import Layout
 from tasks.runner.executor import local
 from tests.conftest import ROOT
-from tests.unit.test_settings import prod_env
+from tests.unit.config.test_settings import prod_env
 
 
 def _script():
@@ -59,8 +59,8 @@ def test_backup_conf_and_cron_follow_the_settings(workdir):
 def test_cron_args_install_or_remove(workdir):
     on = load("prod", root=workdir, environ=prod_env())
     off = load("prod", root=workdir, environ=prod_env(TORRUST_BACKUP="false"))
-    assert d.cron_args(on) == [f"/etc/cron.d/torrust-backup-{on.compose_project}", "/opt/torrust/backups"]
-    assert d.cron_args(off) == [f"/etc/cron.d/torrust-backup-{off.compose_project}", ""]
+    assert store.cron_args(on) == (f"/etc/cron.d/torrust-backup-{on.compose_project}", "/opt/torrust/backups")
+    assert store.cron_args(off) == (f"/etc/cron.d/torrust-backup-{off.compose_project}", "")
 
 
 def test_release_keeps_a_lock_whose_worker_still_runs(tmp_path):
@@ -72,13 +72,13 @@ def test_release_keeps_a_lock_whose_worker_still_runs(tmp_path):
         (lock / "info.json").write_text(json.dumps(info, sort_keys=True))
         state = lock_mod.inspect(local(), Layout(str(tmp_path)))
         assert state.held and not state.stale  # the worker keeps it live
-        subprocess.run(host.release_lock(str(lock), "tok"), check=True)
+        subprocess.run(lock_cmd.release(str(lock), "tok"), check=True)
         assert lock.exists()
     finally:
         sleeper.kill()
         sleeper.wait()
     assert lock_mod.inspect(local(), Layout(str(tmp_path))).stale
-    subprocess.run(host.release_lock(str(lock), "tok"), check=True)
+    subprocess.run(lock_cmd.release(str(lock), "tok"), check=True)
     assert not lock.exists()
 
 

@@ -10,7 +10,7 @@ import pytest
 from tasks.config.settings import load
 from tasks.release import cache
 from tasks.release import render as r
-from tests.unit.test_settings import prod_env
+from tests.unit.config.test_settings import prod_env
 
 ANOTHER_STRONG = "Wm3-Ka9Pz2Rt6Yb8Qn1Xs4Dv7Hc0Jf5E"
 
