@@ -92,7 +92,12 @@ def write_config(root: Path, env: str, *, force: bool = False) -> Path:
             f"{path.name} already exists; not overwriting it",
             hint="pass --force to replace it (its secrets are replaced too)",
         )
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=root)
+    try:
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=root)
+    except OSError as exc:
+        raise ConfigError(
+            f"cannot write {path}: {exc.strerror or exc}", hint="run app.config in the checkout, a writable directory"
+        ) from None
     try:
         os.fchmod(fd, 0o600)
         with os.fdopen(fd, "w", encoding="utf-8") as fh:

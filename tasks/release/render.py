@@ -247,9 +247,19 @@ def write(release: Release, out: Path, *, replace: bool = False) -> Path:
     """Write the release into `out` atomically: a sibling temp dir renamed into place.
 
     An existing non-empty `out` is refused unless `replace`; it is replaced only when
-    it holds a previous rendering (a release.json), never an unrelated directory.
+    it holds a previous rendering (a release.json), never an unrelated directory. A place
+    that cannot be written (below a file, a read-only or virtual file system) is a
+    ConfigError naming it; nothing is left behind.
     """
-    out = out.resolve()
+    try:
+        return _write(release, out.resolve(), replace)
+    except OSError as exc:
+        raise ConfigError(
+            f"cannot write the release to {out}: {exc.strerror or exc}", hint="choose another --out directory"
+        ) from None
+
+
+def _write(release: Release, out: Path, replace: bool) -> Path:
     if out.exists():
         if not out.is_dir():
             raise ConfigError(f"{out} exists and is not a directory")

@@ -13,7 +13,7 @@ import pytest
 from tasks.errors import ConfigError
 from tasks.infra.cloudinit import check_user_data
 from tests.integration.conftest import docker
-from tests.unit.test_infra import KNOWN_TOP_LEVEL, PROFILES, render
+from tests.unit.infra.profiles import KNOWN_TOP_LEVEL, PROFILES, render
 
 SCHEMA_KEYS = r"""
 import json

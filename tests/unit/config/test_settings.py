@@ -341,3 +341,9 @@ def test_ssh_key_path_must_exist_when_set(workdir: Path):
     key.write_text("x")
     s = load("local", root=workdir, environ={"TORRUST_SSH_KEY": str(key)})
     assert s.ssh.key == key
+
+
+def test_config_in_an_unwritable_directory_is_a_named_error(tmp_path):
+    """Issue 11: `app.config` where it cannot write was a traceback."""
+    with pytest.raises(ConfigError, match=r"cannot write /proc/\.env\.prod"):
+        envfile.write_config(Path("/proc"), "prod")

@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import stat
 import tomllib
+from pathlib import Path
 
 import jinja2
 import pytest
 import yaml
 
 from tasks.config.settings import load
-from tasks.errors import ToolError
+from tasks.errors import ConfigError, ToolError
 from tasks.release import render as r
 from tasks.release.validate import policy_problems, tracker_toml_problems
 from tests.conftest import snapshot
@@ -187,3 +188,14 @@ def test_cron_and_backup_conf(prod):
     assert "0 3 * * * torrust /opt/torrust/current/bin/torrust-backup" in cron
     conf = rel.file("bin/backup.conf").content.decode()
     assert "TORRUST_DB_DRIVER=mysql" in conf and STRONG3 not in conf
+
+
+@pytest.mark.parametrize("where", ["/proc/torrust-release", "a-file/release"])
+def test_an_unwritable_out_is_a_named_error_and_leaves_nothing(local, tmp_path, where):
+    """Issue 11: `app.render --out` under /proc or below a file was a traceback."""
+    (tmp_path / "a-file").write_text("x")
+    out = Path(where) if where.startswith("/") else tmp_path / where
+    before = sorted(p.name for p in tmp_path.iterdir())
+    with pytest.raises(ConfigError, match=f"cannot write the release to {out}"):
+        r.write(r.render(local), out)
+    assert sorted(p.name for p in tmp_path.iterdir()) == before
