@@ -385,7 +385,7 @@ def register(c, env="local", host="", port=0, user="", accept_new_host_key=False
             int(port or s.ssh.port),
             user or s.ssh.user,
             accept_new_host_key=accept_new_host_key,
-            host_key_fingerprint=host_key_fingerprint,
+            verified_fingerprint=host_key_fingerprint,
         )
     emit(
         result,

@@ -36,7 +36,7 @@ def register(
     user: str,
     *,
     accept_new_host_key: bool = False,
-    host_key_fingerprint: str = "",
+    verified_fingerprint: str = "",
 ) -> dict:
     if s.provider != "existing":
         raise ConfigError(
@@ -44,11 +44,11 @@ def register(
             hint=f"set TORRUST_PROVIDER=existing and TORRUST_DEPLOY_TARGET=ssh in .env.{s.env}",
         )
     t = target_settings(s, host, port, user)
-    if host_key_fingerprint:
-        hostkeys.pin_verified(t, host, port, host_key_fingerprint)  # HostKeyError unless it matches
+    if verified_fingerprint:
+        hostkeys.pin_verified(t, host, port, verified_fingerprint)  # HostKeyError unless it matches
     elif not accept_new_host_key and not hostkeys.known(t.ssh.known_hosts, host, port):
         hostkeys.refuse_unknown(t, host, port)  # first-use trust only when asked
-    ex = connect_executor(t, accept_new_host_key=accept_new_host_key and not host_key_fingerprint)
+    ex = connect_executor(t, accept_new_host_key=accept_new_host_key and not verified_fingerprint)
     try:
         fingerprint = host_key_fingerprint(ex)
         facts = preflight.gather(ex, t)
