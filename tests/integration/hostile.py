@@ -12,6 +12,7 @@ stand-in.
         hostile.backup(ID, files, mutate=...) # a backup directory with a crafted manifest
         hostile.release_json([])              # current/release.json replaced by any document
         hostile.symlink("backups/ID/x", "/home/torrust/.ssh/authorized_keys")
+        hostile.shadow_command("docker", script)  # e.g. crafted `docker ps` output
         code, doc, err = hostile.cli("app.restore", "--id", ID, "--yes")
         assert code == 14 and hostile.host_digests() == before
 
@@ -155,6 +156,30 @@ class HostileHost:
     def release_json(self, doc: object = None, raw: bytes | None = None) -> None:
         target = (self.root / "current").resolve() / "release.json"
         self.write(str(target.relative_to(self.root)), raw if raw is not None else json.dumps(doc))
+
+    def shadow_command(self, name: str, script: str) -> None:
+        """An executable `name` in /usr/local/bin of the host (first in an SSH session's
+        PATH), e.g. a `docker` that prints crafted `ps` lines and runs /usr/bin/docker for
+        everything else. The host container is per test, so nothing leaks."""
+        install = 'cat > "$1" && chmod 755 "$1"'
+        subprocess.run(
+            ["docker", "exec", "-i", self.host.name, "sh", "-c", install, "x", f"/usr/local/bin/{name}"],
+            input=script,
+            text=True,
+            check=True,
+            timeout=60,
+        )
+
+    def ssh(self, command: str) -> subprocess.CompletedProcess:
+        """`command` on the host over real SSH, with the environment's key and known_hosts."""
+        return subprocess.run(
+            [
+                "ssh", "-p", str(self.host.port), "-i", str(self.host.client_key), "-o", "IdentitiesOnly=yes",
+                "-o", f"UserKnownHostsFile={self.workdir / 'known_hosts'}", "-o", "StrictHostKeyChecking=yes",
+                "-o", "BatchMode=yes", "torrust@127.0.0.1", command,
+            ],
+            capture_output=True, text=True, timeout=60,
+        )  # fmt: skip
 
     # ------------------------------------------------------------ what the test checks
     def host_digests(self, paths: tuple[str, ...] = WATCHED) -> dict[str, str]:

@@ -247,3 +247,16 @@ def test_a_hostile_release_json_is_refused_before_the_restore(hostile, tmp_path)
     assert code == 14, err
     assert doc["error"] == "MalformedFact" and "release.json is not a release manifest" in doc["message"]
     assert hostile.torrents() == 7
+
+
+def test_the_harness_can_shadow_a_host_command(hostile):
+    """For `docker ps` tests: a crafted `docker` answers `ps`, the real one the rest, in an
+    SSH session of the deploy user (what the tool's executor gets)."""
+    hostile.shadow_command(
+        "docker",
+        '#!/bin/sh\nif [ "$1" = ps ]; then echo \'{"Service": "tracker\\u001b[2J", "State": 7}\'; exit 0; fi\n'
+        'exec /usr/bin/docker "$@"\n',
+    )
+    ps = hostile.ssh("docker ps --format json")
+    assert ps.returncode == 0 and ps.stdout == '{"Service": "tracker\\u001b[2J", "State": 7}\n', ps.stderr
+    assert hostile.ssh("docker version --format '{{.Server.Version}}'").stdout.strip()  # the real engine

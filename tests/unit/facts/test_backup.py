@@ -53,7 +53,7 @@ REFUSED = {
 
 
 def test_every_recorded_manifest_has_an_expectation():
-    assert {p.name for p in MANIFESTS.iterdir()} == {*REFUSED, "normal-sqlite.json"}
+    assert {p.name for p in MANIFESTS.iterdir()} == {*REFUSED, "normal-sqlite.json", "normal-mysql.json"}
 
 
 def test_a_real_manifest_parses_into_the_typed_shape():
@@ -64,6 +64,16 @@ def test_a_real_manifest_parses_into_the_typed_shape():
     assert m.database == facts.Database("sqlite3", "database.sqlite3.zst", "zstd")
     assert m.size == 15925 and m.raw == (MANIFESTS / "normal-sqlite.json").read_bytes()
     assert _script().manifest_problems(json.loads(m.raw), NORMAL_ID) == []
+
+
+def test_a_real_mysql_manifest_parses():
+    """Recorded from a run of tests/integration/test_backup.py (the MariaDB stand-in for
+    MySQL, zstd, the proxy's certificate store included)."""
+    data = (MANIFESTS / "normal-mysql.json").read_bytes()
+    m = facts.parse_manifest(data, source="m", expect_id="20261129T101944Z-ca47")
+    assert [f.path for f in m.files] == ["database.sql.zst", "release.tar.gz", "proxy-data.tar.gz"]
+    assert m.database == facts.Database("mysql", "database.sql.zst", "zstd") and m.size == 99486 + 15819 + 211
+    assert _script().manifest_problems(json.loads(data), "20261129T101944Z-ca47") == []
 
 
 @pytest.mark.parametrize("name", sorted(REFUSED))
