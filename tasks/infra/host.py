@@ -1,6 +1,8 @@
 """Hosts you already own: register (verify and record) and bootstrap (harden).
 
-`register` connects once (recording the host key at first contact), checks Docker,
+`register` connects once (the host key checked strictly; recorded first only when the
+operator asks: --accept-new-host-key trusts the first key seen, --host-key-fingerprint
+records the key only if it is the one verified out of band), checks Docker,
 Compose v2 and passwordless sudo with the preflight's one-round-trip facts, and records
 the host for the environment. `bootstrap` uploads the hardening script cloud-init runs
 (infrastructure/cloud-init/harden.sh) and runs it with sudo: the same steps, idempotent.
@@ -17,7 +19,7 @@ from tasks.commands import infra as infra_cmd
 from tasks.config.settings import Settings
 from tasks.errors import CloudInitFailed, ConfigError, HostNotReady
 from tasks.facts import hardening, target
-from tasks.infra import cloudinit, state
+from tasks.infra import cloudinit, hostkeys, state
 from tasks.infra.wait import target_settings
 from tasks.runner.executor import Executor
 from tasks.runner.target import connect_executor, open_target
@@ -29,14 +31,26 @@ def host_key_fingerprint(ex: Executor) -> str:
     return f"{key.get_name()} SHA256:{base64.b64encode(digest).decode().rstrip('=')}"
 
 
-def register(s: Settings, host: str, port: int, user: str) -> dict:
+def register(
+    s: Settings,
+    host: str,
+    port: int,
+    user: str,
+    *,
+    accept_new_host_key: bool = False,
+    verified_fingerprint: str = "",
+) -> dict:
     if s.provider != "existing":
         raise ConfigError(
             f"infra.register records a server you already own, but '{s.env}' has TORRUST_PROVIDER={s.provider}",
             hint=f"set TORRUST_PROVIDER=existing and TORRUST_DEPLOY_TARGET=ssh in .env.{s.env}",
         )
     t = target_settings(s, host, port, user)
-    ex = connect_executor(t, accept_new_host_key=True)
+    if verified_fingerprint:
+        hostkeys.pin_verified(t, host, port, verified_fingerprint)  # HostKeyError unless it matches
+    elif not accept_new_host_key and not hostkeys.known(t.ssh.known_hosts, host, port):
+        hostkeys.refuse_unknown(t, host, port)  # first-use trust only when asked
+    ex = connect_executor(t, accept_new_host_key=accept_new_host_key and not verified_fingerprint)
     try:
         fingerprint = host_key_fingerprint(ex)
         facts = target.read(ex, t.deploy_root)

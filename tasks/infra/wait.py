@@ -1,7 +1,11 @@
 """Readiness of a new host: SSH first, then cloud-init, each with its own budget.
 
-Each round opens one connection (recording the host key at first contact into the
-environment's known_hosts) and, once SSH works, runs one read-only probe. The failure
+Each round opens one connection, checking the host key strictly against the
+environment's known_hosts: for a server the tool created, infra.apply pinned the key it
+generated before anything connected (tasks/infra/hostkeys.py); a registered server's key
+was recorded by infra.register. Only `accept_new_host_key` (the task's
+--accept-new-host-key, for a server created before keys were generated) records an
+unknown key at first contact. Once SSH works, one read-only probe runs per round. The failure
 kinds are kept apart because each has a different cause: nothing answers (unreachable),
 the port is closed (refused), sshd refuses the key (not installed yet or wrong key),
 cloud-init is still running at the deadline, cloud-init failed. A changed host key is
@@ -50,16 +54,23 @@ def target_settings(s: Settings, host: str, port: int, user: str) -> Settings:
     return replace(s, target="ssh", ssh=replace(s.ssh, host=host, port=port, user=user))
 
 
-def wait_ssh(s: Settings, *, sleep: Sleep = time.sleep, log: Callable[[str], None] = lambda m: None) -> Executor:
-    """An open executor on the host once it accepts the deploy key."""
+def wait_ssh(
+    s: Settings,
+    *,
+    accept_new_host_key: bool = False,
+    sleep: Sleep = time.sleep,
+    log: Callable[[str], None] = lambda m: None,
+) -> Executor:
+    """An open executor on the host once it accepts the deploy key. An unknown or changed
+    host key is final at once (HostKeyError): never retried, never accepted unless asked."""
     deadline = time.monotonic() + s.infra.wait_ssh_timeout
     where = f"{s.ssh.user}@{s.ssh.host}:{s.ssh.port}"
     last_kind, last_msg, tries = "", "", 0
     while True:
         tries += 1
         try:
-            # HostKeyError (a changed key) propagates: never retried, never accepted
-            return connect_executor(s, accept_new_host_key=True, attempts=1)
+            # HostKeyError (an unknown or changed key) propagates: never retried
+            return connect_executor(s, accept_new_host_key=accept_new_host_key, attempts=1)
         except (ConnectionFailed, AuthFailed) as exc:
             kind = classify(exc)
             if kind != last_kind:
@@ -126,9 +137,15 @@ def wait_cloud_init(
         sleep(s.infra.wait_interval)
 
 
-def wait(s: Settings, *, sleep: Sleep = time.sleep, log: Callable[[str], None] = lambda m: None) -> dict:
+def wait(
+    s: Settings,
+    *,
+    accept_new_host_key: bool = False,
+    sleep: Sleep = time.sleep,
+    log: Callable[[str], None] = lambda m: None,
+) -> dict:
     started = time.monotonic()
-    ex = wait_ssh(s, sleep=sleep, log=log)
+    ex = wait_ssh(s, accept_new_host_key=accept_new_host_key, sleep=sleep, log=log)
     try:
         ssh_seconds = time.monotonic() - started
         ci = wait_cloud_init(ex, s, sleep=sleep, log=log)

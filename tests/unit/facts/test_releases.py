@@ -57,3 +57,9 @@ def test_current_must_point_at_a_release(link):
 def test_current():
     assert releases.parse_current("releases/20261129T101004Z-be922269\n") == "20261129T101004Z-be922269"
     assert releases.parse_current("") is None
+
+
+@pytest.mark.parametrize("raw", ["[]", '{"services": "tracker"}', '{"services": ["../x"]}', "\udcff"])
+def test_what_cannot_be_a_release_manifest_is_refused(raw):
+    with pytest.raises(MalformedFact):
+        releases.parse_manifest(raw, "host:/opt/torrust/current/release.json")
