@@ -9,11 +9,12 @@ files that need them, and those files are written with mode 0600.
 from __future__ import annotations
 
 import hashlib
+import hmac
 import json
 import os
 import shutil
 import tempfile
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 from urllib.parse import quote
@@ -38,9 +39,16 @@ class RenderedFile:
     mode: int
     secret: bool = False
     group: int | None = None  # a container's group that must read it (set on the host by the deploy)
+    key: bytes = field(default=b"", repr=False, compare=False)  # for a secret file's digest
 
     @property
     def sha256(self) -> str:
+        """The file's digest as recorded in release.json and in the services' config labels:
+        SHA-256 of the content, or for a secret file an HMAC-SHA256 keyed by the release's
+        secrets, so the world-readable manifest is no offline oracle for guessing a weak
+        secret (issue 11, finding 9)."""
+        if self.secret:
+            return hmac.new(self.key, self.content, hashlib.sha256).hexdigest()
         return hashlib.sha256(self.content).hexdigest()
 
 
@@ -176,6 +184,7 @@ def render(s: Settings) -> Release:
 
     env = environment()
     ctx = context(s)
+    key = _digest_key(ctx["secrets"])
     files: list[RenderedFile] = []
     try:
         for source, target, mode, secret, _ in _plan(s):
@@ -184,10 +193,10 @@ def render(s: Settings) -> Release:
                 content = text.encode("utf-8")
             else:
                 content = (APPLICATION / source).read_bytes()
-            files.append(RenderedFile(target, content, mode, secret, FILE_GROUPS.get(target)))
+            files.append(RenderedFile(target, content, mode, secret, FILE_GROUPS.get(target), key))
         hashes = {
             svc: hashlib.sha256(
-                b"".join(f.path.encode() + b"\0" + f.content for f in files if f.path.startswith(prefixes))
+                "".join(f"{f.path}\0{f.sha256}\n" for f in files if f.path.startswith(prefixes)).encode()
             ).hexdigest()
             for svc, prefixes in SERVICE_FILES.items()
         }
@@ -224,6 +233,13 @@ def render(s: Settings) -> Release:
     }
     files.append(RenderedFile(MANIFEST, (json.dumps(manifest, indent=2, sort_keys=True) + "\n").encode(), 0o644))
     return Release(tuple(files), content_sha, tuple(storage))
+
+
+def _digest_key(secrets: dict[str, str]) -> bytes:
+    """The key of secret files' digests: derived from every secret of the release, so it
+    changes when one does (and only someone holding them all could recompute it)."""
+    material = "\0".join(f"{k}={v}" for k, v in sorted(secrets.items()))
+    return hashlib.sha256(b"torrust-deploy secret file digest\0" + material.encode()).digest()
 
 
 def services(s: Settings) -> list[str]:

@@ -344,4 +344,5 @@ class Guard:
 
 
 def local(redact: Redactor | None = None, timeout: int = 600) -> Executor:
-    return Executor(invoke.Context(), redact or Redactor(), timeout, "local")
+    # lazy: no /etc/invoke.yaml or ~/.invoke.yaml (run.echo, run.env, ...) changes how commands run
+    return Executor(invoke.Context(config=invoke.Config(lazy=True)), redact or Redactor(), timeout, "local")

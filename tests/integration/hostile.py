@@ -100,7 +100,7 @@ class HostileHost:
         self._own(path)
         return path
 
-    def plant_release(self, release_id: str = "r1", rows: int = 7) -> Path:
+    def plant_release(self, release_id: str = "20261127T020000Z-0000beef", rows: int = 7) -> Path:
         """A release rendered by the tool (with its real host script), `current` pointing
         at it, and a SQLite tracker database with `rows` torrents. No container runs:
         the host script's compose stop/start act on nothing."""

@@ -245,7 +245,9 @@ def test_a_hostile_release_json_is_refused_before_the_restore(hostile, tmp_path)
         "app.restore", "--id", BID, "--yes", "--no-safety-backup", "--no-probes", "--wait-timeout", "1"
     )
     assert code == 14, err
-    assert doc["error"] == "MalformedFact" and "release.json is not a release manifest" in doc["message"]
+    assert (
+        doc["error"] == "MalformedFact" and "release.json" in doc["message"] and "not a JSON object" in doc["message"]
+    )
     assert hostile.torrents() == 7
 
 

@@ -199,3 +199,27 @@ def test_an_unwritable_out_is_a_named_error_and_leaves_nothing(local, tmp_path, 
     with pytest.raises(ConfigError, match=f"cannot write the release to {out}"):
         r.write(r.render(local), out)
     assert sorted(p.name for p in tmp_path.iterdir()) == before
+
+
+def test_no_plain_digest_of_a_secret_file_is_published(prod):
+    """Issue 11, finding 9: release.json (world-readable) and the compose labels carried the
+    plain SHA-256 of .env and prometheus.yml, an offline oracle for guessing a weak secret."""
+    import hashlib
+    import json
+
+    release = r.render(prod)
+    public = release.file("release.json").content.decode() + release.file("compose.yaml").content.decode()
+    for f in release.files:
+        if f.secret:
+            plain = hashlib.sha256(f.content).hexdigest()
+            assert plain not in public, f.path
+            assert f.sha256 in public  # the keyed digest is what is recorded
+    entries = {e["path"]: e for e in json.loads(release.file("release.json").content)["files"]}
+    assert entries[".env"]["secret"] and entries["prometheus/prometheus.yml"]["secret"]
+
+
+def test_the_keyed_digest_follows_the_secrets(workdir):
+    a = r.render(load("prod", root=workdir, environ=prod_env()))
+    b = r.render(load("prod", root=workdir, environ=prod_env(TORRUST_GRAFANA_ADMIN_PASSWORD=STRONG3[::-1])))
+    assert a.file(".env").sha256 != b.file(".env").sha256
+    assert a.file("tracker/tracker.toml").sha256 == b.file("tracker/tracker.toml").sha256

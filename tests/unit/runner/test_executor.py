@@ -55,3 +55,22 @@ def test_executor_feeds_bytes_on_stdin_and_reports_like_run(tmp_path):
         ex.feed(["echo", "s3cr3t-value-xyz"], b"")
     with pytest.raises(CommandFailed, match="timed out after 2s"):
         ex.feed(["sleep", "5"], b"")
+
+
+def test_redactor_masks_encoded_forms():
+    """Issue 11, finding 8: the MySQL password sits percent-encoded in the database URL."""
+    secret = "p@ss:w/rd#1+2%3"
+    text = (
+        "mysql://torrust:p%40ss%3Aw%2Frd%231%2B2%253@mysql:3306/db raw=p@ss:w/rd#1+2%3 form=p%40ss%3Aw%2Frd%231%2B2%253"
+    )
+    masked = Redactor([secret])(text)
+    assert "p@ss" not in masked and "p%40ss" not in masked and masked.count("********") == 3
+
+
+def test_local_stream_is_redacted(capfd):
+    """Issue 11, finding 8: `app.logs`/`app.exec` on the local target passed output through unredacted."""
+    ex = local(Redactor(["s3cr3t-value-xyz"]))
+    # the secret arrives from a file, as secrets do (never on the command line)
+    assert ex.stream(["sh", "-c", "printf 'token=s3cr3t-%s\\ndone\\n' value-xyz; exit 3"]) == 3
+    out = capfd.readouterr().out
+    assert "s3cr3t-value-xyz" not in out and "token=********\ndone\n" in out
