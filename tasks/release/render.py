@@ -20,6 +20,7 @@ from urllib.parse import quote
 
 from tasks.config.settings import Settings
 from tasks.errors import ConfigError, ToolError
+from tasks.release import trackers
 from tasks.release.cache import user_cache
 
 APPLICATION = Path(__file__).resolve().parents[2] / "application"
@@ -149,6 +150,7 @@ def context(s: Settings) -> dict:
         "ipv6": s.ipv6,
         "ipv6_subnet": s.ipv6_subnet,
         "secrets": secrets,
+        "tracker": trackers.capabilities_for(s),  # the release's capabilities (tasks/release/trackers.py)
     }
 
 
@@ -164,6 +166,7 @@ def _site(s: Settings, name: str, upstream: str, comment: str, *, tracker: bool 
 
 # (template or static file under application/, output path, mode, secret, condition)
 def _plan(s: Settings) -> list[tuple[str, str, int, bool, bool]]:
+    boards = trackers.dashboards(trackers.release_of(s).release)  # only what the tracker can feed
     plan = [
         ("env.j2", ".env", 0o600, True, True),
         ("tracker/tracker.toml.j2", "tracker/tracker.toml", 0o644, False, True),
@@ -183,8 +186,20 @@ def _plan(s: Settings) -> list[tuple[str, str, int, bool, bool]]:
             False,
             s.grafana,
         ),
-        ("grafana/dashboards/stats.json", "grafana/dashboards/stats.json", 0o644, False, s.grafana),
-        ("grafana/dashboards/metrics.json", "grafana/dashboards/metrics.json", 0o644, False, s.grafana),
+        (
+            "grafana/dashboards/stats.json",
+            "grafana/dashboards/stats.json",
+            0o644,
+            False,
+            s.grafana and "stats.json" in boards,
+        ),
+        (
+            "grafana/dashboards/metrics.json",
+            "grafana/dashboards/metrics.json",
+            0o644,
+            False,
+            s.grafana and "metrics.json" in boards,
+        ),
         ("bin/torrust-backup", "bin/torrust-backup", 0o755, False, True),
         ("bin/backup.conf.j2", "bin/backup.conf", 0o644, False, True),
         ("cron/torrust-backup.j2", "cron/torrust-backup", 0o644, False, True),
