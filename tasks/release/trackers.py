@@ -296,7 +296,7 @@ def _by_image(image: str) -> tuple[TrackerRelease | None, str]:
 
 
 def _refuse_unsupported(image: str) -> None:
-    name, tag, digest = normalise(image)
+    name, _tag, digest = normalise(image)
     why = KNOWN_UNSUPPORTED.get(f"{name}@{digest}") if digest else None
     if why:
         raise ConfigError(f"tracker image {image} is not supported: {why}", hint=_known_hint())
@@ -333,7 +333,7 @@ def resolve(image: str, *, profile: str | None = None, local: bool = False) -> R
         return Resolution(named, how or "profile")
     if found is not None:
         return Resolution(found, how)
-    name, tag, digest = normalise(image)
+    _name, tag, digest = normalise(image)
     moving = f" (the tag '{tag}' moves: pin a digest)" if tag in MOVING_TAGS and not digest else ""
     if local:
         return Resolution(
