@@ -155,24 +155,10 @@ DEPLOY_HELP = {
 
 
 def gate_probes(s: settings_mod.Settings):
-    """The protocol probes of the deploy gate: UDP, HTTP through the proxy, API. The
-    certificate is not verified here (ACME may still be issuing it); health.check does."""
-    import ssl
+    """The protocol probes of the deploy gate (tasks/health/gate.py)."""
+    from tasks.health import gate
 
-    from tasks.health import check as hc
-    from tasks.health import probes as pr
-
-    r = hc.reach(s, "both", None)
-    if s.tls:
-        ctx = ssl.create_default_context()
-        ctx.check_hostname, ctx.verify_mode = False, ssl.CERT_NONE
-        r = pr.Reach(r.addresses, r.tls, r.port, ctx)
-    probes = [
-        x
-        for x in pr.public_probes(s, r, sorted(r.addresses), s.probe_timeout, s.probe_attempts)
-        if x.name != "tls certificate"
-    ]
-    return lambda: pr.run(probes)
+    return gate.gate_probes(s)
 
 
 def _summary(s: settings_mod.Settings, outcome: dict) -> str:

@@ -13,6 +13,7 @@ from tasks.errors import ConfigError
 from tasks.health import probes as p
 from tasks.operations import deploy as d
 from tasks.operations.layout import Layout
+from tasks.release import trackers
 from tasks.runner.executor import Executor
 
 CADDY_ROOT_CA = "proxy/data/caddy/pki/authorities/local/root.crt"  # under <root>/storage
@@ -111,8 +112,9 @@ def host_probes(ex: Executor, s: Settings, timeout: float) -> list[p.Probe]:
             run_ok(compose("exec", "-T", "prometheus", "wget", "-q", "-O", "-", "http://127.0.0.1:9090/api/v1/targets"))
         )
         active = [t for t in targets["data"]["activeTargets"] if t["labels"].get("job", "").startswith("tracker")]
-        if not active:
-            raise p.ProbeFailed("no tracker targets configured")
+        active, verdict = p.prometheus_targets(active, trackers.release_of(s).release)  # as the release allows
+        if verdict:
+            return f"healthy; {verdict}"
         down = [f"{t['labels']['job']} ({t.get('lastError') or 'down'})" for t in active if t["health"] == "down"]
         if down:  # "unknown" only means not scraped yet (right after a start)
             # A scrape that failed while the tracker was (re)starting is no evidence until
