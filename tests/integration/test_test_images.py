@@ -151,8 +151,13 @@ def test_every_image_is_labelled_as_a_test_image(images):
     standin_labels = json.loads(
         docker("image", "inspect", "-f", "{{json .Config.Labels}}", images["tracker-standin"]).stdout
     )
-    assert standin_labels["org.torrust.stand-in-for"] == "torrust/tracker"
+    assert standin_labels["org.torrust.stand-in-for"] == "torrust/tracker:v3.0.0"
+    assert standin_labels["org.torrust.stand-in-profile"] == "v3.0.0"
     assert "STAND-IN" in standin_labels["org.opencontainers.image.description"]
+    develop = json.loads(
+        docker("image", "inspect", "-f", "{{json .Config.Labels}}", images["tracker-standin-develop"]).stdout
+    )
+    assert develop["org.torrust.stand-in-profile"] == "develop-02c33f69"
 
 
 def test_rebuild_with_nothing_changed_is_cached(images):
@@ -283,14 +288,20 @@ def test_standin_rejects_a_wrong_or_missing_token_like_the_real_tracker(standin_
     assert body.decode() == 'Unhandled rejection: Err { reason: "unauthorized" }'
 
 
-def test_standin_prometheus_metrics(standin_container):
-    status, body = http_get(
-        f"http://127.0.0.1:{standin_container.api}/api/v1/metrics?token={ADMIN_TOKEN}&format=prometheus"
-    )
-    assert status == 200
-    lines = dict(line.split(" ", 1) for line in body.decode().splitlines() if line and not line.startswith("#"))
-    for name in ("torrents", "seeders", "leechers", "completed", "udp4_announces_handled", "tcp6_scrapes_handled"):
-        assert name in lines and lines[name].strip().isdigit(), f"{name} not in {body!r}"
+def test_standin_v3_has_no_prometheus_endpoint_like_the_release(standin_container):
+    """v3.0.0: /api/v1/metrics does not exist (404 after the token check) and the stats
+    route answers JSON whatever `format` says (its handler takes no query)."""
+    api = f"http://127.0.0.1:{standin_container.api}"
+    assert http_get(f"{api}/api/v1/metrics?token={ADMIN_TOKEN}&format=prometheus") == (404, b"")
+    status, body = standin_container.stats(extra="&format=prometheus")
+    assert status == 200 and json.loads(body)["torrents"] >= 0
+    # axum's fallback sits inside the auth layer: an unknown path without a token is a 500
+    assert http_get(f"{api}/api/v1/metrics")[0] == 500
+    assert http_get(f"{api}/nowhere") == (500, b'Unhandled rejection: Err { reason: "unauthorized" }')
+    assert http_get(f"{api}/nowhere?token={ADMIN_TOKEN}") == (404, b"")
+    # no Authorization header in v3.0.0: only the query token counts
+    status, body = http_get(f"{api}/api/v1/stats", headers={"Authorization": f"Bearer {ADMIN_TOKEN}"})
+    assert (status, body) == (500, b'Unhandled rejection: Err { reason: "unauthorized" }')
 
 
 def test_standin_health_check_api_lists_every_binding(standin_container):
@@ -551,7 +562,7 @@ def test_standin_with_mysql_from_the_mariadb_image(images, tmp_path):
         assert proc.returncode == 0, proc.stderr
         assert proc.stdout.decode().split() == [info_hash.hex(), "1"]
         proc = mysql_as_user(db, "SHOW TABLES;", password=password)
-        assert set(proc.stdout.decode().split()) == {"whitelist", "torrents", "keys", "torrent_aggregate_metrics"}
+        assert set(proc.stdout.decode().split()) == {"whitelist", "torrents", "keys"}  # v3.0.0 has no torrent_aggregate_metrics
         text = logs(tracker)
         assert password not in text and urllib.parse.quote(password, safe="") not in text
     finally:
