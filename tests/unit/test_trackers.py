@@ -73,7 +73,7 @@ def test_a_named_profile_selects_a_release_for_an_unlisted_digest():
     assert (found.release, found.how) == (t.DEVELOP, "profile")
     with pytest.raises(ConfigError, match="is not a supported release"):
         t.resolve(f"torrust/tracker@{DIGEST}", profile="v9")
-    with pytest.raises(ConfigError, match="is release v3.0.0, but"):
+    with pytest.raises(ConfigError, match=r"is release v3\.0\.0, but"):
         t.resolve(V3, profile="develop-02c33f69")
 
 
@@ -181,7 +181,9 @@ def test_tracker_toml_is_what_each_release_loads(workdir):
 
 
 def test_loader_rules_catch_what_the_release_refuses():
-    good = '[metadata]\nschema_version = "2.0.0"\n[logging]\nthreshold = "info"\n[core]\nlisted = false\nprivate = false\n'
+    good = (
+        '[metadata]\nschema_version = "2.0.0"\n[logging]\nthreshold = "info"\n[core]\nlisted = false\nprivate = false\n'
+    )
     assert tracker_toml_problems(good) == []
     assert tracker_toml_problems(good.replace('"info"', '"verbose"')) == [
         "logging.threshold = 'verbose': allowed off, error, warn, info, debug, trace"

@@ -36,8 +36,8 @@ import threading
 import time
 import tomllib
 import urllib.parse
-from dataclasses import dataclass, field
 from collections.abc import Callable
+from dataclasses import dataclass, field
 from typing import Any, NoReturn
 
 NAME = "tracker stand-in (opentracker)"
@@ -335,8 +335,7 @@ def load_config(environ: dict[str, str], profile: Profile) -> tuple[dict, str, l
     for option in MANDATORY:  # check_mandatory_options: before any default is filled in
         if _find(config, option) is None:
             raise LoaderPanic(
-                "error loading configuration from sources: "
-                f'MissingMandatoryOption {{ path: "{option}" }}',
+                f'error loading configuration from sources: MissingMandatoryOption {{ path: "{option}" }}',
                 PROFILE_LOC["config_load"],
             )
     unknown: list[str] = []
@@ -852,7 +851,14 @@ EXTENDED_ORDER = [
     *(
         f"udp{f}_{w}"
         for f in ("4", "6")
-        for w in ("requests", "connections_handled", "announces_handled", "scrapes_handled", "responses", "errors_handled")
+        for w in (
+            "requests",
+            "connections_handled",
+            "announces_handled",
+            "scrapes_handled",
+            "responses",
+            "errors_handled",
+        )
     ),
 ]
 KEY_LENGTH = 32
@@ -1309,7 +1315,7 @@ class BaseHandler(http.server.BaseHTTPRequestHandler):
 
 
 class TrackerHandler(BaseHandler):
-    ROUTES = {"announce", "scrape"}
+    ROUTES = ("announce", "scrape")
 
     def do_GET(self) -> None:
         url = urllib.parse.urlsplit(self.path)
@@ -1450,8 +1456,10 @@ class ApiHandler(BaseHandler):
         except (ValueError, AttributeError):
             return self.send(422, b"Failed to deserialize the JSON body into the target type", TEXT)
         if key is not None and (len(key) != KEY_LENGTH or not key.isascii() or not key.isalnum()):
-            why = "Invalid key length. Key must be have 32 chars" if len(key) != KEY_LENGTH else (
-                "Invalid chars for key. Key can only alphanumeric chars (0-9, a-z, A-Z)"
+            why = (
+                "Invalid key length. Key must be have 32 chars"
+                if len(key) != KEY_LENGTH
+                else ("Invalid chars for key. Key can only alphanumeric chars (0-9, a-z, A-Z)")
             )
             return self.send(400, f'Invalid URL: invalid auth key: string "{key}", {why}'.encode(), TEXT)
         return self.key_reply(key, seconds)
