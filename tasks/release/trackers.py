@@ -8,7 +8,8 @@ in `source`), never remembered; docs NOTES-standins.md has the table in prose.
 Lookup of an image reference (`resolve`):
 
 - a reference listed for a release (`torrust/tracker:v3.0.0`, a stand-in tag, a digest)
-  is that release;
+  is that release, also when copied to another registry (`registry.example/torrust/tracker:
+  v3.0.0`: the same tag of the same repository);
 - a reference known NOT to work with this tool (KNOWN_UNSUPPORTED) is refused, with why;
 - anything else is unknown: outside the `local` environment it is refused unless a
   profile is named (a future setting, PROFILE_SETTING below, see NOTES-standins.md);
@@ -278,18 +279,28 @@ def normalise(image: str) -> tuple[str, str | None, str | None]:
 @dataclass(frozen=True)
 class Resolution:
     release: TrackerRelease
-    how: str  # "image", "standin", "profile", "assumed"
+    how: str  # "image", "registry copy", "standin", "profile", "assumed"
     warning: str = ""
+
+
+def _registry_copy(name: str) -> str | None:
+    """`registry.example:5000/torrust/tracker` -> `torrust/tracker`: the release's own
+    repository copied to another registry (a mirror, a private registry)."""
+    host, _, rest = name.partition("/")
+    is_registry = "." in host or ":" in host or host == "localhost"
+    return rest if is_registry and rest == TRACKER_REPOSITORY else None
 
 
 def _by_image(image: str) -> tuple[TrackerRelease | None, str]:
     name, tag, digest = normalise(image)
+    copied = _registry_copy(name)
+    name = copied or name
     forms = {f"{name}@{digest}"} if digest else set()
     if tag:
         forms.add(f"{name}:{tag}")
     for release in RELEASES.values():
         if forms & set(release.images):
-            return release, "image"
+            return release, "registry copy" if copied else "image"
         if forms & set(release.standins):
             return release, "standin"
     return None, ""

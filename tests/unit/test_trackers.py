@@ -28,6 +28,8 @@ DIGEST = "sha256:" + "ab" * 32
         ("docker.io/torrust/tracker:v3.0.0", "v3.0.0", "image"),
         ("index.docker.io/torrust/tracker:v3.0.0", "v3.0.0", "image"),
         (f"torrust/tracker:v3.0.0@{DIGEST}", "v3.0.0", "image"),  # the tag names it, the digest pins it
+        ("registry.example:5000/torrust/tracker:v3.0.0", "v3.0.0", "registry copy"),
+        ("localhost:5999/torrust/tracker:v3.0.0", "v3.0.0", "registry copy"),
         ("torrust-test/tracker-standin:v3.0.0", "v3.0.0", "standin"),
         (DEVELOP_IMAGE, "develop-02c33f69", "standin"),
     ],
@@ -43,6 +45,8 @@ def test_known_references_resolve_to_their_release(image, key, how):
         ("torrust/tracker:develop", ["not a known tracker release", "the tag 'develop' moves: pin a digest"]),
         (f"torrust/tracker@{DIGEST}", ["not a known tracker release"]),
         ("ghcr.io/someone/tracker:v3.0.0", ["not a known tracker release"]),
+        ("ghcr.io/x/torrust/tracker:v3.0.0", ["not a known tracker release"]),  # another repository
+        ("torrust/tracker:v3.0.1", ["not a known tracker release"]),
         ("torrust-test/tracker-standin:1", ["not a known tracker release"]),
     ],
 )
