@@ -99,6 +99,8 @@ IMAGES: dict[str, ImageSpec] = {
             extras={"docker-compose": compose_plugin_path},
         ),
         ImageSpec("cloudinit", "torrust-test/cloudinit:1", "cloudinit"),
+        ImageSpec("pebble", "torrust-test/pebble:2.4", "pebble"),
+        ImageSpec("dns", "torrust-test/dns:dnsmasq-2.90", "dns"),
         ImageSpec(
             "tracker-standin",
             "torrust-test/tracker-standin:1",
