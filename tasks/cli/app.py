@@ -148,25 +148,55 @@ DEPLOY_HELP = {
 }
 
 
-def gate_probes(s: settings_mod.Settings):
-    """The protocol probes of the deploy gate: UDP, HTTP through the proxy, API. The
-    certificate is not verified here (ACME may still be issuing it); health.check does."""
-    import ssl
-
+def gate_probes(s: settings_mod.Settings, ex=None):
+    """The protocol probes of the deploy gate: UDP, HTTP through the proxy, API, and every
+    certificate, each verified against the trust that applies to its name
+    (tasks/health/trust.py; the proxy's internal CA is read through `ex` when needed)."""
     from tasks.health import check as hc
     from tasks.health import probes as pr
 
-    r = hc.reach(s, "both", None)
-    if s.tls:
-        ctx = ssl.create_default_context()
-        ctx.check_hostname, ctx.verify_mode = False, ssl.CERT_NONE
-        r = pr.Reach(r.addresses, r.tls, r.port, ctx)
-    probes = [
-        x
-        for x in pr.public_probes(s, r, sorted(r.addresses), s.probe_timeout, s.probe_attempts)
-        if x.name != "tls certificate"
-    ]
+    r = hc.reach(s, "both", None, hc.internal_ca_reader(ex, s) if ex is not None else None)
+    probes = pr.public_probes(s, r, sorted(r.addresses), s.probe_timeout, s.probe_attempts)
     return lambda: pr.run(probes)
+
+
+def certificate_wait(s: settings_mod.Settings, started: float):
+    """The gate's wait for the proxy's certificates (TLS on): a verified handshake per name
+    and family, polled until all pass or TORRUST_ISSUANCE_TIMEOUT; the proxy's log since
+    the deploy began tells why a name has none (operations/issuance.py)."""
+    import time
+
+    def wait(ex) -> str:
+        from tasks.facts import proxy_log
+        from tasks.health import check as hc
+        from tasks.health import probes as pr
+        from tasks.operations import issuance
+        from tasks.release.layout import Layout
+
+        r = hc.reach(s, "both", None, hc.internal_ca_reader(ex, s))
+        checks = [
+            (
+                name,
+                pr.Probe("tls certificate", name, fam, lambda f=fam, n=name: pr.certificate(r, f, n, s.probe_timeout)),
+            )
+            for name in s.public_names
+            for fam in sorted(r.addresses)
+        ]
+
+        def check() -> dict[str, str | None]:
+            state: dict[str, str | None] = dict.fromkeys(s.public_names)
+            for (name, _), result in zip(checks, pr.run([p for _, p in checks]), strict=True):
+                if not result.ok and state[name] is None:
+                    state[name] = f"IPv{result.family}: {result.detail}"
+            return state
+
+        def log():
+            since = f"{int(time.monotonic() - started) + 60}s"  # relative: the host's clock may differ
+            return proxy_log.read(ex, s.compose_project, Layout(s.deploy_root).current, since)
+
+        return issuance.wait(check, log, s.issuance_timeout, note)
+
+    return wait if s.tls else None
 
 
 def _summary(s: settings_mod.Settings, outcome: dict) -> str:
@@ -196,11 +226,14 @@ def deploy(
     json=False,
 ):
     """Deploy the release: locked, atomic, health-gated, rolled back automatically on failure."""
+    import time
+
     from tasks.facts import target
     from tasks.operations import deploy as deploy_mod
     from tasks.release import cache
     from tasks.runner.target import connect_executor
 
+    started = time.monotonic()
     s = load(env)
 
     def render_and_remember():
@@ -230,8 +263,9 @@ def deploy(
             pull=not no_pull,
             force_unlock=force_unlock,
             wait_timeout=int(wait_timeout),
-            probes=None if no_probes else lambda: gate_probes(s),
+            probes=None if no_probes else lambda: gate_probes(s, ex),
             preflight=lambda e: deploy_mod.check_target(target.read(e, s.deploy_root)),
+            certificates=None if no_probes else certificate_wait(s, started),
         )
 
         def reconnect():

@@ -170,7 +170,7 @@ def restore(
             ex,
             s,
             id,
-            probes=None if no_probes else gate_probes(s),
+            probes=None if no_probes else gate_probes(s, ex),
             wait_timeout=int(wait_timeout),
             safety=not no_safety_backup,
             force_unlock=force_unlock,
