@@ -1,0 +1,202 @@
+"""Public certificates, proven against a real ACME server (issue 14).
+
+Pebble (Let's Encrypt's RFC 8555 test server) and dnsmasq, shared by the module
+(tests/integration/acme.py); each test deploys its own stack with the tool (local
+target, TLS on, public names under acme.example that the DNS server resolves to
+127.0.0.1) and takes it down. Every stack publishes the proxy on the same two ports,
+the ones Pebble validates on (HTTP-01 and TLS-ALPN-01), so the stacks of this module run
+one after the other.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import ssl
+import subprocess
+import sys
+import urllib.parse
+from pathlib import Path
+
+import pytest
+
+from tasks.health import bencode
+from tests.conftest import ROOT, clean_environ
+from tests.integration.acme import ZONE, DNSServer, Pebble, Records
+from tests.integration.conftest import docker, free_port, local_env
+
+TOKEN = "Rt6-Hq3Wz9Lm2Xp7Vb4Nc8Kd1Fs5Gy0J"
+TRACKER, API, TRACKER2 = f"tracker.{ZONE}", f"api.{ZONE}", f"tracker2.{ZONE}"
+MISSING = f"missing.{ZONE}"  # no record at all
+ELSEWHERE = f"elsewhere.{ZONE}"  # resolves to an address the host does not have
+DENIED = f"denied.{ZONE}"  # CAA allows another CA only
+INFO_HASH = bytes.fromhex("acce55ed" * 5)
+
+
+class Rig:
+    """The module's Pebble + DNS pair and the ports every stack publishes."""
+
+    def __init__(self, images: dict, work: Path, tag: str):
+        self.work, self.tag = work, tag
+        self.http_port, self.https_port = free_port(), free_port()
+        self.bep34 = f"BITTORRENT UDP:16969 TCP:{self.https_port}"
+        records = Records(
+            hosts={n: ["127.0.0.1", "::1"] for n in (TRACKER, API, TRACKER2, DENIED)} | {ELSEWHERE: ["127.0.0.2"]},
+            caa={DENIED: [(0, "issue", "ca.other.example")], TRACKER: [(0, "issue", "pebble.acme.example")]},
+            txt={ZONE: [self.bep34]},
+        )
+        self.dns = DNSServer(f"{tag}-dns", images["dns"], work, records)
+        self.pebble = Pebble(f"{tag}-pebble", images["pebble"], work, self.http_port, self.https_port, self.dns.port)
+
+    def env(self, root: Path, project: str, **extra: str) -> dict[str, str]:
+        """A stack's settings: TLS with certificates from Pebble, trusted through a bundle
+        of Pebble's HTTPS CA and its current issuance root."""
+        bundle = self.pebble.trust_bundle(self.work / f"{project}-ca.pem")
+        return local_env(
+            root,
+            project,
+            TORRUST_TLS="true",
+            TORRUST_DOMAIN=ZONE,
+            TORRUST_HTTP_PORT=str(self.http_port),
+            TORRUST_HTTPS_PORT=str(self.https_port),
+            TORRUST_ACME_CA=self.pebble.directory,
+            TORRUST_ACME_CA_ROOT=str(bundle),
+            TORRUST_ACME_EMAIL="ops@tracker-ops.net",
+            TORRUST_ACME_CAA="pebble.acme.example",
+            TORRUST_DNS_RESOLVER=f"127.0.0.1:{self.dns.port}",
+            TORRUST_TRACKER_ADMIN_TOKEN=TOKEN,
+            TORRUST_ISSUANCE_TIMEOUT="60",
+            **extra,
+        )
+
+
+@pytest.fixture(scope="module")
+def rig(images, tmp_path_factory):
+    tag = "acme" + os.urandom(3).hex()
+    r = Rig(images, tmp_path_factory.mktemp("acme"), tag)
+    try:
+        r.dns.start()
+        r.pebble.start()
+        yield r
+    finally:
+        r.pebble.stop()
+        r.dns.stop()
+
+
+class Stack:
+    def __init__(self, rig: Rig, tmp_path: Path, **extra: str):
+        self.rig, self.cwd = rig, tmp_path / "cwd"
+        self.cwd.mkdir(parents=True, exist_ok=True)
+        self.project = "ac" + os.urandom(3).hex()
+        self.root = tmp_path / "root"
+        self.env = rig.env(self.root, self.project, **extra)
+
+    def cli(self, *args: str, timeout: int = 400, **extra: str) -> subprocess.CompletedProcess:
+        res = subprocess.run(
+            [sys.executable, str(ROOT / "tasks.py"), *args],
+            cwd=self.cwd,
+            env=clean_environ(**{**self.env, **extra}),
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            stdin=subprocess.DEVNULL,
+        )
+        assert "Traceback" not in res.stderr, res.stderr
+        return res
+
+    def check(self, *flags: str, **extra: str) -> dict:
+        res = self.cli("health.check", "--json", *flags, **extra)
+        return {**json.loads(res.stdout), "_code": res.returncode}
+
+    def proxy_log(self) -> str:
+        cid = docker("ps", "-q", "--filter", f"label=com.docker.compose.project={self.project}",
+                     "--filter", "label=com.docker.compose.service=proxy").stdout.strip()  # fmt: skip
+        r = docker("logs", cid, check=False)
+        return r.stdout + r.stderr
+
+    def challenges_used(self) -> set[str]:
+        used = set()
+        for line in self.proxy_log().splitlines():
+            if '"trying to solve challenge"' in line:
+                used.add(json.loads(line)["challenge_type"])
+        return used
+
+    def down(self) -> None:
+        self.cli("app.down")
+
+
+@pytest.fixture
+def stacks(rig, tmp_path):
+    made: list[Stack] = []
+
+    def make(**extra: str) -> Stack:
+        st = Stack(rig, tmp_path / f"s{len(made)}", **extra)
+        made.append(st)
+        return st
+
+    yield make
+    for st in made:
+        st.down()
+
+
+def served_certificate(port: int, name: str, bundle: str) -> tuple[int, str]:
+    """(serial, issuer CN) of the certificate served for `name`, verified against `bundle`."""
+    ctx = ssl.create_default_context(cafile=bundle)
+    with socket.create_connection(("127.0.0.1", port), timeout=5) as sock:
+        with ctx.wrap_socket(sock, server_hostname=name) as tls:
+            cert = tls.getpeercert()
+    issuer = dict(x[0] for x in cert["issuer"])["commonName"]
+    return int(cert["serialNumber"], 16), issuer
+
+
+def https_get(port: int, name: str, path: str, bundle: str) -> tuple[int, bytes]:
+    """GET over TLS verified against `bundle` (chain and name), SNI and Host `name`."""
+    ctx = ssl.create_default_context(cafile=bundle)
+    with socket.create_connection(("127.0.0.1", port), timeout=5) as sock:
+        with ctx.wrap_socket(sock, server_hostname=name) as tls:
+            tls.sendall(f"GET {path} HTTP/1.1\r\nHost: {name}:{port}\r\nConnection: close\r\n\r\n".encode())
+            data = b""
+            while chunk := tls.recv(65536):
+                data += chunk
+    head, _, body = data.partition(b"\r\n\r\n")
+    return int(head.split()[1]), body
+
+
+def announce(port: int, bundle: str) -> dict:
+    q = urllib.parse.urlencode(
+        {"info_hash": INFO_HASH, "peer_id": b"-TD0001-acmepeer0001", "port": 6881, "uploaded": 0,
+         "downloaded": 0, "left": 0, "compact": 1},
+        quote_via=urllib.parse.quote,
+    )  # fmt: skip
+    status, body = https_get(port, TRACKER, f"/announce?{q}", bundle)
+    assert status == 200, body
+    return bencode.decode(body)
+
+
+def assert_verified_everywhere(st: Stack) -> None:
+    doc = st.check()
+    assert doc["_code"] == 0, doc
+    tls = [p for p in doc["probes"] if p["name"] == "tls certificate"]
+    assert len(tls) == 4 and all(p["ok"] for p in tls), tls  # 2 names x 2 families
+    assert all("issued by Pebble Intermediate CA" in p["detail"] and "renewal from" in p["detail"] for p in tls)
+    bundle = st.env["TORRUST_ACME_CA_ROOT"]
+    assert b"interval" in announce(st.rig.https_port, bundle)
+    status, body = https_get(st.rig.https_port, API, "/api/health_check", bundle)
+    assert (status, json.loads(body)) == (200, {"status": "Ok"})
+
+
+@pytest.mark.parametrize("challenge", ["http-01", "tls-alpn-01"])
+def test_first_deploy_obtains_certificates_from_the_acme_server(rig, stacks, challenge):
+    issued = rig.pebble.issued()
+    st = stacks(TORRUST_ACME_CHALLENGES=challenge)
+    res = st.cli("app.deploy", "--json")
+    assert res.returncode == 0, res.stderr
+    assert rig.pebble.issued() - issued == 2  # one certificate per public name
+    assert st.challenges_used() == {challenge}
+    assert_verified_everywhere(st)
+    # without the configured root, the system store applies: it does not trust Pebble
+    res = st.cli("health.check", "--json", "--only", "tls", TORRUST_ACME_CA_ROOT="")
+    assert res.returncode == 40
+    details = {p["detail"] for p in json.loads(res.stdout)["probes"]}
+    assert details == {"certificate not trusted: unable to get local issuer certificate"}
