@@ -117,22 +117,31 @@ def validate(c, env="local", pull=False, strict=False, json=False):
 )
 @operation
 def preflight(c, env="local", accept_new_host_key=False, json=False):
-    """Check the deploy target read-only: Docker engine, Compose v2, deploy root."""
+    """Check the deploy target read-only (Docker engine, Compose v2, deploy root) and, for
+    public certificates, DNS: A/AAAA point here, CAA allows the CA, challenge ports reachable."""
     s = load(env)
     from tasks.facts import target
+    from tasks.health import dns
 
     with step(f"connect to the '{env}' target"), open_target(s, accept_new_host_key=accept_new_host_key) as ex:
         facts = target.read(ex, s.deploy_root)
-    emit(
-        facts.as_dict(),
-        lambda f: (
-            table([(k, v) for k, v in f.items() if k != "problems"], ("fact", "value"))
-            + "".join(f"\nproblem: {p}" for p in f["problems"])
-        ),
-        json,
-    )
-    if facts.problems:
-        raise PrerequisiteError(f"the '{env}' target is not ready: " + "; ".join(facts.problems))
+    with step("check DNS and the challenge ports" if s.acme_names or s.dns_bep34 else "no public names to check"):
+        findings = dns.preflight(s, dns.resolver(s.dns_resolver))
+    dns_problems = dns.problems(findings, s.acme_challenges)
+    doc = {**facts.as_dict(), "dns": [f.as_dict() for f in findings]}
+    doc["problems"] = [*doc["problems"], *dns_problems]
+    doc["ok"] = not doc["problems"]
+    emit(doc, _preflight_text, json)
+    if doc["problems"]:
+        raise PrerequisiteError(f"the '{env}' target is not ready: " + "; ".join(doc["problems"]))
+
+
+def _preflight_text(f: dict) -> str:
+    text = table([(k, v) for k, v in f.items() if k not in ("problems", "dns", "ok")], ("fact", "value"))
+    if f["dns"]:
+        rows = [(d["status"], d["check"], d["name"], d["detail"]) for d in f["dns"]]
+        text += "\n\n" + table(rows, ("", "check", "name", "detail"))
+    return text + "".join(f"\nproblem: {p}" for p in f["problems"])
 
 
 # ------------------------------------------------------------------------ deploy

@@ -200,3 +200,55 @@ def test_first_deploy_obtains_certificates_from_the_acme_server(rig, stacks, cha
     assert res.returncode == 40
     details = {p["detail"] for p in json.loads(res.stdout)["probes"]}
     assert details == {"certificate not trusted: unable to get local issuer certificate"}
+
+
+# ------------------------------------------------------------------------ the DNS preflight
+def preflight(st: Stack, **extra: str) -> tuple[int, dict]:
+    res = st.cli("app.preflight", "--json", **extra)
+    return res.returncode, {**json.loads(res.stdout), "_stderr": res.stderr}
+
+
+def findings(doc: dict) -> dict[tuple[str, str], tuple[str, str]]:
+    return {(f["check"], f["name"]): (f["status"], f["detail"]) for f in doc["dns"]}
+
+
+def test_preflight_checks_records_caa_ports_and_bep34(rig, stacks):
+    st = stacks(TORRUST_DNS_BEP34="true", TORRUST_UDP_TRACKERS="[::]:16969")
+    code, doc = preflight(st)
+    assert code == 0, doc
+    got = findings(doc)
+    assert got[("A", TRACKER)] == ("ok", "127.0.0.1") and got[("AAAA", API)] == ("ok", "::1")
+    assert got[("CAA", TRACKER)] == ("ok", f"CAA at {TRACKER} allows pebble.acme.example")
+    assert got[("CAA", API)] == ("ok", "no CAA records: any CA may issue")
+    ports = {k: v for k, v in got.items() if k[0].startswith("port ")}
+    assert set(ports) == {
+        (f"port {rig.http_port}/tcp (http-01)", "127.0.0.1"), (f"port {rig.http_port}/tcp (http-01)", "::1"),
+        (f"port {rig.https_port}/tcp (tls-alpn-01)", "127.0.0.1"), (f"port {rig.https_port}/tcp (tls-alpn-01)", "::1"),
+    }  # fmt: skip
+    assert {v[0] for v in ports.values()} == {"warn"}  # nothing deployed: refused, fine before a first deploy
+    assert got[("BEP 34", ZONE)] == ("ok", rig.bep34)
+
+
+@pytest.mark.parametrize(
+    ("extra", "cause"),
+    [
+        ({"TORRUST_API_DOMAIN": ELSEWHERE}, f"A {ELSEWHERE}: points at 127.0.0.2, but this host is 127.0.0.1"),
+        ({"TORRUST_API_DOMAIN": MISSING}, f"A {MISSING}: the name does not exist (NXDOMAIN)"),
+        (
+            {"TORRUST_HTTP_TRACKER_DOMAINS": DENIED},
+            f"CAA {DENIED}: CAA at {DENIED} allows ca.other.example, not pebble",
+        ),
+        (
+            {"TORRUST_DNS_BEP34": "true", "TORRUST_UDP_TRACKERS": "[::]:16970"},
+            f'BEP 34 {ZONE}: "BITTORRENT UDP:16969 TCP:',
+        ),
+    ],
+    ids=["resolves-elsewhere", "no-record", "caa-denies", "bep34-port"],
+)
+def test_preflight_names_the_dns_cause_and_changes_nothing(rig, stacks, extra, cause):
+    st = stacks(**extra)
+    code, doc = preflight(st)
+    assert code == 4, doc
+    assert any(p.startswith(cause) for p in doc["problems"]), doc["problems"]
+    assert cause in doc["_stderr"]
+    assert not st.root.exists() or not (st.root / "releases").exists()
