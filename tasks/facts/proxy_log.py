@@ -72,8 +72,8 @@ def _problem(entry: dict) -> str:
 
 def _entries(text: str):
     for line in text.splitlines():
-        try:
-            entry = json.loads(line)
+        try:  # `compose logs` may put a terminal control sequence (ESC [2K) before the JSON
+            entry = json.loads(line[line.find("{") :])
         except ValueError:
             continue
         if isinstance(entry, dict) and isinstance(entry.get("identifier"), str) and entry["identifier"]:

@@ -174,7 +174,7 @@ def bep34_finding(domain: str, answer: Answer, udp_ports: list[int], tcp_port: i
         return Finding("BEP 34", domain, FAIL, f'no "BITTORRENT" TXT record: add `{domain}. TXT "BITTORRENT {want}"`')
     tokens = {t.upper() for t in texts[0].split()[1:]}
     if "DENY" in tokens:
-        return Finding("BEP 34", domain, FAIL, f"the record says DENY: clients are told not to use this tracker")
+        return Finding("BEP 34", domain, FAIL, "the record says DENY: clients are told not to use this tracker")
     missing = [t for t in want.split() if t not in tokens]
     if missing:
         return Finding(

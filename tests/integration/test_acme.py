@@ -16,6 +16,7 @@ import socket
 import ssl
 import subprocess
 import sys
+import time
 import urllib.parse
 from pathlib import Path
 
@@ -53,9 +54,7 @@ class Rig:
         """A stack's settings: TLS with certificates from Pebble, trusted through a bundle
         of Pebble's HTTPS CA and its current issuance root."""
         bundle = self.pebble.trust_bundle(self.work / f"{project}-ca.pem")
-        return local_env(
-            root,
-            project,
+        settings = dict(
             TORRUST_TLS="true",
             TORRUST_DOMAIN=ZONE,
             TORRUST_HTTP_PORT=str(self.http_port),
@@ -67,8 +66,8 @@ class Rig:
             TORRUST_DNS_RESOLVER=f"127.0.0.1:{self.dns.port}",
             TORRUST_TRACKER_ADMIN_TOKEN=TOKEN,
             TORRUST_ISSUANCE_TIMEOUT="60",
-            **extra,
         )
+        return local_env(root, project, **{**settings, **extra})
 
 
 @pytest.fixture(scope="module")
@@ -252,3 +251,41 @@ def test_preflight_names_the_dns_cause_and_changes_nothing(rig, stacks, extra, c
     assert any(p.startswith(cause) for p in doc["problems"]), doc["problems"]
     assert cause in doc["_stderr"]
     assert not st.root.exists() or not (st.root / "releases").exists()
+
+
+# ------------------------------------------------------------------------ faults in the gate
+def test_http01_port_closed_names_the_challenge_and_the_running_release_keeps_serving(rig, stacks):
+    st = stacks(TORRUST_ACME_CHALLENGES="http-01")
+    assert st.cli("app.deploy").returncode == 0
+    running = os.readlink(st.root / "current")
+    # a new name needs a certificate, but HTTP now goes to another port: Pebble's HTTP-01
+    # connection to the port it validates on is refused (port 80 closed, as the CA sees it)
+    started = time.monotonic()
+    res = st.cli(
+        "app.deploy", "--json",
+        TORRUST_HTTP_TRACKERS="[::]:7070,[::]:7071", TORRUST_HTTP_TRACKER_DOMAINS=f"{TRACKER},{TRACKER2}",
+        TORRUST_HTTP_PORT=str(free_port()), TORRUST_ISSUANCE_TIMEOUT="12",
+    )  # fmt: skip
+    assert res.returncode == 31, res.stderr  # rolled back
+    assert time.monotonic() - started < 120
+    assert "no valid certificate after 1" in res.stderr and f"for {TRACKER2}:" in res.stderr
+    assert f"{TRACKER2}: http-01 challenge failed (connection):" in res.stderr, res.stderr
+    assert f":{rig.http_port}: connect: connection refused" in res.stderr  # 127.0.0.1 or [::1]
+    assert "waiting for certificates (1" in res.stderr  # progress while it waited
+    assert os.readlink(st.root / "current") == running
+    assert_verified_everywhere(st)  # the previous release serves, its certificates verify
+
+
+def test_acme_server_refusing_every_nonce_fails_a_first_deploy_naming_it(rig, stacks):
+    rig.pebble.restart(PEBBLE_WFE_NONCEREJECT="100")
+    try:
+        st = stacks(TORRUST_ISSUANCE_TIMEOUT="10")
+        res = st.cli("app.deploy", "--json")
+        assert res.returncode == 31, res.stderr
+        assert f"{TRACKER}: the CA refused the order (badNonce): HTTP 400" in res.stderr
+        assert "rolled back to nothing (first deploy)" in res.stderr
+        assert not os.path.exists(st.root / "current")
+        running = docker("ps", "-q", "--filter", f"label=com.docker.compose.project={st.project}").stdout
+        assert running.strip() == ""  # a first deploy's rollback stops what it started
+    finally:
+        rig.pebble.restart()  # a fresh Pebble (new issuance root) for the next tests
