@@ -289,3 +289,58 @@ def test_acme_server_refusing_every_nonce_fails_a_first_deploy_naming_it(rig, st
         assert running.strip() == ""  # a first deploy's rollback stops what it started
     finally:
         rig.pebble.restart()  # a fresh Pebble (new issuance root) for the next tests
+
+
+# ------------------------------------------------------------------------ restore
+def test_restored_certificate_store_needs_no_new_order(rig, stacks, tmp_path):
+    first = stacks()
+    assert first.cli("app.deploy").returncode == 0
+    backup = first.cli("app.backup", "--json")
+    assert backup.returncode == 0, backup.stderr
+    backup_id = json.loads(backup.stdout)["id"]
+    dest = tmp_path / "copies"
+    assert first.cli("app.backup-download", "--id", backup_id, "--dest", str(dest)).returncode == 0
+    first.down()  # the host is gone; a fresh deploy root takes its place
+    second = stacks()
+    second.env["TORRUST_ACME_CA_ROOT"] = first.env["TORRUST_ACME_CA_ROOT"]
+    orders = rig.pebble.orders()
+    res = second.cli("app.restore", "--certificates", "--from", str(dest / backup_id), "--yes", "--json")
+    assert res.returncode == 0, res.stderr
+    doc = json.loads(res.stdout)
+    assert doc["certificates"] == sorted([API, TRACKER]) and doc["proxy_restarted"] is False
+    assert second.cli("app.deploy").returncode == 0
+    assert rig.pebble.orders() == orders  # the proxy served the restored certificates: no new order
+    assert_verified_everywhere(second)
+    serial = served_certificate(rig.https_port, TRACKER, second.env["TORRUST_ACME_CA_ROOT"])
+    # the same certificate as the first host's (its backup holds it)
+    assert (dest / backup_id / "proxy-data.tar.gz").is_file() and serial[1].startswith("Pebble Intermediate CA")
+
+
+def test_restore_of_certificates_refuses_a_crafted_archive(rig, stacks, tmp_path):
+    import hashlib
+    import io
+    import tarfile
+
+    st = stacks()
+    copy = tmp_path / "20261129T000000Z-abcd"
+    copy.mkdir()
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w:gz") as tar:
+        link = tarfile.TarInfo("./caddy/escape")
+        link.type, link.linkname = tarfile.SYMTYPE, "/etc"
+        tar.addfile(link)
+    data = buf.getvalue()
+    db = b"SQLite stand-in"
+    (copy / "proxy-data.tar.gz").write_bytes(data)
+    (copy / "database.sqlite3.gz").write_bytes(db)
+    manifest = {
+        "format": 1, "id": copy.name, "files": [
+            {"path": "proxy-data.tar.gz", "sha256": hashlib.sha256(data).hexdigest(), "size": len(data)},
+            {"path": "database.sqlite3.gz", "sha256": hashlib.sha256(db).hexdigest(), "size": len(db)},
+        ], "database": {"driver": "sqlite3", "file": "database.sqlite3.gz"},
+    }  # fmt: skip
+    (copy / "manifest.json").write_text(json.dumps(manifest))
+    res = st.cli("app.restore", "--certificates", "--from", str(copy), "--yes")
+    assert res.returncode == 14, res.stderr
+    assert "member './caddy/escape' is not a directory or a regular file" in res.stderr
+    assert not (st.root / "storage" / "proxy").exists()
