@@ -16,6 +16,7 @@ import socket
 import ssl
 import subprocess
 import sys
+import threading
 import time
 import urllib.parse
 from pathlib import Path
@@ -344,3 +345,55 @@ def test_restore_of_certificates_refuses_a_crafted_archive(rig, stacks, tmp_path
     assert res.returncode == 14, res.stderr
     assert "member './caddy/escape' is not a directory or a regular file" in res.stderr
     assert not (st.root / "storage" / "proxy").exists()
+
+
+# ------------------------------------------------------------------------ renewal
+def test_proxy_renews_without_a_deploy_and_without_downtime(rig, stacks):
+    """Pebble 2.4 issues 5-year certificates (its validity setting came in 2.5), so time
+    passing is stood in for: the running proxy's renewal window is widened to (almost)
+    the whole lifetime through Caddy's admin API, a graceful config reload, which is what
+    a certificate entering its last third does. No deploy runs; announces keep working."""
+    st = stacks()
+    assert st.cli("app.deploy").returncode == 0
+    bundle = st.env["TORRUST_ACME_CA_ROOT"]
+    before = served_certificate(rig.https_port, TRACKER, bundle)
+    releases = sorted(os.listdir(st.root / "releases"))
+    issued = rig.pebble.issued()
+    cid = docker("ps", "-q", "--filter", f"label=com.docker.compose.project={st.project}",
+                 "--filter", "label=com.docker.compose.service=proxy").stdout.strip()  # fmt: skip
+    config = json.loads(docker("exec", cid, "caddy", "adapt", "--config", "/etc/caddy/Caddyfile").stdout)
+    for policy in config["apps"]["tls"]["automation"]["policies"]:
+        policy["renewal_window_ratio"] = 0.99999999  # renew when less than all but ~1.6 s of 5 years is left
+    subprocess.run(["docker", "exec", "-i", cid, "sh", "-c", "cat > /tmp/renew.json"], input=json.dumps(config),
+                   text=True, check=True, timeout=30)  # fmt: skip
+    failures, stop = [], threading.Event()
+
+    def keep_announcing() -> None:
+        while not stop.is_set():
+            try:
+                announce(rig.https_port, bundle)
+            except (OSError, AssertionError) as exc:
+                failures.append(repr(exc))
+            time.sleep(0.05)
+
+    announcer = threading.Thread(target=keep_announcing, daemon=True)
+    announcer.start()
+    try:
+        time.sleep(2)  # the certificate must be older than the window's ~1.6 s
+        docker("exec", cid, "caddy", "reload", "--config", "/tmp/renew.json")
+        deadline = time.monotonic() + 60
+        while served_certificate(rig.https_port, TRACKER, bundle) == before:
+            assert time.monotonic() < deadline, st.proxy_log()[-2000:]
+            time.sleep(0.5)
+        docker("exec", cid, "caddy", "reload", "--config", "/etc/caddy/Caddyfile", "--adapter", "caddyfile")
+        time.sleep(1)
+    finally:
+        stop.set()
+        announcer.join(timeout=10)
+    assert failures == []  # no downtime: every announce during the renewal was answered over verified TLS
+    assert rig.pebble.issued() > issued and "renewing certificate" in st.proxy_log()
+    assert sorted(os.listdir(st.root / "releases")) == releases  # no deploy
+    doc = st.check("--only", "tls")
+    assert doc["_code"] == 0 and all(p["ok"] for p in doc["probes"])
+    after = served_certificate(rig.https_port, TRACKER, bundle)
+    assert after[0] != before[0]  # the probe's handshake sees the new certificate
