@@ -157,16 +157,12 @@ DEPLOY_HELP = {
 }
 
 
-def gate_probes(s: settings_mod.Settings, ex=None):
-    """The protocol probes of the deploy gate: UDP, HTTP through the proxy, API, and every
-    certificate, each verified against the trust that applies to its name
-    (tasks/health/trust.py; the proxy's internal CA is read through `ex` when needed)."""
-    from tasks.health import check as hc
-    from tasks.health import probes as pr
+def gate_probes(s: settings_mod.Settings):
+    """The gate's protocol probes, built once an executor on the target exists (it reads
+    the proxy's internal CA for internal names): tasks/health/gate_probes.py."""
+    from tasks.health import gate_probes as gate
 
-    r = hc.reach(s, "both", None, hc.internal_ca_reader(ex, s) if ex is not None else None)
-    probes = pr.public_probes(s, r, sorted(r.addresses), s.probe_timeout, s.probe_attempts)
-    return lambda: pr.run(probes)
+    return lambda ex: gate.gate_probes(s, ex)
 
 
 def certificate_wait(s: settings_mod.Settings, started: float):
@@ -272,7 +268,7 @@ def deploy(
             pull=not no_pull,
             force_unlock=force_unlock,
             wait_timeout=int(wait_timeout),
-            probes=None if no_probes else lambda: gate_probes(s, ex),
+            probes=None if no_probes else gate_probes(s),
             preflight=lambda e: deploy_mod.check_target(target.read(e, s.deploy_root)),
             certificates=None if no_probes else certificate_wait(s, started),
         )

@@ -177,7 +177,7 @@ def restore(
             ex,
             s,
             id,
-            probes=None if no_probes else gate_probes(s, ex),
+            probes=None if no_probes else gate_probes(s),
             wait_timeout=int(wait_timeout),
             safety=not no_safety_backup,
             force_unlock=force_unlock,
