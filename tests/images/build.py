@@ -98,6 +98,15 @@ IMAGES: dict[str, ImageSpec] = {
             "sshhost",
             extras={"docker-compose": compose_plugin_path},
         ),
+        ImageSpec(
+            "nethost",
+            "torrust-test/nethost:1",
+            "nethost",
+            extras={
+                "docker-compose": compose_plugin_path,
+                "sshhost-entrypoint.sh": lambda: HERE / "sshhost" / "entrypoint.sh",
+            },
+        ),
         ImageSpec("cloudinit", "torrust-test/cloudinit:1", "cloudinit"),
         ImageSpec(
             "tracker-standin",
