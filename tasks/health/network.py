@@ -25,7 +25,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from tasks.commands import network as cmd
-from tasks.errors import ToolError
+from tasks.errors import ConfigError, ToolError
 from tasks.facts import network as nf
 from tasks.health import probes as p
 from tasks.runner.executor import Executor
@@ -141,7 +141,7 @@ def ipv6_vantage(address: str, prefer: str = "auto") -> Vantage:
     """Where to probe the IPv6 address from: `prefer` is auto, here or host (the
     IPv6-vantage setting, see NOTES-network.md); auto picks here when this machine has a route."""
     if prefer not in VANTAGES:
-        raise ValueError(f"IPv6 vantage {prefer!r}: allowed {', '.join(VANTAGES)}")
+        raise ConfigError(f"IPv6 vantage {prefer!r}: allowed {', '.join(VANTAGES)}")
     if prefer != "auto":
         return Vantage(prefer, f"configured: probe IPv6 from {prefer}")
     routed, why = has_route(address)
