@@ -155,7 +155,7 @@ step_firewall() {
     skipped firewall && return 0
     local before after p
     command -v ufw >/dev/null || { echo "torrust-harden: ufw is not installed" >&2; exit 3; }
-    before=$(ufw show added 2>/dev/null; ufw status 2>/dev/null | head -n 1)
+    before=$(ufw status verbose 2>/dev/null)  # every rule of both families, and the state
     sed -i 's/^IPV6=.*/IPV6=yes/' /etc/default/ufw
     ufw default deny incoming >/dev/null
     ufw default allow outgoing >/dev/null
@@ -164,7 +164,7 @@ step_firewall() {
     for p in $TCP_PORTS; do ufw allow "$p/tcp" >/dev/null; done
     for p in $UDP_PORTS; do ufw allow "$p/udp" >/dev/null; done
     ufw --force enable >/dev/null
-    after=$(ufw show added 2>/dev/null; ufw status 2>/dev/null | head -n 1)
+    after=$(ufw status verbose 2>/dev/null)
     report firewall "$([ "$before" = "$after" ] && echo ok || echo changed)" \
         "ssh $SSH_PORT/tcp, tcp: ${TCP_PORTS:-none}, udp: ${UDP_PORTS:-none} (IPv4 and IPv6)"
 }
@@ -269,8 +269,9 @@ ipt() { if [ "$1" = 6 ]; then shift; ip6tables -w "$@"; else shift; iptables -w 
 must() { local err; err=$("$@" 2>&1) || REFUSED+=("'$*' failed: ${err:-exit $?}"); }
 # Several public addresses (floating IPs): each address is held by the interface of its
 # family's default route, connections that arrive on it are marked, and their replies are
-# routed by that mark through its own table (docs/guides/network.md#floating-ips). Docker's
-# DNAT makes conntrack restore the arrival address as the replies' source.
+# routed by that mark through its own table, out of the interface and gateway of that
+# address (docs/guides/network.md#floating-ips). Docker's DNAT makes conntrack restore the
+# arrival address as the replies' source.
 apply_addresses() {
     local i=0 fam addr mark table dev gw before after prefix
     if [ -z "$PUBLIC_ADDRESSES" ]; then prune_rules 0; echo "ok: no extra public addresses"; return 0; fi
@@ -298,7 +299,12 @@ apply_addresses() {
         if [ -n "$gw" ]; then must ip -"$fam" route replace default via "$gw" dev "$dev" table "$table"
         else must ip -"$fam" route replace default dev "$dev" table "$table"; fi
     done
-    for fam in 4 6; do must ipt "$fam" -t mangle -A "$FLOAT_CHAIN" -m connmark ! --mark 0 -j CONNMARK --restore-mark; done
+    # only the replies carry the mark (the queries must still reach the containers by the
+    # main table)
+    for fam in 4 6; do
+        must ipt "$fam" -t mangle -A "$FLOAT_CHAIN" -m conntrack --ctdir REPLY -m connmark ! --mark 0 \
+            -j CONNMARK --restore-mark
+    done
     prune_rules "$i"
     after=$(for fam in 4 6; do ipt "$fam" -t mangle -S "$FLOAT_CHAIN" 2>/dev/null; done; ip -4 rule; ip -6 rule)
     [ "$before" = "$after" ] || CHANGED=$((CHANGED + 1))

@@ -23,7 +23,8 @@ def facts_script() -> bytes:
 
 def facts(state_file: str = "") -> list[str]:
     """`sh -s` reading network-facts.sh from stdin; `state_file` keeps the counters between
-    checks (empty: ~/.cache/torrust-deploy/network-counters of the deploy user)."""
+    checks (empty: ~/.cache/torrust-deploy/network-counters; a leading ~/ is the home of
+    the user the command runs as)."""
     return ["sh", "-s", "--", state_file]
 
 

@@ -6,11 +6,16 @@
 # Prints a header line "@@torrust-network-facts 1 TOKEN", then sections, each opened by
 # "@@TOKEN NAME STATUS" (STATUS: the exit status of what produced it). TOKEN is random per
 # run, so no file content can forge a section. Parsed by tasks/facts/network.py.
-# STATE_FILE keeps the UDP counters and NET_RX softirqs of this run, so the next run
+# STATE_FILE (default ~/.cache/torrust-deploy/network-counters; a leading ~/ is the
+# user's home) keeps the UDP counters and NET_RX softirqs of this run, so the next run
 # reports what changed since (the file is the deploy user's; nothing else is written).
 # Read-only otherwise.
 set -u
-state=${1:-${HOME:-/tmp}/.cache/torrust-deploy/network-counters}
+# Debian gives a non-root login no sbin in PATH; the tools (iptables-save, ufw, ip) live there
+PATH=$PATH:/usr/sbin:/sbin
+state=${1:-'~/.cache/torrust-deploy/network-counters'}
+# shellcheck disable=SC2088 # a literal ~/ from the caller, expanded here on purpose
+case "$state" in '~/'*) state=${HOME:-/tmp}/${state#'~/'} ;; esac
 umask 077
 token=$(tr -d '-' </proc/sys/kernel/random/uuid 2>/dev/null)
 [ -n "$token" ] || token=$$$(date +%s%N)
