@@ -44,6 +44,8 @@ PROTOCOLS = ("udp", "http")
 PROTOCOL_ID = 0x41727101980
 CONNECT, ANNOUNCE, ERROR = 0, 1, 3
 LIMITED = 0.97  # sent below this share of the offered rate: the generator was the limit
+LATE = 0.010  # a transaction sent this long after its due time is late (the schedule slipped)
+LATE_SHARE = 0.03  # more late sends than this share: the generator was the limit
 
 
 @dataclass(frozen=True)
@@ -105,6 +107,7 @@ class WorkerResult:
     replies: int = 0  # transactions answered correctly in time
     errors: int = 0  # answered with an error (tracker error, HTTP status, refused)
     not_sent: int = 0  # due but never sent (the generator could not keep up)
+    late: int = 0  # sent more than LATE after its due time
     send_seconds: float = 0.0  # the sending window
     latencies: list[float] = field(default_factory=list)
     error_samples: list[str] = field(default_factory=list)
@@ -114,6 +117,7 @@ class WorkerResult:
         self.replies += other.replies
         self.errors += other.errors
         self.not_sent += other.not_sent
+        self.late += other.late
         self.send_seconds = max(self.send_seconds, other.send_seconds)
         self.latencies += other.latencies
         self.error_samples = (self.error_samples + other.error_samples)[:5]
@@ -162,6 +166,7 @@ class LoadReport:
     errors: int
     lost: int
     not_sent: int
+    late: int
     sent_rate: float
     achieved_rate: float
     loss_pct: float
@@ -201,12 +206,13 @@ def report(p: LoadParams, r: WorkerResult, before: HostLoad | None = None, after
         errors=r.errors,
         lost=lost,
         not_sent=r.not_sent,
+        late=r.late,
         sent_rate=r.sent / window,
         achieved_rate=r.replies / window,
         loss_pct=100.0 * (r.sent - r.replies) / r.sent if r.sent else 100.0,
         p50_ms=None if not lat else 1000 * percentile(lat, 50),
         p99_ms=None if not lat else 1000 * percentile(lat, 99),
-        generator_limited=r.sent < LIMITED * p.rate * p.duration,
+        generator_limited=r.sent < LIMITED * p.rate * p.duration or r.late > LATE_SHARE * max(1, r.sent),
         error_samples=tuple(r.error_samples),
         host_before=before,
         host_after=after,
@@ -283,6 +289,7 @@ def udp_worker(p: LoadParams, rate: float, worker: int, seed: bytes) -> WorkerRe
             sel.register(sock, selectors.EVENT_READ, tx)
             inflight.append(tx)
             out.sent += 1
+            out.late += now - (t0 + started / rate) > LATE
             started += 1
         if now >= end and started < total:
             out.not_sent += total - started  # due before the end, never sent: this machine was the limit
@@ -397,6 +404,7 @@ async def _http_run(p: LoadParams, rate: float, seed: bytes) -> WorkerResult:
                     )
                 sent_at = loop.time()
                 out.sent += 1
+                out.late += sent_at - (t0 + i / rate) > LATE
                 writer.write(_http_request(p, hashes[i % len(hashes)], pids[i % len(pids)]))
                 status, body, keep = await asyncio.wait_for(_read_response(reader), p.timeout)
                 if status != 200 or b"failure reason" in body:
