@@ -9,7 +9,7 @@
 #   torrust-harden CONFIG_FILE reapply    (as root) only re-apply the runtime network
 #                                         settings (sysctls, RPS/RFS, public addresses):
 #                                         what boot and the docker/ufw/nftables restart
-#                                         hooks run (docs/guides/network.md#drift)
+#                                         hooks run (docs/guides/network.md#drift-boot-and-restarts)
 #
 # CONFIG_FILE (written by the tool, no secrets) sets: DEPLOY_USER, DEPLOY_ROOT,
 # SSH_PORT, TCP_PORTS, UDP_PORTS (space-separated), CONNTRACK_MAX, DATA_DEVICE (a glob,
@@ -246,7 +246,7 @@ default_ifaces() {
         | sed -n 's/.* dev \([^ ]*\).*/\1/p' | sort -u
 }
 # RPS spreads receive processing of single-queue NICs over every CPU, RFS steers each
-# flow to the CPU its socket's reader runs on (docs/guides/network.md#rps-rfs)
+# flow to the CPU its socket's reader runs on (docs/guides/network.md#softirq-rps-and-rfs)
 apply_rps() {
     local ncpu mask dev queues q
     ncpu=$(nproc)
@@ -270,8 +270,8 @@ must() { local err; err=$("$@" 2>&1) || REFUSED+=("'$*' failed: ${err:-exit $?}"
 # Several public addresses (floating IPs): each address is held by the interface of its
 # family's default route, connections that arrive on it are marked, and their replies are
 # routed by that mark through its own table, out of the interface and gateway of that
-# address (docs/guides/network.md#floating-ips). Docker's DNAT makes conntrack restore the
-# arrival address as the replies' source.
+# address. Docker's DNAT makes conntrack restore the arrival address as the replies'
+# source (docs/guides/network.md#several-public-addresses-floating-ips).
 apply_addresses() {
     local i=0 fam addr mark table dev gw before after prefix
     if [ -z "$PUBLIC_ADDRESSES" ]; then prune_rules 0; echo "ok: no extra public addresses"; return 0; fi

@@ -449,7 +449,7 @@ def docker_ipv6(f: NetworkFacts, e: NetworkExpectations) -> Finding:
     )
     fix = (
         'set "ip6tables": true (plus "experimental": true before Engine 27) in /etc/docker/daemon.json '
-        f"(infra.bootstrap writes it), then restart docker; {_anchor('docker-ipv6')}"
+        f"(infra.bootstrap writes it), then restart docker; {_anchor('docker-and-ipv6')}"
     )
     rules6 = f.rules.get(6)
     if f.docker.error:
@@ -495,7 +495,7 @@ def published_udp(f: NetworkFacts, e: NetworkExpectations) -> Finding:
             "Docker has no kernel path for " + "; ".join(missing),
             "announces to that port and family never reach the tracker through Docker's NAT (dropped, or "
             "relayed by docker-proxy from another address); the replies' source is not the address asked",
-            f"is the tracker running (app.status)? for IPv6 see {_anchor('docker-ipv6')}; {_anchor('published-ports')}",
+            f"is the tracker running (app.status)? for IPv6 see {_anchor('docker-and-ipv6')}; {_anchor('published-ports')}",
         )
     if unknown:
         return Finding(name, "warn", f"the rules of {', '.join(unknown)} could not be read: {_tools(f)}")
@@ -652,7 +652,7 @@ def softirq_spread(f: NetworkFacts, e: NetworkExpectations) -> Finding:
         "warn",
         detail + f" ({rate:,.0f}/s)",
         "one core does all packet receive work: it saturates (100% softirq) long before the others, and UDP drops",
-        f"turn on RPS/RFS (infra.bootstrap does); {_anchor('rps-rfs')}",
+        f"turn on RPS/RFS (infra.bootstrap does); {_anchor('softirq-rps-and-rfs')}",
     )
 
 
@@ -679,7 +679,7 @@ def rps_rfs(f: NetworkFacts, e: NetworkExpectations) -> Finding:
         "warn",
         "; ".join(issues),
         "without RPS/RFS one CPU takes every packet of a single-queue NIC (the demo's 100% softirq core)",
-        f"infra.bootstrap sets them (re-applied at boot); {_anchor('rps-rfs')}",
+        f"infra.bootstrap sets them (re-applied at boot); {_anchor('softirq-rps-and-rfs')}",
     )
 
 
@@ -696,7 +696,7 @@ def reapply_hooks(f: NetworkFacts, e: NetworkExpectations) -> Finding:
         "missing " + ", ".join(missing),
         "a restart of Docker or the firewall (the demo's nightly backup restarted Docker) can remove network "
         "settings and nothing puts them back",
-        f"run infra.bootstrap; {_anchor('drift')}",
+        f"run infra.bootstrap; {_anchor('drift-boot-and-restarts')}",
     )
 
 
@@ -722,7 +722,7 @@ def public_addresses(f: NetworkFacts, e: NetworkExpectations) -> Finding:
         "fail" if absent else "warn",
         detail,
         "queries to that address are not answered, or answers leave from another address and clients drop them",
-        f"declare every public address in the settings and run infra.bootstrap; {_anchor('floating-ips')}",
+        f"declare every public address in the settings and run infra.bootstrap; {_anchor('several-public-addresses-floating-ips')}",
     )
 
 

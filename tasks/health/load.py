@@ -11,7 +11,7 @@ report says so (`generator_limited`).
 Bounded: rates above CAP_RATE or runs longer than CAP_DURATION are refused without
 `yes` (ConfirmationRequired, exit 5), and HARD_RATE / HARD_DURATION are never passed.
 Fake peers stay in the tracker until its peer timeout: use it on a server that is not
-public yet (docs/guides/network.md#sizing).
+public yet (docs/guides/network.md#sizing-a-server-with-the-load-generator).
 """
 
 from __future__ import annotations

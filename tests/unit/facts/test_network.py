@@ -80,7 +80,7 @@ def test_the_ipv6_post_mortem_is_named_with_its_cause_and_fix():
         '(Engine 20.10.24+dfsg1 also needs "experimental": true)'
     )
     assert "post-mortem 2026-03-09" in docker.meaning
-    assert docker.fix.endswith("docs/guides/network.md#docker-ipv6")
+    assert docker.fix.endswith("docs/guides/network.md#docker-and-ipv6")
     assert found["published udp ports"].status == "fail"
     assert found["published udp ports"].detail == "Docker has no kernel path for udp 6969 on IPv6 (no DNAT)"
     assert found["firewall"].status == "fail"
@@ -166,7 +166,7 @@ def test_a_declared_address_the_host_does_not_hold_fails():
     expect = dataclasses.replace(EXPECT, public_addresses=("fd42:7e57:77::11", "203.0.113.7"))
     found = by_name(facts("healthy"), expect)["public addresses"]
     assert (found.status, found.detail) == ("fail", "not on any interface: 203.0.113.7")
-    assert found.fix.endswith("#floating-ips")
+    assert found.fix.endswith("#several-public-addresses-floating-ips")
 
 
 def test_softirqs_on_one_cpu_at_a_high_rate_warn():
@@ -243,6 +243,23 @@ def test_finding_as_dict():
     f = nf.Finding("x", "warn", "d", "m", "fix")
     assert f.as_dict() == {"name": "x", "status": "warn", "detail": "d", "meaning": "m", "fix": "fix"}
     assert f.ok and not nf.Finding("x", "fail", "d").ok
+
+
+def test_every_fix_points_at_a_heading_of_the_guide():
+    guide = (Path(__file__).parents[3] / nf.GUIDE).read_text()
+    slugs = {
+        re.sub(r"[^a-z0-9 -]", "", line.lstrip("#").strip().lower()).replace(" ", "-")
+        for line in guide.splitlines()
+        if line.startswith("#")
+    }
+    cited = set()
+    for name in ("missing-rules", "hostile", "full", "near-full"):
+        for expect in (EXPECT, dataclasses.replace(EXPECT, conntrack_max=10**7)):
+            cited |= {x.fix.rsplit("#", 1)[1] for x in nf.evaluate(facts(name), expect) if "#" in x.fix}
+    harden = (cmd.SCRIPTS.parents[2] / "infrastructure/cloud-init/harden.sh").read_text()
+    cited |= set(re.findall(r"network\.md#([a-z0-9-]+)", harden))
+    assert cited >= {"docker-and-ipv6", "conntrack", "udp-errors", "several-public-addresses-floating-ips"}
+    assert cited <= slugs, cited - slugs
 
 
 # ----------------------------------------------------------------------- the commands
