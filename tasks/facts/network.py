@@ -495,7 +495,8 @@ def published_udp(f: NetworkFacts, e: NetworkExpectations) -> Finding:
             "Docker has no kernel path for " + "; ".join(missing),
             "announces to that port and family never reach the tracker through Docker's NAT (dropped, or "
             "relayed by docker-proxy from another address); the replies' source is not the address asked",
-            f"is the tracker running (app.status)? for IPv6 see {_anchor('docker-and-ipv6')}; {_anchor('published-ports')}",
+            f"is the tracker running (app.status)? for IPv6 see {_anchor('docker-and-ipv6')}; "
+            + _anchor("published-ports"),
         )
     if unknown:
         return Finding(name, "warn", f"the rules of {', '.join(unknown)} could not be read: {_tools(f)}")
@@ -722,7 +723,8 @@ def public_addresses(f: NetworkFacts, e: NetworkExpectations) -> Finding:
         "fail" if absent else "warn",
         detail,
         "queries to that address are not answered, or answers leave from another address and clients drop them",
-        f"declare every public address in the settings and run infra.bootstrap; {_anchor('several-public-addresses-floating-ips')}",
+        "declare every public address in the settings and run infra.bootstrap; "
+        + _anchor("several-public-addresses-floating-ips"),
     )
 
 

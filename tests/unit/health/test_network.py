@@ -63,6 +63,27 @@ def test_network_group_on_a_healthy_host_passes():
     assert {r.name for r in results.values() if r.detail.startswith("WARNING")} == set()
 
 
+def test_the_deploy_gate_fails_only_on_the_release_s_network_path():
+    host = RecordedHost((RECORDED / "missing-rules.txt").read_text())
+    results = p.run(hn.network_probes(host, EXPECT, required=hn.GATE_FINDINGS))
+    assert sorted(r.name for r in results if not r.ok and r.required) == [
+        "docker ipv6 rules",
+        "firewall",
+        "published udp ports",
+    ]
+    assert {r.name for r in results if not r.required} == set(nf.CHECK_NAMES) - hn.GATE_FINDINGS
+
+
+def test_a_later_round_reads_the_host_again():
+    host = RecordedHost((RECORDED / "missing-rules.txt").read_text())
+    probes = {pr.name: pr for pr in hn.network_probes(host, EXPECT, fresh_after=0.0)}
+    assert not p.run([probes["firewall"]])[0].ok
+    host.text = (RECORDED / "healthy.txt").read_text()  # the firewall was fixed meanwhile
+    (again,) = p.run([probes["firewall"]])
+    assert again.ok and again.detail == "ufw allows udp 6969 in IPv4 and IPv6"
+    assert host.calls == 2
+
+
 def test_unreadable_host_fails_every_probe_with_the_reason():
     host = RecordedHost("bash: sh: command not found\n")
     results = p.run(hn.network_probes(host, EXPECT))
