@@ -221,5 +221,9 @@ def ipv6_udp_probes(
 
 
 def vantage_probe(v: Vantage, address: str) -> p.Probe:
-    """One line in the report saying where IPv6 was probed from and why."""
-    return p.Probe("ipv6 vantage", address, 6, lambda: f"IPv6 probed from {v.where}: {v.reason}", group=GROUP)
+    """One line in the report saying where IPv6 was probed from and why (from the host:
+    UDP only, the rest of IPv6 was not probed, and the line says so)."""
+    detail = f"IPv6 probed from {v.where}: {v.reason}"
+    if v.where == "host":
+        detail += " (UDP only: HTTP, API and TLS over IPv6 not probed)"
+    return p.Probe("ipv6 vantage", address, 6, lambda: detail, group=GROUP)

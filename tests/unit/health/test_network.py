@@ -196,7 +196,9 @@ def test_ipv6_udp_probes_from_the_host_say_so():
     assert v.where == "host"
     assert results[0].ok and results[0].target == f"udp://tracker.example:{r.port} via ::1 (from the host)"
     assert results[0].detail.endswith("(probed from the host)") and results[0].family == 6
-    assert results[1].detail == "IPv6 probed from host: configured: probe IPv6 from host"
+    assert results[1].detail == (
+        "IPv6 probed from host: configured: probe IPv6 from host (UDP only: HTTP, API and TLS over IPv6 not probed)"
+    )
 
 
 def test_ipv6_udp_probes_from_here_use_the_public_probe():
