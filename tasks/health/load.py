@@ -243,103 +243,122 @@ def _max_open() -> int:
     return max(16, min(8192, soft - 64))
 
 
-def udp_worker(p: LoadParams, rate: float, worker: int, seed: bytes) -> WorkerResult:
-    """Send `rate` transactions/s for p.duration on one core; collect the replies."""
-    family = socket.AF_INET6 if ipaddress.ip_address(p.address).version == 6 else socket.AF_INET
-    dest = (p.address, p.port)
-    hashes, pids = info_hashes(p.torrents, seed), peer_ids(p.peers, seed)
-    tail = struct.pack("!qqqiIIiH", 0, 1000, 0, 0, 0, 0, 50, 6881)  # downloaded, left, uploaded, event none, ...
-    connect_head = struct.pack("!qi", PROTOCOL_ID, CONNECT)
-    sel, out, inflight, max_open = selectors.DefaultSelector(), WorkerResult(), collections.deque(), _max_open()
-    total = max(1, round(rate * p.duration))
-    tid_base = (worker & 0x3F) << 25
-    started = 0
-    t0 = time.monotonic()
-    end = t0 + p.duration
+def note(out: WorkerResult, why: str) -> None:
+    """An answered-with-an-error transaction, with a few samples for the report."""
+    out.errors += 1
+    if len(out.error_samples) < 5:
+        out.error_samples.append(why)
 
-    def finish(tx: _Tx) -> None:
-        sel.unregister(tx.sock)
-        tx.sock.close()
-        tx.state = -1
 
-    def fail(tx: _Tx, why: str) -> None:
-        out.errors += 1
-        if len(out.error_samples) < 5:
-            out.error_samples.append(why)
-        finish(tx)
+class _UdpRun:
+    """One worker's UDP load: a non-blocking loop over many short-lived sockets."""
 
-    while True:
-        now = time.monotonic()
-        due = min(total, int((now - t0) * rate) + 1) if now < end else total
-        while started < due and len(sel.get_map()) < max_open and now < end + 0.05:
-            sock = socket.socket(family, socket.SOCK_DGRAM)
+    TAIL = struct.pack("!qqqiIIiH", 0, 1000, 0, 0, 0, 0, 50, 6881)  # downloaded, left, uploaded, event none...
+    CONNECT_HEAD = struct.pack("!qi", PROTOCOL_ID, CONNECT)
+
+    def __init__(self, p: LoadParams, rate: float, worker: int, seed: bytes):
+        self.p, self.rate = p, rate
+        self.family = socket.AF_INET6 if ipaddress.ip_address(p.address).version == 6 else socket.AF_INET
+        self.hashes, self.pids = info_hashes(p.torrents, seed), peer_ids(p.peers, seed)
+        self.sel, self.out, self.inflight = selectors.DefaultSelector(), WorkerResult(), collections.deque()
+        self.max_open, self.total = _max_open(), max(1, round(rate * p.duration))
+        self.tid_base, self.started = (worker & 0x3F) << 25, 0
+
+    def run(self) -> WorkerResult:
+        self.t0 = time.monotonic()
+        end = self.t0 + self.p.duration
+        while True:
+            now = time.monotonic()
+            self.send_due(now, end)
+            if now >= end and self.started < self.total:
+                self.out.not_sent += self.total - self.started  # due, never sent: this machine was the limit
+                self.started = self.total
+            if (self.started >= self.total and not self.sel.get_map()) or now >= end + self.p.timeout:
+                break
+            self.receive()
+            self.expire(time.monotonic() - self.p.timeout)
+        for key in list(self.sel.get_map().values()):
+            key.fileobj.close()
+        self.sel.close()
+        self.out.send_seconds = min(self.p.duration, time.monotonic() - self.t0)
+        return self.out
+
+    def send_due(self, now: float, end: float) -> None:
+        """Open and send the connects of every transaction due by now (the schedule)."""
+        due = min(self.total, int((now - self.t0) * self.rate) + 1) if now < end else self.total
+        while self.started < due and len(self.sel.get_map()) < self.max_open and now < end + 0.05:
+            sock = socket.socket(self.family, socket.SOCK_DGRAM)
             sock.setblocking(False)
-            tx = _Tx(sock, tid_base | (started & 0x1FFFFFF), now, started)
+            tx = _Tx(sock, self.tid_base | (self.started & 0x1FFFFFF), now, self.started)
+            self.out.sent += 1
+            self.out.late += now - (self.t0 + self.started / self.rate) > LATE
+            self.started += 1
             try:
-                sock.connect(dest)
-                sock.send(connect_head + struct.pack("!I", tx.tid))
+                sock.connect((self.p.address, self.p.port))
+                sock.send(self.CONNECT_HEAD + struct.pack("!I", tx.tid))
             except OSError as exc:
                 sock.close()
-                out.errors += 1
-                out.sent += 1
-                started += 1
-                if len(out.error_samples) < 5:
-                    out.error_samples.append(f"send: {exc.strerror or exc}")
+                note(self.out, f"send: {exc.strerror or exc}")
                 continue
-            sel.register(sock, selectors.EVENT_READ, tx)
-            inflight.append(tx)
-            out.sent += 1
-            out.late += now - (t0 + started / rate) > LATE
-            started += 1
-        if now >= end and started < total:
-            out.not_sent += total - started  # due before the end, never sent: this machine was the limit
-            started = total
-        if started >= total and not sel.get_map():
-            break
-        if now >= end + p.timeout:
-            break
-        wait = max(0.0, min((t0 + (started + 1) / rate) - now, 0.005)) if started < total else 0.01
-        for key, _ in sel.select(wait):
+            self.sel.register(sock, selectors.EVENT_READ, tx)
+            self.inflight.append(tx)
+
+    def receive(self) -> None:
+        """Wait for replies until the next send is due (at most 5 ms) and handle them."""
+        if self.started < self.total:
+            wait = max(0.0, min(self.t0 + (self.started + 1) / self.rate - time.monotonic(), 0.005))
+        else:
+            wait = 0.01
+        for key, _ in self.sel.select(wait):
             tx = key.data
             try:
                 data = tx.sock.recv(2048)
             except (BlockingIOError, InterruptedError):
                 continue
             except OSError as exc:  # ICMP port unreachable: refused
-                fail(tx, f"recv: {exc.strerror or exc}")
+                self.fail(tx, f"recv: {exc.strerror or exc}")
                 continue
-            if len(data) < 8 or struct.unpack("!I", data[4:8])[0] != tx.tid:
-                continue  # not the reply we wait for
-            action = struct.unpack("!i", data[:4])[0]
-            if action == ERROR:
-                fail(tx, "tracker error: " + data[8:120].decode("utf-8", "replace"))
-            elif tx.state == CONNECT and action == CONNECT and len(data) >= 16:
-                tx.state = ANNOUNCE
-                body = hashes[tx.index % len(hashes)] + pids[tx.index % len(pids)] + tail
-                try:
-                    tx.sock.send(data[8:16] + struct.pack("!iI", ANNOUNCE, tx.tid) + body)
-                except OSError as exc:
-                    fail(tx, f"send: {exc.strerror or exc}")
-            elif tx.state == ANNOUNCE and action == ANNOUNCE and len(data) >= 20:
-                out.replies += 1
-                out.latencies.append(time.monotonic() - tx.started)
-                finish(tx)
-            else:
-                fail(tx, f"unexpected reply: action {action}, {len(data)} bytes")
-        _expire(inflight, time.monotonic() - p.timeout, finish)
-    for key in list(sel.get_map().values()):
-        key.fileobj.close()
-    sel.close()
-    out.send_seconds = min(p.duration, time.monotonic() - t0)
-    return out
+            if len(data) >= 8 and struct.unpack("!I", data[4:8])[0] == tx.tid:
+                self.reply(tx, data)
+
+    def reply(self, tx: _Tx, data: bytes) -> None:
+        action = struct.unpack("!i", data[:4])[0]
+        if action == ERROR:
+            self.fail(tx, "tracker error: " + data[8:120].decode("utf-8", "replace"))
+        elif tx.state == CONNECT and action == CONNECT and len(data) >= 16:
+            tx.state = ANNOUNCE
+            body = self.hashes[tx.index % len(self.hashes)] + self.pids[tx.index % len(self.pids)] + self.TAIL
+            try:
+                tx.sock.send(data[8:16] + struct.pack("!iI", ANNOUNCE, tx.tid) + body)
+            except OSError as exc:
+                self.fail(tx, f"send: {exc.strerror or exc}")
+        elif tx.state == ANNOUNCE and action == ANNOUNCE and len(data) >= 20:
+            self.out.replies += 1
+            self.out.latencies.append(time.monotonic() - tx.started)
+            self.finish(tx)
+        else:
+            self.fail(tx, f"unexpected reply: action {action}, {len(data)} bytes")
+
+    def finish(self, tx: _Tx) -> None:
+        self.sel.unregister(tx.sock)
+        tx.sock.close()
+        tx.state = -1
+
+    def fail(self, tx: _Tx, why: str) -> None:
+        note(self.out, why)
+        self.finish(tx)
+
+    def expire(self, older_than: float) -> None:
+        """Drop finished transactions from the front; close the ones past the timeout (lost)."""
+        while self.inflight and (self.inflight[0].state == -1 or self.inflight[0].started < older_than):
+            tx = self.inflight.popleft()
+            if tx.state != -1:
+                self.finish(tx)
 
 
-def _expire(inflight: collections.deque, older_than: float, finish: Callable[[_Tx], None]) -> None:
-    """Drop finished transactions from the front; close the ones past the timeout (lost)."""
-    while inflight and (inflight[0].state == -1 or inflight[0].started < older_than):
-        tx = inflight.popleft()
-        if tx.state != -1:
-            finish(tx)
+def udp_worker(p: LoadParams, rate: float, worker: int, seed: bytes) -> WorkerResult:
+    """Send `rate` transactions/s for p.duration on one core; collect the replies."""
+    return _UdpRun(p, rate, worker, seed).run()
 
 
 # ------------------------------------------------------------------------------ HTTP
@@ -369,76 +388,79 @@ async def _read_response(reader: asyncio.StreamReader) -> tuple[int, bytes, bool
     return status, body, headers.get("connection", "").lower() != "close"
 
 
-async def _http_run(p: LoadParams, rate: float, seed: bytes) -> WorkerResult:
-    out = WorkerResult()
-    hashes, pids = info_hashes(p.torrents, seed), peer_ids(p.peers, seed)
-    total = max(1, round(rate * p.duration))
-    queue: asyncio.Queue[int] = asyncio.Queue()
-    ctx = None
-    if p.tls:
-        ctx = ssl.create_default_context()
-        if p.ca_pem:
-            ctx.load_verify_locations(cadata=p.ca_pem)
-    loop = asyncio.get_running_loop()
-    t0 = loop.time()
-    end = t0 + p.duration
+class _HttpRun:
+    """One worker's HTTP load: a schedule feeding keep-alive connections."""
 
-    def note(why: str) -> None:
-        out.errors += 1
-        if len(out.error_samples) < 5:
-            out.error_samples.append(why)
+    def __init__(self, p: LoadParams, rate: float, seed: bytes):
+        self.p, self.rate, self.out = p, rate, WorkerResult()
+        self.hashes, self.pids = info_hashes(p.torrents, seed), peer_ids(p.peers, seed)
+        self.ctx = None
+        if p.tls:
+            self.ctx = ssl.create_default_context()
+            if p.ca_pem:
+                self.ctx.load_verify_locations(cadata=p.ca_pem)
 
-    async def connection() -> None:
-        reader = writer = None
-        while True:
-            i = await queue.get()
-            if i < 0:
-                break
-            if loop.time() > end:  # due long ago, never written: the generator (or connections) limited
-                out.not_sent += 1
+    async def run(self) -> WorkerResult:
+        loop = asyncio.get_running_loop()
+        self.queue: asyncio.Queue[int] = asyncio.Queue()
+        self.t0 = loop.time()
+        workers = [asyncio.create_task(self.connection()) for _ in range(self.p.connections)]
+        for i in range(max(1, round(self.rate * self.p.duration))):
+            delay = self.t0 + i / self.rate - loop.time()
+            if delay > 0:
+                await asyncio.sleep(delay)  # the schedule, not a wait for a condition
+            self.queue.put_nowait(i)
+        for _ in workers:
+            self.queue.put_nowait(-1)
+        await asyncio.wait(workers, timeout=self.p.duration + self.p.timeout + 5)
+        self.out.send_seconds = self.p.duration
+        return self.out
+
+    async def connection(self) -> None:
+        """One keep-alive connection: takes due requests, reconnects after an error."""
+        loop = asyncio.get_running_loop()
+        conn = None
+        while (i := await self.queue.get()) >= 0:
+            if loop.time() > self.t0 + self.p.duration:  # due long ago, never written: the generator limited
+                self.out.not_sent += 1
                 continue
             try:
-                if writer is None:
-                    reader, writer = await asyncio.open_connection(
-                        p.address, p.port, ssl=ctx, server_hostname=(p.host or None) if ctx else None
-                    )
-                sent_at = loop.time()
-                out.sent += 1
-                out.late += sent_at - (t0 + i / rate) > LATE
-                writer.write(_http_request(p, hashes[i % len(hashes)], pids[i % len(pids)]))
-                status, body, keep = await asyncio.wait_for(_read_response(reader), p.timeout)
-                if status != 200 or b"failure reason" in body:
-                    note(f"HTTP {status}: {body[:100].decode('utf-8', 'replace')}")
-                else:
-                    out.replies += 1
-                    out.latencies.append(loop.time() - sent_at)
-                if not keep:
-                    writer.close()
-                    writer = None
-            except (TimeoutError, OSError, asyncio.IncompleteReadError, ValueError, IndexError) as exc:
+                conn = conn or await asyncio.open_connection(
+                    self.p.address,
+                    self.p.port,
+                    ssl=self.ctx,
+                    server_hostname=(self.p.host or None) if self.ctx else None,
+                )
+                conn = await self.announce(conn, i, loop)
+            except (OSError, TimeoutError, asyncio.IncompleteReadError, ValueError, IndexError) as exc:
                 if not isinstance(exc, TimeoutError):
-                    note(f"{type(exc).__name__}: {exc}"[:120])
-                if writer is not None:
-                    writer.close()
-                writer = None
-        if writer is not None:
-            writer.close()
+                    note(self.out, f"{type(exc).__name__}: {exc}"[:120])
+                if conn:
+                    conn[1].close()
+                conn = None
+        if conn:
+            conn[1].close()
 
-    workers = [asyncio.create_task(connection()) for _ in range(p.connections)]
-    for i in range(total):
-        delay = t0 + i / rate - loop.time()
-        if delay > 0:
-            await asyncio.sleep(delay)
-        queue.put_nowait(i)
-    for _ in workers:
-        queue.put_nowait(-1)
-    await asyncio.wait(workers, timeout=p.duration + p.timeout + 5)
-    out.send_seconds = p.duration
-    return out
+    async def announce(self, conn, i: int, loop) -> tuple | None:
+        reader, writer = conn
+        sent_at = loop.time()
+        self.out.sent += 1
+        self.out.late += sent_at - (self.t0 + i / self.rate) > LATE
+        writer.write(_http_request(self.p, self.hashes[i % len(self.hashes)], self.pids[i % len(self.pids)]))
+        status, body, keep = await asyncio.wait_for(_read_response(reader), self.p.timeout)
+        if status != 200 or b"failure reason" in body:
+            note(self.out, f"HTTP {status}: {body[:100].decode('utf-8', 'replace')}")
+        else:
+            self.out.replies += 1
+            self.out.latencies.append(loop.time() - sent_at)
+        if keep:
+            return conn
+        writer.close()
+        return None
 
 
 def http_worker(p: LoadParams, rate: float, worker: int, seed: bytes) -> WorkerResult:
-    return asyncio.run(_http_run(p, rate, seed))
+    return asyncio.run(_HttpRun(p, rate, seed).run())
 
 
 # ------------------------------------------------------------------------------- run
