@@ -400,7 +400,7 @@ class NetworkExpectations:
     udp_timeout_stream: int = 15
     public_addresses: tuple[str, ...] = ()  # extra public addresses (floating IPs)
     firewall: bool = True  # the hardening's firewall step applies to this host
-    hardened: bool = True  # torrust-harden ran: its RPS/RFS and re-apply hooks are expected
+    hardened: bool = True  # torrust-harden ran: its conntrack limits, RPS/RFS and hooks are expected
 
 
 @dataclass(frozen=True)
@@ -569,6 +569,8 @@ def conntrack_fill(f: NetworkFacts, e: NetworkExpectations) -> Finding:
 def conntrack_settings(f: NetworkFacts, e: NetworkExpectations) -> Finding:
     name = "conntrack settings"
     c = f.conntrack
+    if not e.hardened:
+        return _ok(name, "host not hardened by torrust-harden: its limits are not checked (the fill is)")
     fails, warns = [], []
     if c.max is not None and c.max < e.conntrack_max:
         fails.append(f"nf_conntrack_max is {c.max:,}, configured {e.conntrack_max:,}")
@@ -659,6 +661,8 @@ def softirq_spread(f: NetworkFacts, e: NetworkExpectations) -> Finding:
 
 def rps_rfs(f: NetworkFacts, e: NetworkExpectations) -> Finding:
     name = "rps/rfs"
+    if not e.hardened:
+        return _ok(name, "host not hardened by torrust-harden: not checked")
     if f.ncpu <= 1:
         return _ok(name, "one CPU: RPS/RFS not needed")
     if not f.rx_queues:

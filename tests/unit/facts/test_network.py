@@ -105,6 +105,13 @@ def test_with_ipv6_off_the_same_host_passes_the_ipv4_checks():
     assert found["firewall"].detail == "ufw allows udp 6969 in IPv4"
 
 
+def test_a_host_not_hardened_is_not_held_to_the_hardening_s_settings():
+    found = by_name(facts("missing-rules"), dataclasses.replace(EXPECT, hardened=False, firewall=False))
+    for name in ("conntrack settings", "rps/rfs", "re-apply hooks", "firewall"):
+        assert found[name].status == "ok" and "not" in found[name].detail, found[name]
+    assert found["docker ipv6 rules"].status == "fail"  # IPv6 is still wanted
+
+
 def test_conntrack_fill_warns_at_70_and_fails_at_90_percent():
     near = by_name(facts("near-full"))["conntrack fill"]
     assert (near.status, near.detail) == ("warn", "190,000 of 262,144 entries (72%) (warn at 70%, fail at 90%)")
