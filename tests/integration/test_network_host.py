@@ -224,6 +224,11 @@ def test_health_load_against_the_deployed_stack(net):
     # each transaction is a fresh socket: a conntrack entry each on the host (UDP timeout 10 s)
     assert rep.host_after.conntrack_count - rep.host_before.conntrack_count >= 0.8 * rep.replies, rep
     assert rep.host_after.udp_errors == rep.host_before.udp_errors
+    # over IPv6 (ip6tables DNAT): the tracker counts every answered announce as IPv6
+    before = net.host.stats()
+    rep = hl.run(hl.LoadParams("udp", net.host.v6, 6969, rate=150, duration=2.0, timeout=2.0))
+    assert rep.sent == 300 and rep.loss_pct <= 1.0, rep
+    assert net.host.stats()["udp6_announces_handled"] - before["udp6_announces_handled"] == rep.replies
     # HTTP announces through the proxy
     rep = hl.run(hl.LoadParams("http", net.host.v4, 80, rate=100, duration=2.0, host="tracker.torrust.local"))
     assert (rep.sent, rep.errors) == (200, 0) and rep.replies == 200, rep
