@@ -274,7 +274,12 @@ must() { local err; err=$("$@" 2>&1) || REFUSED+=("'$*' failed: ${err:-exit $?}"
 # source (docs/guides/network.md#several-public-addresses-floating-ips).
 apply_addresses() {
     local i=0 fam addr mark table dev gw before after prefix
-    if [ -z "$PUBLIC_ADDRESSES" ]; then prune_rules 0; echo "ok: no extra public addresses"; return 0; fi
+    if [ -z "$PUBLIC_ADDRESSES" ]; then  # none (any more): nothing of ours may stay
+        for fam in 4 6; do ipt "$fam" -t mangle -F "$FLOAT_CHAIN" 2>/dev/null || true; done
+        prune_rules 0
+        echo "ok: no extra public addresses"
+        return 0
+    fi
     before=$(for fam in 4 6; do ipt "$fam" -t mangle -S "$FLOAT_CHAIN" 2>/dev/null; done; ip -4 rule; ip -6 rule)
     for fam in 4 6; do
         ipt "$fam" -t mangle -N "$FLOAT_CHAIN" 2>/dev/null || true
