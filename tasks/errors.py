@@ -21,6 +21,7 @@ class ExitCode(IntEnum):
     AUTH = 11  # the target refused our credentials
     HOST_KEY = 12  # the host key is unknown or changed
     COMMAND_FAILED = 13  # a command on the target failed or timed out
+    UNTRUSTED = 14  # the target (or a backup copy) sent a document or name the tool refuses
     LOCK_HELD = 20  # another deploy/rollback/backup holds the host lock (or a stale lock is left)
     DEPLOY_FAILED = 30  # the deploy failed before switching: the running release is untouched
     ROLLED_BACK = 31  # the new release failed after starting; the previous one runs again
@@ -114,6 +115,25 @@ class CommandFailed(ToolError):
         super().__init__(message, hint=hint)
         self.exit_status = exit_status
         self.output = output
+
+
+class Untrusted(ToolError):
+    """A document or name that crossed the trust boundary (from the deploy target, or a
+    backup copy) is malformed or unsafe: refused before anything is read or written."""
+
+    code = ExitCode.UNTRUSTED
+
+
+class MalformedFact(Untrusted):
+    """A host's output or document does not have the shape its parser accepts."""
+
+
+class UnsafeName(Untrusted):
+    """A file name that is not one flat name inside its directory (tasks/facts/paths.py)."""
+
+
+class ManifestRefused(MalformedFact):
+    """A backup's manifest.json is not the typed shape tasks/facts/backup.py accepts."""
 
 
 class DeployFailed(ToolError):

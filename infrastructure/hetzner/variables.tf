@@ -27,7 +27,8 @@ variable "ssh_public_key" {
 
 variable "user_data" {
   type        = string
-  description = "Rendered cloud-init user-data (#cloud-config)."
+  description = "Rendered cloud-init user-data (#cloud-config). Holds the server's private SSH host key."
+  sensitive   = true
 }
 
 variable "data_volume_size" {

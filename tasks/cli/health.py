@@ -6,7 +6,8 @@ from pathlib import Path
 
 from invoke import task
 
-from tasks.cli.output import emit, operation, table
+from tasks.cli.boundary import operation
+from tasks.cli.output import emit, table
 from tasks.config import settings as settings_mod
 
 

@@ -13,8 +13,9 @@ from pathlib import Path
 
 from invoke import task
 
-from tasks.cli.app import ENV_HELP, JSON_HELP, load
-from tasks.cli.output import confirm, emit, note, operation, step, table
+from tasks.cli.boundary import operation
+from tasks.cli.options import ENV_HELP, JSON_HELP, load
+from tasks.cli.output import confirm, emit, note, step, table
 from tasks.config import settings as settings_mod
 from tasks.errors import InfraMissing, Protected, SettingsError
 
@@ -71,12 +72,12 @@ def plan(c, env="local", json=False):
     emit({"ok": True, "env": env, "variables": str(path), "plan": out}, lambda r: _output_text(out), json)
 
 
-def _wait(s, host: str, port: int, user: str) -> dict:
+def _wait(s, host: str, port: int, user: str, accept_new_host_key: bool = False) -> dict:
     from tasks.infra import wait as wait_mod
 
     t = wait_mod.target_settings(s, host, port, user)
     with step(f"wait for {user}@{host}:{port} (SSH, then cloud-init)"):
-        return wait_mod.wait(t, log=lambda m: note(f"  {m}"))
+        return wait_mod.wait(t, accept_new_host_key=accept_new_host_key, log=lambda m: note(f"  {m}"))
 
 
 @task(help={"env": ENV_HELP, "no_wait": "return after apply without waiting for SSH and cloud-init", "json": JSON_HELP})
@@ -111,14 +112,20 @@ def apply(c, env="local", no_wait=False, json=False):
     )
 
 
-@task(help={"env": ENV_HELP, "json": JSON_HELP})
+@task(
+    help={
+        "env": ENV_HELP,
+        "accept_new_host_key": "record an unknown host key (a server created before the tool pinned keys)",
+        "json": JSON_HELP,
+    }
+)
 @operation
-def wait(c, env="local", json=False):
+def wait(c, env="local", accept_new_host_key=False, json=False):
     """Wait for the recorded host: SSH accepts the deploy key, then cloud-init finished."""
     s = load(env)
     if not s.ssh.host:
         raise InfraMissing(f"no host recorded for '{env}'", hint=f"run infra.apply or infra.register --env {env}")
-    result = _wait(s, s.ssh.host, s.ssh.port, s.ssh.user)
+    result = _wait(s, s.ssh.host, s.ssh.port, s.ssh.user, accept_new_host_key)
     emit(result, lambda r: f"{env}: {r['user']}@{r['host']}:{r['port']} ready ({r['total_seconds']}s)", json)
 
 
@@ -308,22 +315,6 @@ def environments(c, json=False):
     )
 
 
-def ssh_command(s, extra: list[str] | None = None) -> list[str]:
-    """An interactive `ssh` to the deploy target with the environment's key and known_hosts."""
-    argv = [
-        "ssh",
-        "-p",
-        str(s.ssh.port),
-        "-o",
-        f"UserKnownHostsFile={s.ssh.known_hosts}",
-        "-o",
-        "StrictHostKeyChecking=yes",
-    ]
-    if s.ssh.key:
-        argv += ["-i", str(s.ssh.key), "-o", "IdentitiesOnly=yes"]
-    return [*argv, f"{s.ssh.user}@{s.ssh.host}", *(extra or [])]
-
-
 @task(help={"env": ENV_HELP, "print_": "print the ssh command instead of running it", "command": "run this command"})
 @operation
 def ssh(c, env="local", print_=False, command=""):
@@ -331,7 +322,10 @@ def ssh(c, env="local", print_=False, command=""):
     s = load(env)
     if not s.ssh.host:
         raise InfraMissing(f"no host recorded for '{env}'", hint=f"run infra.apply or infra.register --env {env}")
-    argv = ssh_command(s, [command] if command else None)
+    from tasks.commands import ssh as ssh_cmd
+
+    t = s.ssh
+    argv = ssh_cmd.interactive(t.host, t.port, t.user, t.known_hosts, t.key, [command] if command else None)
     if print_:
         print(shlex.join(argv))
         return
@@ -358,11 +352,13 @@ def console(c, env="local", print_=False):
         "host": "host name or IP address of the server",
         "port": "SSH port (default: TORRUST_SSH_PORT)",
         "user": "deploy user (default: TORRUST_SSH_USER)",
+        "accept_new_host_key": "trust the host key the server shows at first contact",
+        "host_key_fingerprint": "record the host key only if it has this SHA256 fingerprint (verified out of band)",
         "json": JSON_HELP,
     }
 )
 @operation
-def register(c, env="local", host="", port=0, user="", json=False):
+def register(c, env="local", host="", port=0, user="", accept_new_host_key=False, host_key_fingerprint="", json=False):
     """Record a server you already own: verify SSH, Docker, Compose v2; record it and its key."""
     from tasks.errors import ConfigError
     from tasks.infra import host as host_mod
@@ -371,7 +367,14 @@ def register(c, env="local", host="", port=0, user="", json=False):
     if not host:
         raise ConfigError("--host is required")
     with step(f"verify {host}"):
-        result = host_mod.register(s, host, int(port or s.ssh.port), user or s.ssh.user)
+        result = host_mod.register(
+            s,
+            host,
+            int(port or s.ssh.port),
+            user or s.ssh.user,
+            accept_new_host_key=accept_new_host_key,
+            verified_fingerprint=host_key_fingerprint,
+        )
     emit(
         result,
         lambda r: table([(k, v) for k, v in r.items() if k not in ("problems",)], ("what", "value")),

@@ -1,24 +1,15 @@
-"""Output for people and for CI, and the mapping of errors to exit codes.
-
-Step lines with durations go to stderr; a task's result goes to stdout, as text or,
-with --json, as one JSON document. Expected failures print a message (never a
-traceback) and exit with their documented code.
-"""
+"""Output for people and for CI: step lines with durations on stderr, a task's result on
+stdout as text or, with --json, as one JSON document; tables; the confirmation prompt.
+(How a task ends, with its exit code, is tasks/cli/boundary.py.)"""
 
 from __future__ import annotations
 
-import functools
 import json
 import os
-import signal
 import sys
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-
-from invoke.exceptions import Exit
-
-from tasks.errors import ExitCode, ToolError
 
 
 def interactive() -> bool:
@@ -54,7 +45,7 @@ def note(message: str) -> None:
     print(message, file=sys.stderr, flush=True)
 
 
-_emitted = {"done": False}  # one JSON document per task run: the result, or else the error
+_emitted = {"done": False}  # one JSON document per task run: the result, or else the error (boundary.py)
 
 
 def emit(result: dict, human: Callable[[dict], str], as_json: bool) -> None:
@@ -67,35 +58,6 @@ def emit(result: dict, human: Callable[[dict], str], as_json: bool) -> None:
             print(text)
 
 
-def operation(fn):
-    """Wrap a task body: ToolError -> message + exit code; JSON error document on --json."""
-
-    @functools.wraps(fn)
-    def wrapper(c, *args, **kwargs):
-        as_json = bool(kwargs.get("json", False))
-        previous = signal.signal(signal.SIGTERM, _sigterm)
-        _emitted["done"] = False
-        try:
-            return fn(c, *args, **kwargs)
-        except ToolError as exc:
-            if as_json and not _emitted["done"]:
-                print(json.dumps({"ok": False, **exc.as_dict()}, indent=2, sort_keys=True))
-            print(exc.render(), file=sys.stderr, flush=True)
-            raise Exit(code=int(exc.code)) from None
-        except KeyboardInterrupt:
-            print("interrupted", file=sys.stderr)
-            raise Exit(code=130) from None
-        finally:
-            signal.signal(signal.SIGTERM, previous)
-
-    return wrapper
-
-
-def _sigterm(signum, frame):
-    # SIGTERM takes the same path as Ctrl-C: locks released, rollbacks done, exit 130.
-    raise KeyboardInterrupt
-
-
 def table(rows: list[tuple], headers: tuple[str, ...]) -> str:
     cells = [tuple(str(c) for c in headers)] + [tuple(str(c) for c in r) for r in rows]
     widths = [max(len(r[i]) for r in cells) for i in range(len(headers))]
@@ -104,4 +66,4 @@ def table(rows: list[tuple], headers: tuple[str, ...]) -> str:
     return "\n".join(lines)
 
 
-__all__ = ["ExitCode", "emit", "interactive", "note", "operation", "step", "table"]
+__all__ = ["confirm", "emit", "interactive", "note", "step", "table"]

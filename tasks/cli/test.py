@@ -27,7 +27,7 @@ def lint(c):
 
 def _shell_scripts() -> list[Path]:
     found = []
-    globs = ("application/bin/*", ".ci/*", "tests/images/**/*", "infrastructure/**/*.sh")
+    globs = ("application/bin/*", ".ci/*", "tests/images/**/*", "infrastructure/**/*.sh", "tasks/commands/scripts/*.sh")
     for p in sorted(p for g in globs for p in ROOT.glob(g)):
         if p.is_file():
             with open(p, "rb") as fh:

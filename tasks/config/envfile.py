@@ -11,8 +11,8 @@ import textwrap
 from pathlib import Path
 
 from tasks.config import secrets as sec
-from tasks.config.settings import ENV_NAME_RE, LOCAL_ENV
-from tasks.config.variables import GROUPS, PLACEHOLDER, VARIABLES, Var
+from tasks.config.settings import ENV_NAME_RE, LOCAL_ENV, allowed_text
+from tasks.config.variables import PLACEHOLDER, SECTIONS, VARIABLES, Var
 from tasks.errors import ConfigError
 
 HEADER = """\
@@ -41,9 +41,7 @@ def _describe(var: Var) -> list[str]:
 
 
 def _allowed_text(var: Var) -> str:
-    from tasks.config.settings import _allowed  # one wording for errors and docs
-
-    return _allowed(var)
+    return allowed_text(var)  # one wording for errors and docs
 
 
 def _prod_hint(var: Var) -> str:
@@ -56,9 +54,9 @@ def _prod_hint(var: Var) -> str:
 
 def example_text() -> str:
     out = [HEADER]
-    for group in GROUPS:
+    for group in SECTIONS:
         out.append(f"\n# ==== {group} " + "=" * (80 - len(group)) + "\n")
-        for var in (v for v in VARIABLES if v.group == group):
+        for var in (v for v in VARIABLES if v.section == group):
             out.append("\n".join(_describe(var)) + f"\n{var.name}={'' if var.secret else var.default}\n\n")
     return "".join(out).rstrip("\n") + "\n"
 
@@ -70,9 +68,9 @@ def config_text(env: str) -> str:
         f"# Settings of environment '{env}', written by `app.config`. Mode 0600: it holds secrets.\n"
         "# Documentation of every variable: .env.example.\n"
     ]
-    for group in GROUPS:
+    for group in SECTIONS:
         out.append(f"\n# ==== {group}\n")
-        for var in (v for v in VARIABLES if v.group == group):
+        for var in (v for v in VARIABLES if v.section == group):
             if var.secret:
                 value = sec.generate()
             elif strict and var.production is not None:
@@ -94,7 +92,12 @@ def write_config(root: Path, env: str, *, force: bool = False) -> Path:
             f"{path.name} already exists; not overwriting it",
             hint="pass --force to replace it (its secrets are replaced too)",
         )
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=root)
+    try:
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=root)
+    except OSError as exc:
+        raise ConfigError(
+            f"cannot write {path}: {exc.strerror or exc}", hint="run app.config in the checkout, a writable directory"
+        ) from None
     try:
         os.fchmod(fd, 0o600)
         with os.fdopen(fd, "w", encoding="utf-8") as fh:
@@ -109,9 +112,9 @@ def write_config(root: Path, env: str, *, force: bool = False) -> Path:
 def reference_markdown() -> str:
     """The configuration reference table of README.md (a test keeps it current)."""
     rows = ["| Variable | Default | Meaning |", "|---|---|---|"]
-    for group in GROUPS:
+    for group in SECTIONS:
         rows.append(f"| **{group}** | | |")
-        for var in (v for v in VARIABLES if v.group == group):
+        for var in (v for v in VARIABLES if v.section == group):
             default = "(generated secret)" if var.secret else (f"`{var.default}`" if var.default else "(empty)")
             allowed = _allowed_text(var)
             meaning = var.doc + (f" Allowed: {allowed}." if allowed and var.kind != "secret" else "")

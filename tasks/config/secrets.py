@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import math
 import secrets
 import string
 
@@ -53,8 +52,13 @@ KNOWN_WEAK = frozenset(
 PLACEHOLDER_MARKERS = ("REPLACE_ME", "REPLACE_WITH", "CHANGE_ME", "CHANGEME", "<", ">")
 
 MIN_LENGTH = 16
-MIN_DISTINCT = 8
-MIN_BITS = 80
+# zxcvbn's estimate of the guesses an attacker needs, as a power of ten. 10^14 guesses is
+# out of reach of online guessing by a wide margin and costly offline; a 256-bit generated
+# secret scores far above it. zxcvbn reads at most 72 characters; longer values are judged
+# by their first 72 (their length only helps).
+MIN_GUESSES_LOG10 = 14
+ZXCVBN_MAX = 72
+ALLOWED = f"at least {MIN_LENGTH} characters, printable ASCII without spaces, quotes, backslash, '$' or backtick"
 
 
 class Secret:
@@ -93,32 +97,25 @@ def looks_like_placeholder(value: str) -> bool:
     return any(m in upper for m in PLACEHOLDER_MARKERS)
 
 
-def estimated_bits(value: str) -> float:
-    """Length times log2 of the size of the character classes used: a cheap upper bound."""
-    pool = 0
-    if any(c in string.ascii_lowercase for c in value):
-        pool += 26
-    if any(c in string.ascii_uppercase for c in value):
-        pool += 26
-    if any(c in string.digits for c in value):
-        pool += 10
-    if any(c not in string.ascii_letters + string.digits for c in value):
-        pool += 32
-    return len(value) * math.log2(pool) if pool else 0.0
-
-
 def bad_characters(value: str) -> str:
     return "".join(sorted({c for c in value if c not in SECRET_ALPHABET}))
 
 
 def weakness(value: str) -> str | None:
-    """Why a secret is too weak for a non-local environment, or None."""
+    """Why a secret is too weak for a non-local environment, or None. The strength estimate
+    is zxcvbn's (dictionary words, keyboard patterns, sequences, repeats, dates, l33t)."""
+    from zxcvbn import zxcvbn  # imported when a secret is judged: start-up stays lean
+
     if value.lower() in KNOWN_WEAK:
         return "a well-known default value"
     if len(value) < MIN_LENGTH:
         return f"too short ({len(value)} characters; at least {MIN_LENGTH})"
-    if len(set(value)) < MIN_DISTINCT:
-        return f"too little variety ({len(set(value))} distinct characters; at least {MIN_DISTINCT})"
-    if estimated_bits(value) < MIN_BITS:
-        return f"too little entropy (about {estimated_bits(value):.0f} bits; at least {MIN_BITS})"
+    estimate = zxcvbn(value[:ZXCVBN_MAX])
+    if estimate["guesses_log10"] < MIN_GUESSES_LOG10:
+        advice = (estimate["feedback"].get("warning") or "").rstrip(".")
+        return (
+            f"too easy to guess (about 10^{estimate['guesses_log10']:.0f} guesses; at least 10^{MIN_GUESSES_LOG10})"
+            + (f": {advice}" if advice else "")
+            + "; `app.config` generates strong ones"
+        )
     return None

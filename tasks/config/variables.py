@@ -1,25 +1,36 @@
 """Every setting the tool reads, in one table.
 
-This table is the single source for: loading and validation (`settings.py`), the
-documented `.env.example` (generated from it and committed; a test checks they match),
-the files `app.config` writes, and `app.settings`. The code reads settings only through
-it: an unknown `TORRUST_*` name in a file is an error, so typos never pass silently.
+This table is the single source for: loading and validation (`settings.py` builds the
+typed `Settings` from it: one attribute per variable, named by `field`), the template
+context (`tasks/release/render.py` passes every non-secret field by name, secrets under
+`secrets`), the documented `.env.example` (generated from it and committed; a test
+checks they match), the files `app.config` writes, and `app.settings`. Adding a setting
+means one entry here and its use in a template. An unknown `TORRUST_*` name in a file is
+an error, so typos never pass silently. Cross-field rules live per section in
+`tasks/config/rules.py`.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
 
-# Kinds: how a raw string is parsed and checked (see settings.py).
-STR, INT, BOOL, ENUM, SECRET, BINDS, DOMAIN, DOMAINS, EMAIL, IMAGE, CRON, PATH, SUBNET6, DURATION = (
-    "str int bool enum secret binds domain domains email image cron path subnet6 duration".split()
+# Kinds: how a raw string is parsed and checked (the converters are in kinds.py).
+STR, INT, BOOL, ENUM, SECRET, BINDS, BIND, DOMAIN, DOMAINS, EMAIL, IMAGE, CRON = (
+    "str int bool enum secret binds bind domain domains email image cron".split()
 )
+FILE, ABSPATH, SUBNET6, DURATION, HOST, IPV4, IPV6, IP = "file abspath subnet6 duration host ipv4 ipv6 ip".split()
+
+PREFIX = "TORRUST_"
+NAME_PATTERN = r"[A-Za-z0-9][A-Za-z0-9._-]{0,62}"  # provider object names (server types, pools, ...)
+NAME_MESSAGE = "not a valid name (letters, digits, '.', '_', '-')"
 
 
 @dataclass(frozen=True)
 class Var:
     name: str
-    group: str
+    section: str  # the heading it is documented under; its cross-field rules are in rules.py
     kind: str
     default: str
     doc: str
@@ -29,14 +40,34 @@ class Var:
     # Value `app.config` writes for a non-local environment, when it differs from the
     # local default (secrets are generated instead).
     production: str | None = None
-    # Shown in .env.example as the allowed values when the kind does not say it all.
+    # Shown in .env.example and errors as the allowed values when the kind does not say it all.
     allowed: str = ""
-    optional: bool = False  # an empty value is allowed and means "not set"
-    extra: dict = field(default_factory=dict)
+    optional: bool = False  # an empty value is allowed and means "not set" (or `derive`)
+    # The attribute of Settings ("ssh.port": attribute `port` of the `ssh` part). Default:
+    # the name without TORRUST_, lower-cased.
+    field: str = ""
+    # The value of an empty optional variable, from the other (converted) values.
+    derive: Callable[[dict], object] | None = None
+    pattern: str = ""  # a regular expression the whole value must match (kind str)
+    pattern_message: str = ""
+    must_exist: bool = False  # kind file: the file must exist when set
+
+    def __post_init__(self) -> None:
+        if not self.field:
+            object.__setattr__(self, "field", self.name.removeprefix(PREFIX).lower())
 
     @property
     def secret(self) -> bool:
         return self.kind == SECRET
+
+    @property
+    def part(self) -> str:
+        """The Settings part holding the value ('' for a top-level attribute)."""
+        return self.field.partition(".")[0] if "." in self.field else ""
+
+    @property
+    def attr(self) -> str:
+        return self.field.rpartition(".")[2]
 
 
 PLACEHOLDER = "REPLACE_ME"
@@ -52,41 +83,59 @@ VARIABLES: tuple[Var, ...] = (
         "host reached over SSH with the settings below.",
         choices=("local", "ssh"),
         production="ssh",
+        field="target",
     ),
     Var(
         "TORRUST_SSH_HOST",
         "Deploy target",
-        STR,
+        HOST,
         "",
         "Host name or IP address of the SSH deploy target. infra.apply, infra.refresh and "
         "infra.register record it in .torrust/NAME/host.env (which wins over .env.NAME); "
         "set it yourself for a host you manage by hand.",
         optional=True,
+        field="ssh.host",
     ),
-    Var("TORRUST_SSH_PORT", "Deploy target", INT, "22", "SSH port of the deploy target.", minimum=1, maximum=65535),
+    Var(
+        "TORRUST_SSH_PORT",
+        "Deploy target",
+        INT,
+        "22",
+        "SSH port of the deploy target.",
+        minimum=1,
+        maximum=65535,
+        field="ssh.port",
+    ),
     Var(
         "TORRUST_SSH_USER",
         "Deploy target",
         STR,
         "torrust",
         "SSH user on the deploy target (not root: it needs the docker group).",
+        field="ssh.user",
+        pattern=r"(?!root$)[a-z_][a-z0-9_.-]{0,31}",
+        pattern_message="not a valid non-root user name",
     ),
     Var(
         "TORRUST_SSH_KEY",
         "Deploy target",
-        PATH,
+        FILE,
         "",
         "Private key file for SSH. Empty: the SSH agent and the default keys are used.",
         optional=True,
+        field="ssh.key",
+        must_exist=True,
     ),
     Var(
         "TORRUST_SSH_KNOWN_HOSTS",
         "Deploy target",
-        PATH,
+        FILE,
         "",
         "known_hosts file holding the deploy target's host key. Empty: "
         ".torrust/<env>/known_hosts in this checkout (one per environment).",
         optional=True,
+        field="ssh.known_hosts",
+        derive=lambda v: v["root"] / ".torrust" / v["env"] / "known_hosts",
     ),
     Var(
         "TORRUST_SSH_CONNECT_TIMEOUT",
@@ -96,6 +145,7 @@ VARIABLES: tuple[Var, ...] = (
         "Seconds to wait for the SSH connection to open.",
         minimum=1,
         maximum=600,
+        field="ssh.connect_timeout",
     ),
     Var(
         "TORRUST_COMMAND_TIMEOUT",
@@ -109,7 +159,7 @@ VARIABLES: tuple[Var, ...] = (
     Var(
         "TORRUST_DEPLOY_ROOT",
         "Deploy target",
-        PATH,
+        ABSPATH,
         "/opt/torrust",
         "Absolute directory on the target holding releases/, current and storage/.",
     ),
@@ -120,6 +170,8 @@ VARIABLES: tuple[Var, ...] = (
         "torrust",
         "Docker Compose project name; fixed per environment so every command finds the same containers.",
         allowed="lowercase letters, digits, '-' and '_', starting with a letter or digit",
+        pattern=r"[a-z0-9][a-z0-9_-]{0,62}",
+        pattern_message="not a valid Compose project name",
     ),
     Var(
         "TORRUST_RELEASES_KEEP",
@@ -148,6 +200,9 @@ VARIABLES: tuple[Var, ...] = (
         "tofu",
         "OpenTofu binary the infra tasks run: 'tofu', 'terraform', or a path to either.",
         allowed="tofu, terraform, or a path whose file name is tofu or terraform",
+        field="infra.binary",
+        pattern=r"(?:/?[A-Za-z0-9._-]+/)*(?:tofu|terraform)",
+        pattern_message="must be tofu or terraform (or a path to one of them)",
     ),
     Var(
         "TORRUST_SERVER_NAME",
@@ -157,15 +212,22 @@ VARIABLES: tuple[Var, ...] = (
         "Name of the server (Hetzner) or domain (libvirt) and prefix of its resources. Empty: torrust-<env>.",
         optional=True,
         allowed="lowercase letters, digits and '-', at most 63 characters",
+        field="infra.server_name",
+        pattern=r"[a-z](?:[a-z0-9-]{0,61}[a-z0-9])?",
+        pattern_message="not a valid server name",
+        derive=lambda v: f"torrust-{v['env']}".replace("_", "-"),
     ),
     Var(
         "TORRUST_SSH_PUBLIC_KEY",
         "Infrastructure",
-        PATH,
+        FILE,
         "",
         "Public key file installed for the deploy user by cloud-init and infra.bootstrap. Empty: "
         "TORRUST_SSH_KEY with '.pub' appended.",
         optional=True,
+        field="infra.ssh_public_key",
+        must_exist=True,
+        derive=lambda v: Path(f"{v['ssh.key']}.pub") if v["ssh.key"] else None,
     ),
     Var(
         "TORRUST_DELETION_PROTECTION",
@@ -175,6 +237,7 @@ VARIABLES: tuple[Var, ...] = (
         "Protect the server from deletion: the provider refuses it (Hetzner) and infra.destroy needs "
         "--force-protected on top of --yes.",
         production="true",
+        field="infra.deletion_protection",
     ),
     Var(
         "TORRUST_DATA_VOLUME_SIZE",
@@ -185,6 +248,7 @@ VARIABLES: tuple[Var, ...] = (
         "<deploy root>/storage. 0: no volume, storage on the system disk.",
         minimum=0,
         maximum=10000,
+        field="infra.data_volume_size",
     ),
     Var(
         "TORRUST_HETZNER_SERVER_TYPE",
@@ -192,6 +256,9 @@ VARIABLES: tuple[Var, ...] = (
         STR,
         "cx22",
         "Hetzner Cloud server type (see `hcloud server-type list`).",
+        field="infra.hetzner_server_type",
+        pattern=NAME_PATTERN,
+        pattern_message=NAME_MESSAGE,
     ),
     Var(
         "TORRUST_HETZNER_LOCATION",
@@ -199,6 +266,9 @@ VARIABLES: tuple[Var, ...] = (
         STR,
         "nbg1",
         "Hetzner Cloud location (see `hcloud location list`).",
+        field="infra.hetzner_location",
+        pattern=NAME_PATTERN,
+        pattern_message=NAME_MESSAGE,
     ),
     Var(
         "TORRUST_HETZNER_IMAGE",
@@ -206,6 +276,9 @@ VARIABLES: tuple[Var, ...] = (
         STR,
         "ubuntu-24.04",
         "Hetzner Cloud system image. The cloud-init template is written for Ubuntu 24.04.",
+        field="infra.hetzner_image",
+        pattern=NAME_PATTERN,
+        pattern_message=NAME_MESSAGE,
     ),
     Var(
         "TORRUST_LIBVIRT_URI",
@@ -213,6 +286,7 @@ VARIABLES: tuple[Var, ...] = (
         STR,
         "qemu:///system",
         "libvirt connection URI.",
+        field="infra.libvirt_uri",
     ),
     Var(
         "TORRUST_LIBVIRT_POOL",
@@ -220,6 +294,9 @@ VARIABLES: tuple[Var, ...] = (
         STR,
         "default",
         "libvirt storage pool for the VM's disks.",
+        field="infra.libvirt_pool",
+        pattern=NAME_PATTERN,
+        pattern_message=NAME_MESSAGE,
     ),
     Var(
         "TORRUST_LIBVIRT_NETWORK",
@@ -227,6 +304,9 @@ VARIABLES: tuple[Var, ...] = (
         STR,
         "default",
         "libvirt network the VM is attached to (DHCP).",
+        field="infra.libvirt_network",
+        pattern=NAME_PATTERN,
+        pattern_message=NAME_MESSAGE,
     ),
     Var(
         "TORRUST_LIBVIRT_IMAGE_URL",
@@ -234,6 +314,7 @@ VARIABLES: tuple[Var, ...] = (
         STR,
         "https://cloud-images.ubuntu.com/releases/noble/release/ubuntu-24.04-server-cloudimg-amd64.img",
         "Ubuntu 24.04 cloud image the libvirt VM boots from (URL or local path).",
+        field="infra.libvirt_image_url",
     ),
     Var(
         "TORRUST_VM_MEMORY",
@@ -243,8 +324,18 @@ VARIABLES: tuple[Var, ...] = (
         "Memory of the libvirt VM in MB.",
         minimum=1024,
         maximum=262144,
+        field="infra.vm_memory",
     ),
-    Var("TORRUST_VM_VCPUS", "Infrastructure", INT, "2", "Virtual CPUs of the libvirt VM.", minimum=1, maximum=64),
+    Var(
+        "TORRUST_VM_VCPUS",
+        "Infrastructure",
+        INT,
+        "2",
+        "Virtual CPUs of the libvirt VM.",
+        minimum=1,
+        maximum=64,
+        field="infra.vm_vcpus",
+    ),
     Var(
         "TORRUST_VM_DISK_SIZE",
         "Infrastructure",
@@ -253,6 +344,7 @@ VARIABLES: tuple[Var, ...] = (
         "System disk of the libvirt VM in GB.",
         minimum=10,
         maximum=4096,
+        field="infra.vm_disk_size",
     ),
     Var(
         "TORRUST_CONNTRACK_MAX",
@@ -263,6 +355,7 @@ VARIABLES: tuple[Var, ...] = (
         "UDP tracker under Docker NAT needs a large table.",
         minimum=65536,
         maximum=67108864,
+        field="infra.conntrack_max",
     ),
     Var(
         "TORRUST_WAIT_SSH_TIMEOUT",
@@ -272,6 +365,7 @@ VARIABLES: tuple[Var, ...] = (
         "Seconds infra.wait waits for SSH to accept the deploy key.",
         minimum=1,
         maximum=7200,
+        field="infra.wait_ssh_timeout",
     ),
     Var(
         "TORRUST_WAIT_CLOUD_INIT_TIMEOUT",
@@ -281,6 +375,7 @@ VARIABLES: tuple[Var, ...] = (
         "Seconds infra.wait waits for cloud-init to finish once SSH answers.",
         minimum=1,
         maximum=14400,
+        field="infra.wait_cloud_init_timeout",
     ),
     Var(
         "TORRUST_WAIT_INTERVAL",
@@ -290,6 +385,7 @@ VARIABLES: tuple[Var, ...] = (
         "Seconds between two readiness checks of infra.wait.",
         minimum=1,
         maximum=300,
+        field="infra.wait_interval",
     ),
     # --- domains -------------------------------------------------------------------------
     Var(
@@ -308,6 +404,9 @@ VARIABLES: tuple[Var, ...] = (
         "Public name of each HTTP tracker, comma-separated, one per entry of "
         "TORRUST_HTTP_TRACKERS. Empty: tracker.<domain>, then tracker2.<domain>, ...",
         optional=True,
+        derive=lambda v: tuple(
+            f"tracker{'' if i == 0 else i + 1}.{v['domain']}" for i in range(len(v["http_trackers"]))
+        ),
     ),
     Var(
         "TORRUST_API_DOMAIN",
@@ -316,6 +415,7 @@ VARIABLES: tuple[Var, ...] = (
         "",
         "Public name of the tracker's REST API. Empty: api.<domain>.",
         optional=True,
+        derive=lambda v: f"api.{v['domain']}",
     ),
     Var(
         "TORRUST_GRAFANA_DOMAIN",
@@ -324,6 +424,7 @@ VARIABLES: tuple[Var, ...] = (
         "",
         "Public name of Grafana. Empty: grafana.<domain>.",
         optional=True,
+        derive=lambda v: f"grafana.{v['domain']}",
     ),
     # --- tracker -------------------------------------------------------------------------
     Var(
@@ -347,24 +448,36 @@ VARIABLES: tuple[Var, ...] = (
     Var(
         "TORRUST_API_BIND",
         "Tracker",
-        BINDS,
+        BIND,
         "[::]:1212",
         "Bind address of the REST API inside the container (reached through the proxy).",
         allowed="one HOST:PORT",
-        extra={"single": True},
     ),
     Var(
         "TORRUST_HEALTH_CHECK_API_BIND",
         "Tracker",
-        BINDS,
+        BIND,
         "127.0.0.1:1313",
         "Bind address of the health-check API inside the container (loopback: it is used by "
         "the container health check and probed from the host).",
         allowed="one HOST:PORT",
-        extra={"single": True},
     ),
-    Var("TORRUST_TRACKER_PRIVATE", "Tracker", BOOL, "false", "Private tracker: peers need a key to announce."),
-    Var("TORRUST_TRACKER_LISTED", "Tracker", BOOL, "false", "Listed tracker: only whitelisted torrents are tracked."),
+    Var(
+        "TORRUST_TRACKER_PRIVATE",
+        "Tracker",
+        BOOL,
+        "false",
+        "Private tracker: peers need a key to announce.",
+        field="private",
+    ),
+    Var(
+        "TORRUST_TRACKER_LISTED",
+        "Tracker",
+        BOOL,
+        "false",
+        "Listed tracker: only whitelisted torrents are tracked.",
+        field="listed",
+    ),
     Var(
         "TORRUST_ANNOUNCE_INTERVAL",
         "Tracker",
@@ -394,11 +507,12 @@ VARIABLES: tuple[Var, ...] = (
     Var(
         "TORRUST_TRACKER_EXTERNAL_IP",
         "Tracker",
-        STR,
+        IP,
         "",
         "Public IP the tracker reports for peers on the same host. Empty: not set.",
         optional=True,
         allowed="an IPv4 or IPv6 address",
+        field="external_ip",
     ),
     Var(
         "TORRUST_TRACKER_ADMIN_TOKEN",
@@ -407,6 +521,7 @@ VARIABLES: tuple[Var, ...] = (
         "",
         "Admin token of the REST API; also used by Prometheus. Secret. Empty in 'local': a "
         "development value; required elsewhere (app.config generates one).",
+        field="admin_token",
     ),
     Var(
         "TORRUST_TRACKER_USER_ID",
@@ -416,6 +531,7 @@ VARIABLES: tuple[Var, ...] = (
         "UID the tracker container runs as; it owns the tracker's storage.",
         minimum=1,
         maximum=2**31 - 1,
+        field="tracker_uid",
     ),
     # --- database ------------------------------------------------------------------------
     Var(
@@ -435,6 +551,8 @@ VARIABLES: tuple[Var, ...] = (
         "torrust_tracker",
         "MySQL database of the tracker.",
         allowed="letters, digits and '_' (at most 64)",
+        pattern=r"[A-Za-z0-9_]{1,64}",
+        pattern_message="not a valid database name",
     ),
     Var(
         "TORRUST_MYSQL_USER",
@@ -443,6 +561,8 @@ VARIABLES: tuple[Var, ...] = (
         "torrust",
         "MySQL user of the tracker (never root).",
         allowed="letters, digits and '_' (at most 32), not 'root'",
+        pattern=r"(?![Rr][Oo][Oo][Tt]$)[A-Za-z0-9_]{1,32}",
+        pattern_message="not a valid user name, or root (the tracker must not use root)",
     ),
     Var("TORRUST_MYSQL_PASSWORD", "Database", SECRET, "", "MySQL password of the tracker's user. Secret."),
     Var(
@@ -545,6 +665,8 @@ VARIABLES: tuple[Var, ...] = (
         "torrust-admin",
         "Grafana admin user name.",
         allowed="letters, digits, '.', '_', '-' and '@'",
+        pattern=r"[A-Za-z0-9._@-]{1,64}",
+        pattern_message="not a valid user name",
     ),
     Var("TORRUST_GRAFANA_ADMIN_PASSWORD", "Monitoring", SECRET, "", "Grafana admin password. Secret."),
     # --- backups -------------------------------------------------------------------------
@@ -585,11 +707,12 @@ VARIABLES: tuple[Var, ...] = (
     Var(
         "TORRUST_BACKUP_DIR",
         "Backups",
-        PATH,
+        ABSPATH,
         "",
         "Absolute directory on the target for backups. Empty: <deploy root>/backups (beside "
         "storage/, so `app.down --purge-data` keeps the backups).",
         optional=True,
+        derive=lambda v: f"{v['deploy_root'].rstrip('/')}/backups",
     ),
     Var(
         "TORRUST_BACKUP_COMPRESSION",
@@ -617,6 +740,7 @@ VARIABLES: tuple[Var, ...] = (
         "torrust/tracker:v3.0.0",
         "Tracker image, pinned to a release tag (never a moving tag such as develop).",
         allowed="NAME:TAG or NAME@sha256:DIGEST",
+        field="images.tracker",
     ),
     Var(
         "TORRUST_MYSQL_IMAGE",
@@ -625,6 +749,7 @@ VARIABLES: tuple[Var, ...] = (
         "mysql:8.4",
         "MySQL image (used when TORRUST_DB_DRIVER=mysql).",
         allowed="NAME:TAG or NAME@sha256:DIGEST",
+        field="images.mysql",
     ),
     Var(
         "TORRUST_CADDY_IMAGE",
@@ -633,6 +758,7 @@ VARIABLES: tuple[Var, ...] = (
         "caddy:2.8.4",
         "Caddy image of the reverse proxy (also runs caddy validate).",
         allowed="NAME:TAG or NAME@sha256:DIGEST",
+        field="images.caddy",
     ),
     Var(
         "TORRUST_PROMETHEUS_IMAGE",
@@ -641,6 +767,7 @@ VARIABLES: tuple[Var, ...] = (
         "prom/prometheus:v3.0.1",
         "Prometheus image (also runs promtool check config).",
         allowed="NAME:TAG or NAME@sha256:DIGEST",
+        field="images.prometheus",
     ),
     Var(
         "TORRUST_GRAFANA_IMAGE",
@@ -649,12 +776,13 @@ VARIABLES: tuple[Var, ...] = (
         "grafana/grafana:11.4.0",
         "Grafana image (used when TORRUST_GRAFANA=true).",
         allowed="NAME:TAG or NAME@sha256:DIGEST",
+        field="images.grafana",
     ),
     # --- health probes -------------------------------------------------------------------
     Var(
         "TORRUST_PROBE_IPV4",
         "Health probes",
-        STR,
+        IPV4,
         "",
         "IPv4 address the public probes connect to (speaking to the public names). Empty: "
         "127.0.0.1 for the local target; for SSH, TORRUST_SSH_HOST if it is IPv4, else the "
@@ -665,7 +793,7 @@ VARIABLES: tuple[Var, ...] = (
     Var(
         "TORRUST_PROBE_IPV6",
         "Health probes",
-        STR,
+        IPV6,
         "",
         "IPv6 address the public probes connect to. Empty: ::1 for the local target; for SSH, "
         "TORRUST_SSH_HOST if it is IPv6, else the first HTTP tracker name resolved. 'none': "
@@ -712,4 +840,4 @@ VARIABLES: tuple[Var, ...] = (
 )
 
 BY_NAME: dict[str, Var] = {v.name: v for v in VARIABLES}
-GROUPS: tuple[str, ...] = tuple(dict.fromkeys(v.group for v in VARIABLES))
+SECTIONS: tuple[str, ...] = tuple(dict.fromkeys(v.section for v in VARIABLES))

@@ -10,10 +10,3 @@ odd, hostile), so a parser bug shows in the fast suite, not only behind Docker.
 Deploy, day-2, backup, health and infra read facts from here; none of them imports
 another's helpers (docs/adr/0011-facts.md).
 """
-
-from tasks.errors import CommandFailed
-
-
-class MalformedFact(CommandFailed):
-    """A host answered with output its fact command never prints (exit code 13): named,
-    with what was expected, never a traceback."""

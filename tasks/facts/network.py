@@ -22,7 +22,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from tasks.commands import network as cmd
-from tasks.facts import MalformedFact
+from tasks.errors import MalformedFact
 
 GUIDE = "docs/guides/network.md"
 HEADER = re.compile(r"@@torrust-network-facts 1 ([0-9A-Za-z]{8,64})")

@@ -8,11 +8,13 @@ import re
 import socket
 from datetime import UTC, datetime
 
+from tasks.commands import backup as backup_cmd
+from tasks.commands import docker, files
 from tasks.config.settings import Settings
 from tasks.errors import ConfigError
+from tasks.facts import releases, services
 from tasks.health import probes as p
-from tasks.operations import deploy as d
-from tasks.operations.layout import Layout
+from tasks.release.layout import Layout
 from tasks.runner.executor import Executor
 
 CADDY_ROOT_CA = "proxy/data/caddy/pki/authorities/local/root.crt"  # under <root>/storage
@@ -73,7 +75,7 @@ def host_probes(ex: Executor, s: Settings, timeout: float) -> list[p.Probe]:
     cur = lay.current
 
     def compose(*args: str) -> list[str]:
-        return d.compose_for(s, cur, *args)
+        return docker.compose(s.compose_project, cur, *args)
 
     def run_ok(argv: list[str]) -> str:
         r = ex.run(argv, check=False, timeout=int(timeout) + 10)
@@ -87,18 +89,18 @@ def host_probes(ex: Executor, s: Settings, timeout: float) -> list[p.Probe]:
         return out.strip().splitlines()[-1][:120] if out.strip() else "ok"
 
     def containers() -> str:
-        manifest = json.loads(run_ok(["cat", f"{cur}/release.json"]))
-        bad = d.unhealthy(d.service_states(ex, s, cur), manifest["services"])
+        manifest = releases.parse_manifest(run_ok(files.cat(f"{cur}/release.json")), f"{cur}/release.json")
+        bad = services.unhealthy(services.read(ex, s.compose_project), list(manifest.services))
         if bad:
             raise p.ProbeFailed("not healthy: " + ", ".join(bad))
-        return f"{len(manifest['services'])} services running and healthy"
+        return f"{len(manifest.services)} services running and healthy"
 
     def tracker_age() -> float | None:
         """Seconds since the tracker container started, or None when unknown."""
         cid = run_ok(compose("ps", "-q", "tracker")).strip().splitlines()
         if not cid:
             return None
-        started = run_ok(["docker", "inspect", "--format", "{{.State.StartedAt}}", cid[0]]).strip()
+        started = run_ok(docker.started_at(cid[0])).strip()
         try:
             when = datetime.fromisoformat(re.sub(r"(\.\d{6})\d*", r"\1", started).replace("Z", "+00:00"))
         except ValueError:
@@ -139,13 +141,11 @@ def host_probes(ex: Executor, s: Settings, timeout: float) -> list[p.Probe]:
             run_ok(compose("exec", "-T", "mysql", "mysqladmin", "ping", "-h", "127.0.0.1", "--silent"))
             return "mysql answers ping"
         path = f"{lay.storage}/tracker/lib/database/sqlite3.db"
-        run_ok(["test", "-s", path])
+        run_ok(files.non_empty(path))
         return "sqlite3 database file present"
 
     def backup_age() -> str:
-        out = run_ok(
-            ["sh", "-c", 'cd -- "$1" 2>/dev/null && ls -1d -- 2*/manifest.json 2>/dev/null; true', "ls", s.backup_dir]
-        )
+        out = run_ok(backup_cmd.list_ids(s.backup_dir))
         ids = sorted(line.split("/")[0] for line in out.split())
         if not ids:
             raise p.ProbeFailed(f"no backup in {s.backup_dir}")
@@ -200,7 +200,7 @@ def reach(s: Settings, want: str, extra_ca_pem: str | None) -> p.Reach:
 def internal_ca(ex: Executor, s: Settings) -> str:
     """The proxy's internal root CA (public, not a secret); Caddy keeps its data dir private."""
     path = f"{Layout(s.deploy_root).storage}/{CADDY_ROOT_CA}"
-    r = ex.run(["sh", "-c", 'cat -- "$1" 2>/dev/null || sudo -n cat -- "$1"', "ca", path], check=False)
+    r = ex.run(files.cat_privileged(path), check=False)
     if not r.ok or "BEGIN CERTIFICATE" not in r.stdout:
         raise ConfigError(
             f"cannot read the proxy's internal CA at {path} on {ex.where}",

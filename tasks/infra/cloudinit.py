@@ -14,6 +14,7 @@ import yaml
 
 from tasks.config.settings import Settings
 from tasks.errors import ConfigError
+from tasks.infra import hostkeys
 from tasks.release import render
 
 INFRASTRUCTURE = Path(__file__).resolve().parents[2] / "infrastructure"
@@ -42,8 +43,10 @@ TOP_LEVEL_KEYS = frozenset(
     {
         "hostname", "fqdn", "timezone", "locale", "disable_root", "ssh_pwauth", "users", "package_update",
         "package_upgrade", "package_reboot_if_required", "packages", "write_files", "runcmd", "final_message",
+        "ssh_deletekeys", "ssh_keys",
     }
 )  # fmt: skip
+_GENERATE = object()  # render_user_data's default: the environment's generated host key
 PUBLIC_KEY_RE = re.compile(
     r"(ssh-ed25519|ssh-rsa|ecdsa-sha2-nistp(256|384|521)|sk-ssh-ed25519@openssh\.com) [A-Za-z0-9+/=]+( [^\n]*)?"
 )
@@ -102,7 +105,12 @@ def harden_env(s: Settings, provider: str, skip: tuple[str, ...] = (), public_ad
     return "".join(f"{k}='{v}'\n" for k, v in values.items())
 
 
-def render_user_data(s: Settings, provider: str, public_key: str) -> str:
+def render_user_data(s: Settings, provider: str, public_key: str, host_key=_GENERATE) -> str:
+    """The user-data for a server the tool creates. It carries the server's SSH host key
+    (tasks/infra/hostkeys.py; by default the environment's, generated on first use), so
+    the text is SECRET: written 0600, never printed."""
+    if host_key is _GENERATE:
+        host_key = hostkeys.for_server(s) if provider in hostkeys.PROVIDERS else None
     text = (
         render.environment(CLOUD_INIT)
         .get_template(TEMPLATE)
@@ -116,6 +124,7 @@ def render_user_data(s: Settings, provider: str, public_key: str) -> str:
             harden_env=harden_env(s, provider).rstrip("\n"),
             harden_script=HARDEN_SCRIPT.read_text().rstrip("\n"),
             marker=MARKER,
+            host_key=host_key,
         )
     )
     check_user_data(text)

@@ -1,13 +1,15 @@
 """Where an environment's infrastructure lives on this machine, and the recorded host.
 
-    .torrust/<env>/infra/<provider>/terraform.tfvars.json   variables (no secrets)
-    .torrust/<env>/infra/<provider>/terraform.tfstate       OpenTofu state (local backend)
+    .torrust/<env>/infra/<provider>/terraform.tfvars.json   variables (0600: the user-data holds the host key)
+    .torrust/<env>/infra/<provider>/ssh_host_ed25519_key    the server's host key (0600; tasks/infra/hostkeys.py)
+    .torrust/<env>/infra/<provider>/terraform.tfstate       OpenTofu state (local backend; the user-data too)
     .torrust/<env>/infra/<provider>/.terraform/             TF_DATA_DIR: providers, backend
     .torrust/<env>/host.env                                 the recorded host (read by settings)
     .torrust/<env>/host.json                                how it was recorded (apply/register)
     .torrust/<env>/known_hosts                              its host key (the default path)
 
-`.torrust/` is gitignored; nothing here is shared between environments or providers.
+`.torrust/` is gitignored; nothing here is shared between environments or providers. The
+environment's directories are 0700: the variables and the state hold the host key.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ import time
 from pathlib import Path
 
 from tasks.config.settings import HOST_RECORD_KEYS, Settings, host_record_file
+from tasks.infra import hostkeys
 from tasks.infra.cloudinit import INFRASTRUCTURE, public_ports
 from tasks.runner.ssh import known_hosts_name
 
@@ -49,6 +52,13 @@ def host_json(s: Settings) -> Path:
     return s.root / ".torrust" / s.env / "host.json"
 
 
+def private_dir(path: Path) -> Path:
+    """`path` created if needed and made 0700 (the infra directory holds secrets)."""
+    path.mkdir(parents=True, exist_ok=True)
+    path.chmod(0o700)
+    return path
+
+
 def _write_private(path: Path, text: str) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(path.name + ".tmp")
@@ -59,7 +69,8 @@ def _write_private(path: Path, text: str) -> None:
 
 
 def tf_variables(s: Settings, user_data: str, public_key: str) -> dict:
-    """The module's input variables. Never a secret: HCLOUD_TOKEN stays in the environment."""
+    """The module's input variables. HCLOUD_TOKEN stays in the environment; `user_data`
+    holds the server's private host key (the modules declare it sensitive)."""
     tcp, udp = public_ports(s)
     common = {
         "server_name": s.infra.server_name,
@@ -96,6 +107,7 @@ def tf_variables(s: Settings, user_data: str, public_key: str) -> dict:
 
 def write_variables(s: Settings, variables: dict) -> Path:
     path = vars_file(s)
+    private_dir(infra_dir(s))
     _write_private(path, json.dumps(variables, indent=2, sort_keys=True) + "\n")
     return path
 
@@ -107,6 +119,7 @@ def record_host(s: Settings, *, host: str, port: int, user: str, source: str, re
     lines = [f"# Recorded by infra.{source} for environment '{s.env}'. Do not edit: re-run infra.{source}."]
     lines += [f"{k}={v}" for k, v in values.items()]
     _write_private(path, "\n".join(lines) + "\n")
+    pinned = _pin_generated_key(s, host, port) if source == "apply" else None
     info = {
         "source": source,
         "provider": s.provider,
@@ -115,9 +128,21 @@ def record_host(s: Settings, *, host: str, port: int, user: str, source: str, re
         "user": user,
         "ready": ready,
         "recorded_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        "host_key": pinned,
     }
     _write_private(host_json(s), json.dumps(info, indent=2, sort_keys=True) + "\n")
     return path
+
+
+def _pin_generated_key(s: Settings, host: str, port: int) -> str | None:
+    """A server the tool created: its generated host key becomes the one known for its
+    address before anything connects (tasks/infra/hostkeys.py). None for a server created
+    before the tool generated keys (infra.wait then needs --accept-new-host-key once)."""
+    key = hostkeys.load(s)
+    if key is None:
+        return None
+    hostkeys.pin(s.ssh.known_hosts, host, port, key.public)
+    return hostkeys.fingerprint(key.public)
 
 
 def recorded(s: Settings) -> dict | None:
@@ -128,12 +153,14 @@ def recorded(s: Settings) -> dict | None:
 
 
 def forget_host(s: Settings) -> None:
-    """After a destroy: drop the recorded host and its key (a new server gets a new key)."""
+    """After a destroy: drop the recorded host, its known_hosts line and the generated host
+    key (a new server gets a new key)."""
     info = recorded(s)
     if info:
         forget_host_key(s.ssh.known_hosts, info["host"], int(info["port"]))
     for p in (host_record_file(s.root, s.env)[0], host_json(s)):
         p.unlink(missing_ok=True)
+    hostkeys.forget(s)
 
 
 def forget_host_key(known_hosts: Path, host: str, port: int) -> bool:

@@ -4,7 +4,9 @@ Every command runs with `-chdir=<the provider's module>`, `TF_DATA_DIR` in the
 environment's own directory and a local backend whose path is that environment's state
 file (set at init): the module is shared, the state never is (docs/adr/0009). Variables
 come from a JSON file there. HCLOUD_TOKEN is only inherited from the process
-environment: never on a command line, in a file or in output (it is redacted).
+environment: never on a command line, in a file or in output (it is redacted). The
+server's private host key travels in the user-data variable: the modules declare it
+sensitive, and its lines are redacted from the output too (tasks/infra/hostkeys.py).
 """
 
 from __future__ import annotations
@@ -12,13 +14,13 @@ from __future__ import annotations
 import json
 import os
 
+from tasks.commands import tofu as tofu_cmd
 from tasks.config.settings import Settings
 from tasks.errors import ConfigError, InfraFailed, InfraMissing, PrerequisiteError
-from tasks.infra import state
+from tasks.infra import hostkeys, state
 from tasks.runner.executor import Executor, Redactor, local
 
 TOKEN_VAR = "HCLOUD_TOKEN"  # noqa: S105 - the name of the variable, not a token
-SUBCOMMANDS = ("init", "plan", "apply", "destroy", "refresh", "output", "providers", "version")
 NEEDS_TOKEN = ("plan", "apply", "destroy", "refresh")
 
 
@@ -36,31 +38,26 @@ def require_module(s: Settings) -> None:
 
 def command(s: Settings, sub: str, *args: str) -> list[str]:
     """argv of one OpenTofu command for the environment (pure)."""
-    assert sub in SUBCOMMANDS, sub
-    env = [
-        "env",
-        f"TF_DATA_DIR={state.data_dir(s)}",
-        "TF_IN_AUTOMATION=1",
-        "TF_INPUT=0",
-    ]
-    base = [*env, s.infra.binary, f"-chdir={state.module_dir(s.provider)}", sub]
-    var_file = f"-var-file={state.vars_file(s)}"
-    flags: dict[str, list[str]] = {
-        "init": ["-input=false", "-no-color", f"-backend-config=path={state.state_file(s)}"],
-        "plan": ["-input=false", "-no-color", "-lock-timeout=60s", var_file],
-        "apply": ["-input=false", "-no-color", "-lock-timeout=60s", "-auto-approve", var_file],
-        "destroy": ["-input=false", "-no-color", "-lock-timeout=60s", "-auto-approve", var_file],
-        "refresh": ["-input=false", "-no-color", "-lock-timeout=60s", var_file],
-        "output": ["-no-color", "-json"],
-        "providers": ["-no-color"],
-        "version": ["-json"],
-    }
-    return [*base, *flags[sub], *args]
+    return tofu_cmd.command(
+        s.infra.binary,
+        str(state.module_dir(s.provider)),
+        str(state.data_dir(s)),
+        str(state.vars_file(s)),
+        str(state.state_file(s)),
+        sub,
+        *args,
+    )
+
+
+def secrets(s: Settings) -> list[str]:
+    """What OpenTofu's output must never show: the provider token, the host key's lines."""
+    token = os.environ.get(TOKEN_VAR, "")
+    key = hostkeys.for_server(s) if s.provider in hostkeys.PROVIDERS else None
+    return ([token] if token else []) + (key.secret_lines() if key else [])
 
 
 def executor(s: Settings) -> Executor:
-    token = os.environ.get(TOKEN_VAR, "")
-    return local(Redactor([token] if token else []), timeout=max(s.command_timeout, 1800))
+    return local(Redactor(secrets(s)), timeout=max(s.command_timeout, 1800))
 
 
 def check_token(s: Settings, sub: str) -> None:
@@ -108,7 +105,7 @@ def ensure_init(ex: Executor, s: Settings) -> bool:
     """Run init unless done; True when it ran."""
     if initialized(s):
         return False
-    state.infra_dir(s).mkdir(parents=True, exist_ok=True)
+    state.private_dir(state.infra_dir(s))
     run(ex, s, "init")
     return True
 

@@ -1,7 +1,11 @@
 """Readiness of a new host: SSH first, then cloud-init, each with its own budget.
 
-Each round opens one connection (recording the host key at first contact into the
-environment's known_hosts) and, once SSH works, runs one read-only probe. The failure
+Each round opens one connection, checking the host key strictly against the
+environment's known_hosts: for a server the tool created, infra.apply pinned the key it
+generated before anything connected (tasks/infra/hostkeys.py); a registered server's key
+was recorded by infra.register. Only `accept_new_host_key` (the task's
+--accept-new-host-key, for a server created before keys were generated) records an
+unknown key at first contact. Once SSH works, one read-only probe runs per round. The failure
 kinds are kept apart because each has a different cause: nothing answers (unreachable),
 the port is closed (refused), sshd refuses the key (not installed yet or wrong key),
 cloud-init is still running at the deadline, cloud-init failed. A changed host key is
@@ -25,41 +29,12 @@ from tasks.errors import (
     WaitRefused,
     WaitUnreachable,
 )
+from tasks.facts import readiness
 from tasks.infra.cloudinit import MARKER
 from tasks.runner.executor import Executor
 from tasks.runner.target import connect_executor
 
-# One round trip. result.json is written by cloud-init when its last stage ends; its
-# "errors" list is empty on success. The marker is the hardening script's last step.
-PROBE = r"""
-marker=$1
-if [ -f "$marker" ]; then echo 'marker yes'; else echo 'marker no'; fi
-result=/var/lib/cloud/data/result.json
-if [ -f "$result" ]; then
-    n=$(python3 -c 'import json,sys; print(len(json.load(open(sys.argv[1]))["v1"]["errors"]))' "$result" 2>/dev/null \
-        || { grep -q '"errors": \[\]' "$result" && echo 0 || echo 1; })
-    if [ "$n" = 0 ]; then echo 'cloudinit done'; else echo "cloudinit error $n"; fi
-elif [ -e /var/lib/cloud/instance ] || [ -e /run/cloud-init ] || command -v cloud-init >/dev/null 2>&1; then
-    echo 'cloudinit running'
-else
-    echo 'cloudinit absent'
-fi
-echo '--- log'
-tail -n 25 /var/log/cloud-init-output.log 2>/dev/null || true
-"""
-
 Sleep = Callable[[float], None]
-
-
-def probe_command() -> list[str]:
-    return ["sh", "-c", PROBE, "probe", MARKER]
-
-
-def parse_probe(text: str) -> dict:
-    head, _, log = text.partition("--- log\n")
-    facts = dict(line.split(" ", 1) for line in head.splitlines() if " " in line)
-    ci = facts.get("cloudinit", "absent").split()
-    return {"marker": facts.get("marker") == "yes", "cloud_init": ci[0], "log_tail": log.rstrip()}
 
 
 def classify(exc: Exception) -> str:
@@ -79,16 +54,23 @@ def target_settings(s: Settings, host: str, port: int, user: str) -> Settings:
     return replace(s, target="ssh", ssh=replace(s.ssh, host=host, port=port, user=user))
 
 
-def wait_ssh(s: Settings, *, sleep: Sleep = time.sleep, log: Callable[[str], None] = lambda m: None) -> Executor:
-    """An open executor on the host once it accepts the deploy key."""
+def wait_ssh(
+    s: Settings,
+    *,
+    accept_new_host_key: bool = False,
+    sleep: Sleep = time.sleep,
+    log: Callable[[str], None] = lambda m: None,
+) -> Executor:
+    """An open executor on the host once it accepts the deploy key. An unknown or changed
+    host key is final at once (HostKeyError): never retried, never accepted unless asked."""
     deadline = time.monotonic() + s.infra.wait_ssh_timeout
     where = f"{s.ssh.user}@{s.ssh.host}:{s.ssh.port}"
     last_kind, last_msg, tries = "", "", 0
     while True:
         tries += 1
         try:
-            # HostKeyError (a changed key) propagates: never retried, never accepted
-            return connect_executor(s, accept_new_host_key=True, attempts=1)
+            # HostKeyError (an unknown or changed key) propagates: never retried
+            return connect_executor(s, accept_new_host_key=accept_new_host_key, attempts=1)
         except (ConnectionFailed, AuthFailed) as exc:
             kind = classify(exc)
             if kind != last_kind:
@@ -121,27 +103,27 @@ def wait_cloud_init(
     deadline = time.monotonic() + s.infra.wait_cloud_init_timeout
     last = ""
     while True:
-        facts = parse_probe(ex.run(probe_command(), check=False, timeout=60).stdout)
-        ci = facts["cloud_init"]
+        facts = readiness.read(ex, MARKER)
+        ci = facts.cloud_init
         if ci != last:
-            log(f"cloud-init: {ci}, marker: {'yes' if facts['marker'] else 'no'}")
+            log(f"cloud-init: {ci}, marker: {'yes' if facts.marker else 'no'}")
             last = ci
         if ci == "error":
             raise CloudInitFailed(
                 f"cloud-init failed on {ex.where}; last lines of /var/log/cloud-init-output.log:\n"
-                + _indent(facts["log_tail"]),
+                + _indent(facts.log_tail),
                 hint="`cloud-init status --long` on the host says which module failed; fix and re-run "
                 "infra.bootstrap (or destroy and apply again)",
             )
-        if ci == "done" and not facts["marker"]:
+        if ci == "done" and not facts.marker:
             raise CloudInitFailed(
                 f"cloud-init finished on {ex.where} but the hardening script did not write {MARKER}:\n"
-                + _indent(facts["log_tail"]),
+                + _indent(facts.log_tail),
                 hint="the hardening script stopped early; infra.bootstrap re-runs it",
             )
-        if (ci == "done" or ci == "absent") and facts["marker"]:
+        if (ci == "done" or ci == "absent") and facts.marker:
             return {"cloud_init": ci, "marker": True}
-        if ci == "absent" and not facts["marker"]:
+        if ci == "absent" and not facts.marker:
             raise CloudInitFailed(
                 f"{ex.where} has no cloud-init and was never bootstrapped (no {MARKER})",
                 hint="for a server you own run infra.register and infra.bootstrap",
@@ -149,15 +131,21 @@ def wait_cloud_init(
         if time.monotonic() + s.infra.wait_interval > deadline:
             raise CloudInitTimeout(
                 f"cloud-init still running on {ex.where} after {s.infra.wait_cloud_init_timeout}s "
-                "(TORRUST_WAIT_CLOUD_INIT_TIMEOUT); last lines of its log:\n" + _indent(facts["log_tail"]),
+                "(TORRUST_WAIT_CLOUD_INIT_TIMEOUT); last lines of its log:\n" + _indent(facts.log_tail),
                 hint="first boots take 5-20 minutes on real clouds; re-run infra.wait to continue waiting",
             )
         sleep(s.infra.wait_interval)
 
 
-def wait(s: Settings, *, sleep: Sleep = time.sleep, log: Callable[[str], None] = lambda m: None) -> dict:
+def wait(
+    s: Settings,
+    *,
+    accept_new_host_key: bool = False,
+    sleep: Sleep = time.sleep,
+    log: Callable[[str], None] = lambda m: None,
+) -> dict:
     started = time.monotonic()
-    ex = wait_ssh(s, sleep=sleep, log=log)
+    ex = wait_ssh(s, accept_new_host_key=accept_new_host_key, sleep=sleep, log=log)
     try:
         ssh_seconds = time.monotonic() - started
         ci = wait_cloud_init(ex, s, sleep=sleep, log=log)

@@ -17,9 +17,11 @@ import socket
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
-from tasks.commands import host
+from tasks.commands import files
+from tasks.commands import lock as cmd
 from tasks.errors import ExitCode, ToolError
-from tasks.operations.layout import Layout
+from tasks.facts import lock as facts
+from tasks.release.layout import Layout
 from tasks.runner.executor import Executor, Guard
 
 
@@ -47,17 +49,10 @@ class LockState:
 
 
 def inspect(ex: Executor, lay: Layout) -> LockState:
-    if not ex.run(["test", "-d", lay.lock], check=False).ok:
+    found = facts.read(ex, lay.lock)
+    if not found.held:
         return LockState(False, {}, False)
-    raw = ex.run(host.cat(f"{lay.lock}/info.json"), check=False)
-    try:
-        info = json.loads(raw.stdout) if raw.ok else {}
-    except json.JSONDecodeError:
-        info = {}
-    # worker_pid: a host-side backup run under this lock (it outlives a dropped connection)
-    pids = [p for p in (info.get("guard_pid"), info.get("worker_pid")) if isinstance(p, int)]
-    alive = any(ex.run(host.process_alive(p), check=False).ok for p in pids)
-    return LockState(True, info, not alive)
+    return LockState(True, found.info, not facts.alive(ex, found.pids))
 
 
 def describe(info: dict) -> str:
@@ -107,16 +102,16 @@ class HostLock:
         }
         info = json.dumps(self.info, sort_keys=True)
         try:
-            first = ex.run(host.take_lock(lay.root, lay.lock, info, *self.then), check=False)
+            first = ex.run(cmd.take(lay.root, lay.lock, info, *self.then), check=False)
             self.then_output = first.stdout
             if not first.ok:
                 state = inspect(ex, lay)
                 if not state.held:  # released between our mkdir and the look: try once more
-                    self.then_output = ex.run(host.take_lock(lay.root, lay.lock, info, *self.then)).stdout
+                    self.then_output = ex.run(cmd.take(lay.root, lay.lock, info, *self.then)).stdout
                 elif state.stale and self.force_unlock:
                     self.took_over = state.info
-                    ex.run(host.remove_tree(lay.lock))
-                    self.then_output = ex.run(host.take_lock(lay.root, lay.lock, info, *self.then)).stdout
+                    ex.run(files.remove_tree(lay.lock))
+                    self.then_output = ex.run(cmd.take(lay.root, lay.lock, info, *self.then)).stdout
                 elif state.stale:
                     raise LockHeld(
                         f"a stale lock is left on {ex.where}: {describe(state.info)}; its process is gone",
@@ -140,7 +135,7 @@ class HostLock:
     def _release(self) -> None:
         try:
             if self.held:
-                self.ex.run(host.release_lock(self.lay.lock, self.token), check=False)
+                self.ex.run(cmd.release(self.lay.lock, self.token), check=False)
         finally:
             if self.guard:
                 try:

@@ -9,21 +9,23 @@ files that need them, and those files are written with mode 0600.
 from __future__ import annotations
 
 import hashlib
+import hmac
 import json
 import os
 import shutil
 import tempfile
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 from urllib.parse import quote
 
-from tasks.config.settings import Settings
+from tasks.config.settings import PART_TYPES, Settings
+from tasks.config.variables import VARIABLES
 from tasks.errors import ConfigError, ToolError
 from tasks.release.cache import user_cache
+from tasks.release.layout import MANIFEST
 
 APPLICATION = Path(__file__).resolve().parents[2] / "application"
-MANIFEST = "release.json"
 MANIFEST_FORMAT = 1
 
 if TYPE_CHECKING:  # Jinja2 is imported when rendering: a no-op deploy never needs it
@@ -37,9 +39,16 @@ class RenderedFile:
     mode: int
     secret: bool = False
     group: int | None = None  # a container's group that must read it (set on the host by the deploy)
+    key: bytes = field(default=b"", repr=False, compare=False)  # for a secret file's digest
 
     @property
     def sha256(self) -> str:
+        """The file's digest as recorded in release.json and in the services' config labels:
+        SHA-256 of the content, or for a secret file an HMAC-SHA256 keyed by the release's
+        secrets, so the world-readable manifest is no offline oracle for guessing a weak
+        secret (issue 11, finding 9)."""
+        if self.secret:
+            return hmac.new(self.key, self.content, hashlib.sha256).hexdigest()
         return hashlib.sha256(self.content).hexdigest()
 
 
@@ -87,67 +96,32 @@ def environment(templates: Path = APPLICATION) -> jinja2.Environment:
 
 
 def context(s: Settings) -> dict:
-    """Everything the templates may use. Secrets only under `secrets`."""
-    storage = f"{s.deploy_root}/storage"
-    sites = []
-    for name, bind in zip(s.http_tracker_domains, s.http_trackers, strict=False):
-        sites.append(_site(s, name, f"tracker:{bind.port}", f"HTTP tracker on {bind}", tracker=True))
+    """Everything the templates may use: every setting by its field name (the parts `ssh`,
+    `infra`, `images` as objects), secrets revealed only under `secrets`, and what is
+    derived from several settings."""
+    ctx = {v.field: getattr(s, v.field) for v in VARIABLES if not v.part and not v.secret}
+    ctx.update({part: getattr(s, part) for part in PART_TYPES})
+    secrets = {v.field: getattr(s, v.field).reveal() for v in VARIABLES if v.secret}
+    secrets["database_url"] = (
+        f"mysql://{s.mysql_user}:{quote(s.mysql_password.reveal(), safe='')}@mysql:3306/{s.mysql_database}"
+    )
+    sites = [
+        _site(s, name, f"tracker:{bind.port}", f"HTTP tracker on {bind}", tracker=True)
+        for name, bind in zip(s.http_tracker_domains, s.http_trackers, strict=False)
+    ]
     sites.append(_site(s, s.api_domain, f"tracker:{s.api_bind.port}", "REST API"))
     if s.grafana:
         sites.append(_site(s, s.grafana_domain, "grafana:3000", "Grafana"))
-    secrets = {
-        "admin_token": s.admin_token.reveal(),
-        "mysql_password": s.mysql_password.reveal(),
-        "mysql_root_password": s.mysql_root_password.reveal(),
-        "grafana_admin_password": s.grafana_admin_password.reveal(),
-        "database_url": (
-            f"mysql://{s.mysql_user}:{quote(s.mysql_password.reveal(), safe='')}@mysql:3306/{s.mysql_database}"
-        ),
-    }
     return {
+        **ctx,
         "env": s.env,
         "project": s.compose_project,
-        "deploy_root": s.deploy_root,
-        "storage": storage,
+        "storage": f"{s.deploy_root}/storage",
         "release": f"{s.deploy_root}/current",
-        "images": s.images,
-        "tracker_uid": s.tracker_uid,
-        "udp_trackers": s.udp_trackers,
-        "http_trackers": s.http_trackers,
-        "api_bind": s.api_bind,
-        "health_check_api_bind": s.health_check_api_bind,
-        "private": s.private,
-        "listed": s.listed,
-        "announce_interval": s.announce_interval,
-        "announce_interval_min": s.announce_interval_min,
-        "log_level": s.log_level,
-        "external_ip": s.external_ip,
-        "db_driver": s.db_driver,
         "mysql": s.mysql,
-        "mysql_database": s.mysql_database,
-        "mysql_user": s.mysql_user,
-        "http_port": s.http_port,
-        "https_port": s.https_port,
-        "tls": s.tls,
-        "acme_email": s.acme_email,
-        "acme_staging": s.acme_staging,
         "sites": sites,
         "internal_names": any(site["internal_ca"] for site in sites),
-        "prometheus": s.prometheus,
-        "prometheus_port": s.prometheus_port,
-        "prometheus_retention": s.prometheus_retention,
-        "grafana": s.grafana,
-        "grafana_admin_user": s.grafana_admin_user,
-        "grafana_domain": s.grafana_domain,
-        "backup_schedule": s.backup_schedule,
-        "backup_retention_count": s.backup_retention_count,
-        "backup_retention_days": s.backup_retention_days,
-        "backup": s.backup,
-        "backup_dir": s.backup_dir,
-        "backup_compression": s.backup_compression,
         "cron_user": s.ssh.user,
-        "ipv6": s.ipv6,
-        "ipv6_subnet": s.ipv6_subnet,
         "secrets": secrets,
     }
 
@@ -210,6 +184,7 @@ def render(s: Settings) -> Release:
 
     env = environment()
     ctx = context(s)
+    key = _digest_key(ctx["secrets"])
     files: list[RenderedFile] = []
     try:
         for source, target, mode, secret, _ in _plan(s):
@@ -218,10 +193,10 @@ def render(s: Settings) -> Release:
                 content = text.encode("utf-8")
             else:
                 content = (APPLICATION / source).read_bytes()
-            files.append(RenderedFile(target, content, mode, secret, FILE_GROUPS.get(target)))
+            files.append(RenderedFile(target, content, mode, secret, FILE_GROUPS.get(target), key))
         hashes = {
             svc: hashlib.sha256(
-                b"".join(f.path.encode() + b"\0" + f.content for f in files if f.path.startswith(prefixes))
+                "".join(f"{f.path}\0{f.sha256}\n" for f in files if f.path.startswith(prefixes)).encode()
             ).hexdigest()
             for svc, prefixes in SERVICE_FILES.items()
         }
@@ -260,6 +235,13 @@ def render(s: Settings) -> Release:
     return Release(tuple(files), content_sha, tuple(storage))
 
 
+def _digest_key(secrets: dict[str, str]) -> bytes:
+    """The key of secret files' digests: derived from every secret of the release, so it
+    changes when one does (and only someone holding them all could recompute it)."""
+    material = "\0".join(f"{k}={v}" for k, v in sorted(secrets.items()))
+    return hashlib.sha256(b"torrust-deploy secret file digest\0" + material.encode()).digest()
+
+
 def services(s: Settings) -> list[str]:
     return [
         "tracker",
@@ -281,9 +263,19 @@ def write(release: Release, out: Path, *, replace: bool = False) -> Path:
     """Write the release into `out` atomically: a sibling temp dir renamed into place.
 
     An existing non-empty `out` is refused unless `replace`; it is replaced only when
-    it holds a previous rendering (a release.json), never an unrelated directory.
+    it holds a previous rendering (a release.json), never an unrelated directory. A place
+    that cannot be written (below a file, a read-only or virtual file system) is a
+    ConfigError naming it; nothing is left behind.
     """
-    out = out.resolve()
+    try:
+        return _write(release, out.resolve(), replace)
+    except OSError as exc:
+        raise ConfigError(
+            f"cannot write the release to {out}: {exc.strerror or exc}", hint="choose another --out directory"
+        ) from None
+
+
+def _write(release: Release, out: Path, replace: bool) -> Path:
     if out.exists():
         if not out.is_dir():
             raise ConfigError(f"{out} exists and is not a directory")

@@ -19,9 +19,12 @@ import sys
 import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
+from urllib.parse import quote, quote_plus
 
 import invoke
 
+from tasks.commands import lock as lock_cmd
+from tasks.commands import sh
 from tasks.config.secrets import MASK
 from tasks.errors import CommandFailed, ToolError
 
@@ -40,10 +43,13 @@ class Result:
 
 
 class Redactor:
-    """Replaces every known secret value with a mask."""
+    """Replaces every known secret value with a mask: as written, and in the encoded forms
+    it takes in URLs and form bodies (the MySQL password sits percent-encoded in the
+    tracker's database URL)."""
 
     def __init__(self, secrets: Iterable[str] = ()):
-        self._secrets = sorted({s for s in secrets if s}, key=len, reverse=True)
+        forms = {f for s in secrets if s for f in (s, quote(s, safe=""), quote_plus(s), quote(s))}
+        self._secrets = sorted(forms, key=len, reverse=True)
 
     def __call__(self, text: str) -> str:
         for s in self._secrets:
@@ -54,17 +60,24 @@ class Redactor:
         return any(s in text for s in self._secrets)
 
 
-# Without a terminal, closing an SSH channel does not stop the remote command (it would
-# linger until its next write). So the command runs beside a watcher of the channel's
-# stdin: any byte or EOF there (we close it on Ctrl-C) stops the command. It runs in a
-# session of its own and the whole group is signalled: the docker CLI ignores SIGTERM
-# while a plugin such as compose runs, and a background job ignores SIGINT. (A
-# background job's stdin is /dev/null, hence the copy of the channel's on fd 3.)
-STOPPABLE = (
-    'exec 3<&0; setsid "$@" & pid=$!; '
-    '( head -c 1 <&3; kill -TERM "-$pid" || kill -TERM "$pid" ) >/dev/null 2>&1 & watcher=$!; '
-    'exec 3<&-; wait "$pid"; status=$?; kill "$watcher" 2>/dev/null; exit "$status"'
-)
+# Every command can be shown as it runs (`--verbose` or TORRUST_VERBOSE=1): redacted,
+# with where it ran, its duration and its exit status. The CLI boundary installs the sink.
+Listener = Callable[["Executor", "Result"], None]
+_listeners: list[Listener] = []
+
+
+def on_command(listener: Listener) -> None:
+    _listeners.append(listener)
+
+
+def describe(ex: Executor, result: Result) -> str:
+    """One line for the verbose log: `[where] $ command (0.12s, exit 0)`, redacted; a script
+    sent with `sh -c` is named (`<scripts/snapshot.sh>`), not printed whole."""
+    argv = list(result.argv)
+    if argv[:2] == ["sh", "-c"] and len(argv) > 3 and "\n" in argv[2]:
+        argv[2:4] = [f"<scripts/{argv[3]}.sh>"]
+    line = ex.redact(shlex.join(argv))
+    return f"[{ex.where}] $ {line} ({result.duration:.2f}s, exit {result.exit_status})"
 
 
 @dataclass
@@ -100,10 +113,11 @@ class Executor:
                 f"{self.where}: timed out after {exc.timeout}s: {self.redact(command)}",
                 output=self.redact(exc.result.stdout + exc.result.stderr),
             ) from None
-        result = Result(
-            tuple(argv), out.exited, self.redact(out.stdout), self.redact(out.stderr), time.monotonic() - started
+        result = self._record(
+            Result(
+                tuple(argv), out.exited, self.redact(out.stdout), self.redact(out.stderr), time.monotonic() - started
+            )
         )
-        self.history.append(result)
         if check:
             self._raise_on_failure(result, command)
         return result
@@ -147,15 +161,22 @@ class Executor:
                 status, out, err = done.returncode, done.stdout, done.stderr
         except (TimeoutError, subprocess.TimeoutExpired):
             raise CommandFailed(f"{self.where}: timed out after {limit}s: {self.redact(command)}") from None
-        result = Result(
-            tuple(argv),
-            status,
-            self.redact(out.decode("utf-8", "replace")),
-            self.redact(err.decode("utf-8", "replace")),
-            time.monotonic() - started,
+        result = self._record(
+            Result(
+                tuple(argv),
+                status,
+                self.redact(out.decode("utf-8", "replace")),
+                self.redact(err.decode("utf-8", "replace")),
+                time.monotonic() - started,
+            )
         )
-        self.history.append(result)
         self._raise_on_failure(result, command)
+        return result
+
+    def _record(self, result: Result) -> Result:
+        self.history.append(result)
+        for listener in _listeners:
+            listener(self, result)
         return result
 
     def _feed_remote(self, command: str, data: bytes, limit: float) -> tuple[int, bytes, bytes]:
@@ -179,9 +200,30 @@ class Executor:
         """Run with output passed through as it comes (logs, exec), secrets redacted per
         line; returns the exit status. Ctrl-C stops the command on the target too."""
         command = self._command(argv)
-        if not self.remote:  # Invoke's local runner forwards Ctrl-C as SIGINT
-            return self.ctx.run(command, hide=False, warn=True, pty=False, timeout=timeout, in_stream=False).exited
-        return self._stream_remote(command, timeout)
+        started = time.monotonic()
+        if self.remote:
+            status = self._stream_remote(command, timeout)
+        else:
+            status = self._stream_local(command, timeout)
+        self._record(Result(tuple(argv), status, "", "", time.monotonic() - started))
+        return status
+
+    def _stream_local(self, command: str, timeout: int | None) -> int:
+        """Output redacted per line, like the remote path; Ctrl-C reaches the child too (same
+        process group), and it is waited for."""
+        proc = subprocess.Popen(["sh", "-c", command], stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+        try:
+            for raw in proc.stdout:
+                sys.stdout.write(self.redact(raw.decode("utf-8", "replace")))
+                sys.stdout.flush()
+            return proc.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            raise CommandFailed(f"{self.where}: timed out after {timeout}s: {self.redact(command)}") from None
+        finally:
+            if proc.poll() is None:
+                proc.terminate()
+                proc.wait()
 
     def _stream_remote(self, command: str, timeout: int | None) -> int:
         chan = self.ctx.client.get_transport().open_session()
@@ -198,7 +240,7 @@ class Executor:
                 out.flush()
 
         try:
-            chan.exec_command(f"sh -c {shlex.quote(STOPPABLE)} stream {command}")
+            chan.exec_command(shlex.join(sh("stoppable")) + f" {command}")
             while True:
                 if chan.recv_ready():
                     emit(1, chan.recv(65536))
@@ -280,13 +322,12 @@ class Executor:
         connection, its stdin closes and it ends. A lock naming its PID is stale once the
         PID is gone.
         """
-        script = "echo $$; exec cat >/dev/null"
         if self.remote:
             chan = self.ctx.client.get_transport().open_session()
-            chan.exec_command(f"sh -c {shlex.quote(script)}")
+            chan.exec_command(shlex.join(lock_cmd.guard()))
             line = chan.makefile("r").readline()
             return Guard(int(line.strip()), chan.close)
-        proc = subprocess.Popen(["sh", "-c", script], stdin=subprocess.PIPE, stdout=subprocess.PIPE)
+        proc = subprocess.Popen(lock_cmd.guard(), stdin=subprocess.PIPE, stdout=subprocess.PIPE)
         line = proc.stdout.readline()
 
         def close() -> None:
@@ -303,4 +344,5 @@ class Guard:
 
 
 def local(redact: Redactor | None = None, timeout: int = 600) -> Executor:
-    return Executor(invoke.Context(), redact or Redactor(), timeout, "local")
+    # lazy: no /etc/invoke.yaml or ~/.invoke.yaml (run.echo, run.env, ...) changes how commands run
+    return Executor(invoke.Context(config=invoke.Config(lazy=True)), redact or Redactor(), timeout, "local")

@@ -18,7 +18,6 @@ from pathlib import Path
 
 import fabric
 import paramiko
-from invoke import Config
 
 from tasks.config.settings import Settings
 from tasks.errors import AuthFailed, ConfigError, ConnectionFailed, HostKeyError
@@ -76,6 +75,45 @@ def _tcp(host: str, port: int, timeout: int) -> socket.socket:
     return sock
 
 
+def connection(s: Settings, *, accept_new_host_key: bool = False) -> fabric.Connection:
+    """The Fabric connection to the target, not yet opened: the environment's key only (no
+    agent identities or default keys tried when a key is set), no agent forwarding, no
+    settings from fabric.yaml/invoke.yaml/ssh_config files, and a client that knows only
+    the environment's known_hosts."""
+    t = s.ssh
+    connect_kwargs: dict = {  # the TCP connect timeout is Connection(connect_timeout=...)
+        "banner_timeout": t.connect_timeout,
+        "auth_timeout": t.connect_timeout,
+    }
+    if t.key:
+        connect_kwargs.update(key_filename=str(t.key), allow_agent=False, look_for_keys=False)
+    # lazy: no /etc/fabric.yaml, ~/.fabric.yaml, ~/.invoke.yaml or ssh_config reach the
+    # connection (a stray `forward_agent: true` or run.env there would follow every deploy)
+    config = fabric.Config(lazy=True, overrides={"load_ssh_configs": False, "forward_agent": False})
+    conn = fabric.Connection(
+        t.host,
+        user=t.user,
+        port=t.port,
+        config=config,
+        connect_timeout=t.connect_timeout,
+        connect_kwargs=connect_kwargs,
+    )
+    client = paramiko.SSHClient()
+    if t.known_hosts.is_file():
+        try:
+            client.load_host_keys(str(t.known_hosts))
+        except (paramiko.SSHException, paramiko.hostkeys.InvalidHostKey, OSError, ValueError) as exc:
+            raise ConfigError(
+                f"the known_hosts file {t.known_hosts} cannot be read: {exc}",
+                hint="fix or remove the damaged line (ssh-keygen -f FILE -R HOST removes a host's lines)",
+            ) from None
+    client.set_missing_host_key_policy(
+        _AcceptNewPolicy(t.known_hosts) if accept_new_host_key else paramiko.RejectPolicy()
+    )
+    conn.client = client
+    return conn
+
+
 def connect(s: Settings, *, accept_new_host_key: bool = False, attempts: int = 4) -> fabric.Connection:
     """Open one connection to the target; reuse it for the whole operation."""
     t = s.ssh
@@ -87,28 +125,7 @@ def connect(s: Settings, *, accept_new_host_key: bool = False, attempts: int = 4
             hint="run infra.apply or infra.register, or set TORRUST_SSH_HOST in .env." + s.env,
         )
     check_key_usable(t.key)
-    connect_kwargs: dict = {  # the TCP connect timeout is Connection(connect_timeout=...)
-        "banner_timeout": t.connect_timeout,
-        "auth_timeout": t.connect_timeout,
-    }
-    if t.key:
-        connect_kwargs["key_filename"] = str(t.key)
-    config = Config(overrides={"load_ssh_configs": False})
-    conn = fabric.Connection(
-        t.host,
-        user=t.user,
-        port=t.port,
-        config=config,
-        connect_timeout=t.connect_timeout,
-        connect_kwargs=connect_kwargs,
-    )
-    client = paramiko.SSHClient()
-    if t.known_hosts.is_file():
-        client.load_host_keys(str(t.known_hosts))
-    client.set_missing_host_key_policy(
-        _AcceptNewPolicy(t.known_hosts) if accept_new_host_key else paramiko.RejectPolicy()
-    )
-    conn.client = client
+    conn = connection(s, accept_new_host_key=accept_new_host_key)
     name = known_hosts_name(t.host, t.port)
     delay = 0.5
     for attempt in range(1, attempts + 1):

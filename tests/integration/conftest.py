@@ -167,6 +167,19 @@ def sshhost(images, tmp_path, unique):
     host.stop()
 
 
+@pytest.fixture
+def hostile(sshhost, tmp_path, unique):
+    """The hostile-host harness (tests/integration/hostile.py) on a fresh SSH test host,
+    its host key pinned in the environment's known_hosts (no first-use trust)."""
+    from tests.integration.hostile import HostileHost
+
+    cwd = tmp_path / "cwd"
+    cwd.mkdir()
+    pub = (sshhost.run_dir / "host_keys" / "ssh_host_ed25519_key.pub").read_text().split()
+    (cwd / "known_hosts").write_text(f"[127.0.0.1]:{sshhost.port} {pub[0]} {pub[1]}\n")
+    return HostileHost(sshhost, cwd, unique)
+
+
 @pytest.fixture(autouse=True)
 def _no_torrust_env(monkeypatch):
     for key in list(os.environ):

@@ -13,7 +13,7 @@ import pytest
 from tasks.errors import ConfigError
 from tasks.infra.cloudinit import check_user_data
 from tests.integration.conftest import docker
-from tests.unit.test_infra import KNOWN_TOP_LEVEL, PROFILES, render
+from tests.unit.infra.profiles import KNOWN_TOP_LEVEL, PROFILES, render
 
 SCHEMA_KEYS = r"""
 import json
@@ -71,3 +71,33 @@ def test_unknown_top_level_key_is_caught_by_our_check_not_by_cloud_init(images, 
     assert set(yaml.safe_load(text)) - KNOWN_TOP_LEVEL == {bad}
     with pytest.raises(ConfigError, match=bad):  # our check does
         check_user_data(text)
+
+
+def test_cloud_init_installs_exactly_the_generated_host_key(images, workdir, tmp_path, unique):
+    """Finding 11, on the real cloud-init (22.4.2): its `ssh` module, run on the rendered
+    user-data, deletes the image's host keys and installs the tool's key and no other,
+    so the key pinned in known_hosts is the one sshd will show."""
+    from tasks.infra import hostkeys
+    from tests.unit.infra.profiles import settings_for
+
+    text, _ = render(workdir, "hetzner")
+    key = hostkeys.load(settings_for(workdir, "hetzner"))
+    (tmp_path / "ud.yaml").write_text(text)
+    script = (
+        "mkdir -p /etc/ssh && for t in rsa ecdsa ed25519; do echo image > /etc/ssh/ssh_host_${t}_key; "
+        "echo image > /etc/ssh/ssh_host_${t}_key.pub; done "
+        "&& cloud-init --file /ud.yaml single --name ssh --frequency always >/dev/null 2>&1 "
+        '&& cd /etc/ssh && for f in ssh_host_*; do echo "=== $f $(stat -c %a $f)"; cat $f; echo; done'
+    )
+    out = docker(
+        "run", "--rm", "--name", f"{unique}-ci-ssh", "-v", f"{tmp_path / 'ud.yaml'}:/ud.yaml:ro",
+        "--entrypoint", "sh", images["cloudinit"], "-c", script,
+    ).stdout  # fmt: skip
+    files = {}
+    for chunk in out.split("=== ")[1:]:
+        head, _, body = chunk.partition("\n")
+        name, file_mode = head.split()
+        files[name] = (file_mode, body.strip())
+    assert set(files) == {"ssh_host_ed25519_key", "ssh_host_ed25519_key.pub"}, files  # the image's keys are gone
+    assert files["ssh_host_ed25519_key"] == ("600", key.private.strip())
+    assert files["ssh_host_ed25519_key.pub"][1] == key.public

@@ -257,8 +257,8 @@ def test_missing_image_without_pull_rolls_back(dep):
 
 def test_second_deploy_is_refused_while_the_lock_is_held(dep):
     from tasks.config.settings import load
-    from tasks.operations.layout import Layout
     from tasks.operations.lock import HostLock
+    from tasks.release.layout import Layout
     from tasks.runner.target import connect_executor
 
     s = load("e2e", root=dep.workdir, environ=clean_environ(**dep.env))

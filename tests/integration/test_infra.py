@@ -16,6 +16,7 @@ import sys
 from pathlib import Path
 
 import pytest
+import yaml
 
 from tests.conftest import ROOT, clean_environ
 from tests.integration.conftest import TEST_IMAGES, SSHHost, docker, free_port
@@ -99,7 +100,38 @@ class Flow:
         return (self.host.run_dir / "host_keys" / "ssh_host_ed25519_key.pub").read_text().split()[1]
 
     def known_hosts(self) -> str:
-        return (self.cwd / ".torrust/prov/known_hosts").read_text()
+        path = self.cwd / ".torrust/prov/known_hosts"
+        return path.read_text() if path.exists() else ""
+
+    def user_data_host_key(self) -> dict:
+        variables = json.loads((self.cwd / ".torrust/prov/infra/hetzner/terraform.tfvars.json").read_text())
+        return yaml.safe_load(variables["user_data"])["ssh_keys"]
+
+    def boot_from_user_data(self, ready: bool = False) -> str:
+        """The server's first boot as cloud-init does it: sshd starts with the host key
+        from the user-data the tool rendered (ssh_keys:), and no other key."""
+        keys = self.user_data_host_key()
+        self.host.stop()
+        key_dir = self.host.run_dir / "host_keys"
+        for p in key_dir.iterdir():
+            p.unlink()
+        (key_dir / "ssh_host_ed25519_key").write_text(keys["ed25519_private"])
+        (key_dir / "ssh_host_ed25519_key").chmod(0o600)
+        (key_dir / "ssh_host_ed25519_key.pub").write_text(keys["ed25519_public"] + "\n")
+        self.host.start()
+        if ready:
+            pub = (self.host.workdir / "id_deploy.pub").read_text().strip()
+            self.on_host(
+                f"echo '{pub}' > /home/torrust/.ssh/authorized_keys && mkdir -p /var/lib/cloud/data /var/lib/torrust "
+                """&& printf '%s' '{"v1": {"datasource": "x", "errors": []}}' > /var/lib/cloud/data/result.json """
+                "&& echo ok > /var/lib/torrust/host-ready"
+            )
+        return keys["ed25519_public"]
+
+    def secrets_seen(self) -> list[str]:
+        """Lines of the generated private host key found in any output so far."""
+        lines = [ln for ln in self.user_data_host_key()["ed25519_private"].splitlines() if not ln.startswith("-----")]
+        return [ln for ln in lines if any(ln in out for out in self.outputs)]
 
 
 @pytest.fixture(scope="module")
@@ -141,6 +173,20 @@ def test_apply_failing_midway_then_rerun_continues(flow):
     assert variables["firewall_udp_ports"] == [flow.udp_port]
 
 
+def test_apply_pins_the_generated_host_key_before_any_connection(flow):
+    """Finding 11: the server's host key is the one the tool put into its user-data, and
+    it is in known_hosts before anything connects (the SSH host has not even started)."""
+    public = flow.user_data_host_key()["ed25519_public"]
+    assert flow.known_hosts() == f"[127.0.0.1]:{flow.host.port} {public}\n"
+    assert oct((flow.cwd / ".torrust/prov/known_hosts").stat().st_mode)[-3:] == "600"
+    for name in ("terraform.tfvars.json", "ssh_host_ed25519_key"):
+        assert oct((flow.cwd / ".torrust/prov/infra/hetzner" / name).stat().st_mode)[-3:] == "600", name
+    assert oct((flow.cwd / ".torrust/prov/infra/hetzner").stat().st_mode)[-3:] == "700"
+    host = json.loads((flow.cwd / ".torrust/prov/host.json").read_text())
+    assert host["host_key"].startswith("ssh-ed25519 SHA256:")
+    assert flow.secrets_seen() == []
+
+
 def test_settings_take_the_recorded_host(flow):
     res = flow.cli("app.settings", "--json")
     assert res.returncode == 0, res.stderr
@@ -167,14 +213,28 @@ def test_wait_unreachable_when_nothing_speaks_ssh(flow):
     assert "no SSH answer" in res.stderr
 
 
+def test_a_server_with_another_host_key_is_refused_at_first_contact(flow):
+    """Finding 11: whoever answers at the server's address with another key (someone in
+    between, or not our server) is refused at once, before authentication. Before the
+    fix infra.wait trusted the first key it saw and recorded it."""
+    pinned = flow.known_hosts()
+    flow.host.start()  # its own random host key, not the one from the user-data
+    try:
+        res = flow.cli("infra.wait")
+    finally:
+        flow.host.stop()
+    assert flow.known_hosts() == pinned
+    assert res.returncode == 12, res.stderr
+    assert "changed since it was recorded" in res.stderr
+
+
 def test_wait_auth_refused_until_the_key_is_installed(flow):
-    flow.host.start()
+    public = flow.boot_from_user_data()
     res = flow.cli("infra.wait")
     assert res.returncode == 65, res.stderr
     assert "refused the deploy key" in res.stderr
-    # the host key was recorded at first contact, before authentication
-    known = (flow.cwd / ".torrust/prov/known_hosts").read_text()
-    assert known.startswith(f"[127.0.0.1]:{flow.host.port} ssh-ed25519 ")
+    # the host key checked was the pinned one; nothing was recorded at first contact
+    assert flow.known_hosts() == f"[127.0.0.1]:{flow.host.port} {public}\n"
 
 
 def test_wait_cloud_init_still_running(flow):
@@ -221,6 +281,7 @@ def test_plan_output_never_shows_the_token(flow):
     res = flow.cli("infra.plan")
     assert res.returncode == 0, res.stderr
     assert "provider token in use: ***" in res.stdout and TOKEN not in res.stdout + res.stderr
+    assert flow.secrets_seen() == []
 
 
 def test_ssh_status_environments_providers(flow):
@@ -264,6 +325,7 @@ def test_destroy_needs_confirmation_and_respects_protection(flow):
     assert flow.state["resources"] == {}
     assert not (flow.cwd / ".torrust/prov/host.env").exists()
     assert f"[127.0.0.1]:{flow.host.port}" not in (flow.cwd / ".torrust/prov/known_hosts").read_text()
+    assert not (flow.cwd / ".torrust/prov/infra/hetzner/ssh_host_ed25519_key").exists()  # the next server: a new key
     res = flow.cli("infra.output")
     assert res.returncode == 61, res.stderr
     res = flow.cli("infra.destroy", "--yes")
@@ -271,11 +333,16 @@ def test_destroy_needs_confirmation_and_respects_protection(flow):
 
 
 def test_a_rebuilt_server_is_keyed_afresh_after_destroy(flow):
-    new_key = flow.restart_with_new_host_key()
-    res = flow.cli("infra.apply", "--json")
+    old_key = (flow.host.run_dir / "host_keys" / "ssh_host_ed25519_key.pub").read_text().split()[1]
+    res = flow.cli("infra.apply", "--no-wait")
     assert res.returncode == 0, res.stderr
-    assert json.loads(res.stdout)["wait"]["cloud_init"] == "done"
-    assert new_key in flow.known_hosts() and len(flow.known_hosts().splitlines()) == 1
+    new_key = flow.boot_from_user_data(ready=True).split()[1]
+    assert new_key != old_key
+    assert flow.known_hosts() == f"[127.0.0.1]:{flow.host.port} ssh-ed25519 {new_key}\n"  # pinned before the wait
+    res = flow.cli("infra.wait", "--json")
+    assert res.returncode == 0, res.stderr
+    assert json.loads(res.stdout)["cloud_init"] == "done"
+    assert len(flow.known_hosts().splitlines()) == 1
 
 
 def test_the_token_never_reaches_a_file_or_output(flow):
@@ -283,6 +350,7 @@ def test_the_token_never_reaches_a_file_or_output(flow):
         if p.is_file():
             assert TOKEN not in p.read_text(errors="replace"), p
     assert not any(TOKEN in out for out in flow.outputs)
+    assert flow.secrets_seen() == []  # nor the server's private host key
 
 
 def test_hetzner_without_token_is_refused(flow):
@@ -304,11 +372,27 @@ def test_register_then_bootstrap_then_wait(flow):
     }
     (flow.cwd / ".env.own").write_text("".join(f"{k}={v}\n" for k, v in own.items()))
     flow.on_host("rm -rf /var/lib/torrust /var/lib/cloud /run/cloud-init")
-    res = flow.cli("infra.register", "--host", "127.0.0.1", "--port", str(flow.host.port), "--json", name="own")
+    shown = subprocess.run(
+        ["ssh-keygen", "-lf", str(flow.host.run_dir / "host_keys" / "ssh_host_ed25519_key.pub")],
+        capture_output=True,
+        text=True,
+    ).stdout.split()[1]
+    register = ("infra.register", "--host", "127.0.0.1", "--port", str(flow.host.port), "--json")
+    # Finding 11: no first-use trust unless asked; the error shows what the server shows
+    res = flow.cli(*register, name="own")
+    assert res.returncode == 12, res.stderr
+    assert "is not known yet" in res.stderr and f"it shows ssh-ed25519 {shown}" in res.stderr
+    assert "--host-key-fingerprint" in res.stderr and "--accept-new-host-key" in res.stderr
+    assert not (flow.cwd / ".torrust/own/host.env").exists() and not (flow.cwd / ".torrust/own/known_hosts").exists()
+    wrong = "SHA256:" + "A" * 43
+    res = flow.cli(*register, "--host-key-fingerprint", wrong, name="own")
+    assert res.returncode == 12 and f"does not show the host key {wrong}" in res.stderr, res.stderr
+    assert not (flow.cwd / ".torrust/own/known_hosts").exists()
+    res = flow.cli(*register, "--host-key-fingerprint", shown, name="own")  # verified out of band
     assert res.returncode == 0, res.stderr
     doc = json.loads(res.stdout)
     assert doc["compose"].startswith("2") and doc["docker"] and doc["sudo"] is True
-    assert doc["host_key"].startswith("ssh-ed25519 SHA256:")
+    assert doc["host_key"] == f"ssh-ed25519 {shown}"
     assert (flow.cwd / ".torrust/own/known_hosts").read_text().startswith(f"[127.0.0.1]:{flow.host.port} ")
 
     res = flow.cli("infra.wait", name="own")  # never bootstrapped, no cloud-init
@@ -362,7 +446,9 @@ def test_register_refuses_a_wrong_key_and_records_nothing(flow, tmp_path):
         f"TORRUST_DEPLOY_TARGET=ssh\nTORRUST_PROVIDER=existing\nTORRUST_SSH_KEY={other}\n"
         + "".join(f"{k}={v}\n" for k, v in STRONG.items())
     )
-    res = flow.cli("infra.register", "--host", "127.0.0.1", "--port", str(flow.host.port), name="wrong")
+    res = flow.cli(
+        "infra.register", "--host", "127.0.0.1", "--port", str(flow.host.port), "--accept-new-host-key", name="wrong"
+    )
     assert res.returncode == 11, res.stderr
     assert not (flow.cwd / ".torrust/wrong/host.env").exists()
 

@@ -57,7 +57,7 @@ def test_missing_validator_image_is_skipped_not_passed(cli):
 
 @pytest.fixture
 def prod_release(workdir, tmp_path) -> tuple[Path, object]:
-    from tests.unit.test_settings import prod_env
+    from tests.unit.config.test_settings import prod_env
 
     s = load("prod", root=workdir, environ={**prod_env(), **TEST_IMAGES})
     return r.write(r.render(s), tmp_path / "release"), s

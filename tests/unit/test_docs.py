@@ -8,7 +8,8 @@ Rules (also in docs/design.md, "Documentation rules"):
   "planned", or the line is in a planned section: from a line starting
   `> Status: planned (issue N)` to the next heading. Nothing else exempts a name.
 - Every `TORRUST_*` variable named there must be in .env.example (the tracker's own
-  `TORRUST_TRACKER_CONFIG_*` variables excepted).
+  `TORRUST_TRACKER_CONFIG_*` variables and the tool's own switches such as
+  `TORRUST_VERBOSE` excepted).
 - Every relative link must resolve to a file or directory (anchors are not checked).
 """
 
@@ -21,6 +22,7 @@ import pytest
 import yaml
 
 from tasks.config.envfile import reference_markdown
+from tasks.config.settings import TOOL_SWITCHES
 from tasks.errors import ExitCode
 from tests.conftest import ROOT
 
@@ -81,7 +83,9 @@ def unknown_tasks(text: str, known: set[str]) -> list[tuple[int, set[str], str]]
 
 
 def unknown_variables(text: str) -> set[str]:
-    return {v for v in VAR_RE.findall(text) if not v.startswith("TORRUST_TRACKER_CONFIG_")} - ENV_EXAMPLE
+    return (
+        {v for v in VAR_RE.findall(text) if not v.startswith("TORRUST_TRACKER_CONFIG_")} - ENV_EXAMPLE - TOOL_SWITCHES
+    )
 
 
 def broken_links(path: Path, text: str) -> list[str]:

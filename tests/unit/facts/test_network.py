@@ -12,8 +12,7 @@ from pathlib import Path
 import pytest
 
 from tasks.commands import network as cmd
-from tasks.errors import ExitCode
-from tasks.facts import MalformedFact
+from tasks.errors import ExitCode, MalformedFact
 from tasks.facts import network as nf
 
 RECORDED = Path(__file__).parent / "recorded" / "network"
@@ -228,7 +227,7 @@ def test_output_that_is_not_the_script_s_is_a_named_error(text):
     with pytest.raises(MalformedFact) as exc:
         nf.parse(text)
     assert "expected the header '@@torrust-network-facts 1 TOKEN'" in exc.value.message
-    assert exc.value.code == ExitCode.COMMAND_FAILED
+    assert exc.value.code == ExitCode.UNTRUSTED
 
 
 def test_empty_recording_is_malformed():

@@ -29,7 +29,7 @@ def test_udp_run_at_a_moderate_rate_is_exact():
     with Responder() as r:
         rep = L.run(udp(r.port, torrents=50, peers=300))
     assert (rep.sent, rep.replies, rep.errors, rep.lost, rep.not_sent) == (400, 400, 0, 0, 0)
-    assert rep.loss_pct == 0.0 and not rep.generator_limited
+    assert rep.loss_pct == 0.0  # (generator_limited depends on this machine's load: tested on report())
     assert rep.sent_rate == pytest.approx(400, rel=0.02) and rep.achieved_rate == pytest.approx(400, rel=0.02)
     assert 0 < rep.p50_ms <= rep.p99_ms
     # what the responder saw: one connect per announce, a fresh socket for (nearly) each

@@ -1,0 +1,182 @@
+"""`app` namespace, part 2: operate the deployed release (status, releases, lock, logs,
+exec, restart/stop/start, down, rollback)."""
+
+from __future__ import annotations
+
+from invoke import task
+
+from tasks.cli.boundary import operation
+from tasks.cli.options import ENV_HELP, FORCE_UNLOCK_HELP, JSON_HELP, WAIT_TIMEOUT_HELP, load
+from tasks.cli.output import emit, step, table
+from tasks.errors import PrerequisiteError
+from tasks.runner.target import open_target
+
+
+def _with_target(env: str, fn, accept_new_host_key: bool = False):
+    s = load(env)
+    with open_target(s, accept_new_host_key=accept_new_host_key) as ex:
+        return s, fn(ex, s)
+
+
+@task(help={"env": ENV_HELP, "json": JSON_HELP})
+@operation
+def status(c, env="local", json=False):
+    """Show the current release, the lock and every service with its state and health."""
+    from tasks.operations import day2
+
+    _, st = _with_target(env, day2.status)
+
+    def human(r: dict) -> str:
+        lock = r["lock"]
+        lock_text = "free" if not lock["held"] else ("STALE " if lock["stale"] else "held ") + str(lock.get("info"))
+        rows = [(x["service"], x["state"], x.get("health") or "-") for x in r["services"]]
+        return f"target:  {r['target']}\ncurrent: {r['current'] or 'nothing deployed'}\nlock:    {lock_text}\n" + (
+            table(rows, ("service", "state", "health")) if rows else ""
+        )
+
+    emit(st, human, json)
+    if not st["ok"]:
+        raise PrerequisiteError("not every service is running and healthy" if st["current"] else "nothing deployed")
+
+
+@task(help={"env": ENV_HELP, "json": JSON_HELP})
+@operation
+def releases(c, env="local", json=False):
+    """List the releases on the target, newest last, marking the current one."""
+    from tasks.operations import day2
+
+    _, rows = _with_target(env, day2.releases)
+    emit(
+        {"ok": True, "releases": rows},
+        lambda r: table(
+            [
+                ("*" if x["current"] else "", x["release"], x["content_sha256"][:16], "failed" if x["failed"] else "")
+                for x in rows
+            ],
+            ("", "release", "content", "status"),
+        ),
+        json,
+    )
+
+
+@task(help={"env": ENV_HELP, "json": JSON_HELP})
+@operation
+def lock(c, env="local", json=False):
+    """Show the host lock: free, held (by whom, since when, what) or stale."""
+    from tasks.operations import lock as lock_mod
+    from tasks.release.layout import Layout
+
+    _s, state = _with_target(env, lambda ex, s: lock_mod.inspect(ex, Layout(s.deploy_root)))
+    doc = {"ok": True, "held": state.held, "stale": state.stale, "info": state.info}
+    emit(
+        doc,
+        lambda r: "free" if not r["held"] else ("stale: " if r["stale"] else "held: ") + lock_mod.describe(r["info"]),
+        json,
+    )
+
+
+@task(
+    help={
+        "env": ENV_HELP,
+        "service": "only this service",
+        "tail": "lines from the end (default 100)",
+        "follow": "keep streaming new lines",
+    }
+)
+@operation
+def logs(c, env="local", service="", tail=100, follow=False):
+    """Show the services' logs from the target."""
+    from tasks.operations import day2
+
+    s = load(env)
+    with open_target(s) as ex:
+        day2.logs(ex, s, service=service, tail=int(tail), follow=follow)
+
+
+@task(
+    help={
+        "env": ENV_HELP,
+        "service": "the service container (default tracker)",
+        "command": "the command to run, e.g. 'sqlite3 -version'",
+    }
+)
+@operation
+def exec(c, env="local", service="tracker", command="sh -c 'id; uptime'"):
+    """Run a command in a service container on the target and show its output."""
+    import shlex
+
+    from tasks.errors import CommandFailed
+    from tasks.operations import day2
+
+    s = load(env)
+    with open_target(s) as ex:
+        code = day2.exec_in(ex, s, service, shlex.split(command))
+    if code:
+        raise CommandFailed(f"`{command}` in {service} exited with {code}", exit_status=code)
+
+
+def _compose_task(action: str, doc: str):
+    @task(name=action, help={"env": ENV_HELP, "service": "only this service (default: all)", "json": JSON_HELP})
+    @operation
+    def run(c, env="local", service="", json=False):
+        from tasks.operations import day2
+
+        s = load(env)
+        with step(f"{action} {service or 'all services'}"), open_target(s) as ex:
+            day2.compose_action(ex, s, action, [service] if service else [])
+        emit({"ok": True, "action": action, "service": service or "all"}, lambda r: "", json)
+
+    run.__doc__ = doc
+    run.body.__doc__ = doc
+    return run
+
+
+restart = _compose_task("restart", "Restart the services (or one) of the current release.")
+stop = _compose_task("stop", "Stop the services (or one) of the current release; nothing is removed.")
+start = _compose_task("start", "Start the stopped services (or one) of the current release.")
+
+
+@task(
+    help={
+        "env": ENV_HELP,
+        "purge_data": "also delete <deploy root>/storage (database, certificates, metrics)",
+        "yes": "confirm --purge-data without a prompt (required when CI is set)",
+        "json": JSON_HELP,
+    }
+)
+@operation
+def down(c, env="local", purge_data=False, yes=False, json=False):
+    """Stop and remove the containers; volumes and storage are kept unless --purge-data."""
+    from tasks.cli.output import confirm
+    from tasks.operations import day2
+
+    s = load(env)
+    if purge_data and not yes:
+        confirm(
+            env,
+            f"--purge-data deletes every tracker data file of '{env}'",
+            f"Delete all data of '{env}' in {s.deploy_root}/storage?",
+        )
+    with step("down"), open_target(s) as ex:
+        result = day2.down(ex, s, purge_data=purge_data)
+    emit(result, lambda r: "down" + (" (storage purged)" if r["purged"] else "; storage kept"), json)
+
+
+@task(
+    help={
+        "env": ENV_HELP,
+        "to": "the release to return to (default: the one before current)",
+        "force_unlock": FORCE_UNLOCK_HELP,
+        "wait_timeout": WAIT_TIMEOUT_HELP,
+        "json": JSON_HELP,
+    }
+)
+@operation
+def rollback(c, env="local", to="", force_unlock=False, wait_timeout=300, json=False):
+    """Switch back to an earlier release and bring it up, health-gated."""
+    from tasks.operations import day2
+
+    s = load(env)
+    with open_target(s) as ex:
+        result = day2.rollback(ex, s, to or None, wait_timeout=int(wait_timeout), step=step, force_unlock=force_unlock)
+    emit(result, lambda r: f"{r['status']}: current is {r['release']}", json)

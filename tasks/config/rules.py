@@ -1,0 +1,113 @@
+"""Cross-field rules, one function per section of the variable table.
+
+A rule looks at the assembled settings and reports a problem against the variable the
+operator should change (`check.fail(NAME, why)`). Checks of a single value belong to its
+kind or its `pattern` in variables.py, not here. `check.strict` is true outside `local`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+INTERNAL_SUFFIXES = (".local", ".localhost", ".test", ".internal")
+
+
+def infrastructure(s, check) -> None:
+    if s.target == "local" and s.provider != "none":
+        check.fail(
+            "TORRUST_PROVIDER", "a provider needs TORRUST_DEPLOY_TARGET=ssh (the local target uses this machine)"
+        )
+    if s.target == "ssh" and s.provider == "none":
+        check.fail("TORRUST_PROVIDER", "the ssh target needs a provider: libvirt, hetzner or existing")
+
+
+def domains(s, check) -> None:
+    if s.http_trackers and len(s.http_tracker_domains) != len(s.http_trackers):
+        check.fail(
+            "TORRUST_HTTP_TRACKER_DOMAINS",
+            f"has {len(s.http_tracker_domains)} names for {len(s.http_trackers)} HTTP trackers; give one per tracker",
+        )
+    names = [*s.http_tracker_domains, s.api_domain] + ([s.grafana_domain] if s.grafana else [])
+    dupes = sorted({n for n in names if names.count(n) > 1})
+    if dupes:
+        culprit = (
+            "TORRUST_API_DOMAIN"
+            if s.api_domain in dupes
+            else "TORRUST_GRAFANA_DOMAIN"
+            if s.grafana_domain in dupes
+            else "TORRUST_HTTP_TRACKER_DOMAINS"
+        )
+        check.fail(culprit, f"public name {dupes[0]} is used for two services")
+
+
+def tracker(s, check) -> None:
+    if s.announce_interval_min > s.announce_interval:
+        check.fail("TORRUST_ANNOUNCE_INTERVAL_MIN", f"greater than TORRUST_ANNOUNCE_INTERVAL ({s.announce_interval})")
+    internal = [(b.port, "TORRUST_HTTP_TRACKERS") for b in s.http_trackers]
+    internal += [(s.api_bind.port, "TORRUST_API_BIND"), (s.health_check_api_bind.port, "TORRUST_HEALTH_CHECK_API_BIND")]
+    seen: dict[int, str] = {}
+    for port, name in internal:
+        if port in seen and seen[port] != name:
+            check.fail(name, f"port {port} is already used by {seen[port]} in the tracker container")
+        seen[port] = name
+    _required(s, check, ["TORRUST_TRACKER_ADMIN_TOKEN"])
+
+
+def database(s, check) -> None:
+    if not s.mysql:
+        return
+    _required(s, check, ["TORRUST_MYSQL_PASSWORD", "TORRUST_MYSQL_ROOT_PASSWORD"])
+    if s.mysql_password and s.mysql_password == s.mysql_root_password:
+        check.fail("TORRUST_MYSQL_PASSWORD", "must differ from TORRUST_MYSQL_ROOT_PASSWORD")
+
+
+def proxy(s, check) -> None:
+    if not s.tls:
+        return
+    acme_names = [n for n in s.public_names if not s.uses_internal_ca(n)]
+    if check.strict and acme_names and not s.acme_email:
+        check.fail("TORRUST_ACME_EMAIL", f"required with TLS on for public names ({', '.join(acme_names)})")
+    if s.tls_internal == "never":
+        internal_names = [n for n in s.public_names if n.endswith(INTERNAL_SUFFIXES)]
+        if internal_names:
+            check.fail("TORRUST_TLS_INTERNAL", f"'never' but {internal_names[0]} cannot get a public certificate")
+
+
+def monitoring(s, check) -> None:
+    if s.grafana and not s.prometheus:
+        check.fail("TORRUST_GRAFANA", "Grafana needs Prometheus: set TORRUST_PROMETHEUS=true or TORRUST_GRAFANA=false")
+    if s.grafana:
+        _required(s, check, ["TORRUST_GRAFANA_ADMIN_PASSWORD"])
+
+
+def published_ports(s, check) -> None:
+    """Ports published on the host must not collide."""
+    wanted = [(b.port, "udp", "TORRUST_UDP_TRACKERS") for b in s.udp_trackers]
+    wanted.append((s.http_port, "tcp", "TORRUST_HTTP_PORT"))
+    if s.tls:
+        wanted += [(s.https_port, "tcp", "TORRUST_HTTPS_PORT"), (s.https_port, "udp", "TORRUST_HTTPS_PORT")]
+    if s.prometheus:
+        wanted.append((s.prometheus_port, "tcp", "TORRUST_PROMETHEUS_PORT"))
+    published: dict[tuple[int, str], str] = {}
+    for port, proto, name in wanted:
+        other = published.get((port, proto))
+        if other and other != name:
+            check.fail(name, f"host port {port}/{proto} is already used by {other}")
+        published[(port, proto)] = name
+
+
+def _required(s, check, names: list[str]) -> None:
+    """Secrets required by what is switched on (outside local, where no dev value applies)."""
+    if not check.strict:
+        return
+    for name in names:
+        if not check.values[name].value.strip():
+            check.fail(name, f"required; run ./tasks.py app.config --env {s.env} to generate it, or set it")
+
+
+RULES: tuple[Callable, ...] = (infrastructure, domains, tracker, database, proxy, monitoring, published_ports)
+
+
+def check_all(s, check) -> None:
+    for rule in RULES:
+        rule(s, check)
