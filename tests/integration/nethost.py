@@ -23,9 +23,10 @@ import urllib.request
 from pathlib import Path
 
 from tests.conftest import ROOT, clean_environ
+from tests.integration.conftest import TEST_IMAGES
 
 IMAGE = "torrust-test/nethost:1"
-STACK_IMAGES = ("torrust-test/tracker-standin:1", "torrust-test/caddy:2.6")
+STACK_IMAGES = (TEST_IMAGES["TORRUST_TRACKER_IMAGE"], TEST_IMAGES["TORRUST_CADDY_IMAGE"])
 DIND_FLAGS = (
     "--cap-add", "ALL", "--cap-drop", "SYS_RESOURCE",
     "--security-opt", "seccomp=unconfined", "--security-opt", "apparmor=unconfined",
