@@ -1,41 +1,38 @@
 """Network command lines as data (issue #13): the facts script, the host-side UDP probe,
 the re-apply of the network settings. Pure: nothing here runs anything.
 
-Longer scripts live as files beside this module (tasks/commands/scripts/), shellchecked;
-the builders return the argv and the bytes fed on stdin, so one round trip runs them
-(`Executor.feed`).
+The facts script is scripts/network-facts.sh (shellchecked), sent with `sh()` like every
+other script; the probe is scripts/udp-probe.py (standard library only), sent to
+`python3 -c` the same way, and also loaded by tasks.health.network to probe from here.
 """
 
 from __future__ import annotations
 
-from pathlib import Path
+from tasks.commands import SCRIPTS, sh
 
-SCRIPTS = Path(__file__).resolve().parent / "scripts"
-FACTS_SCRIPT = SCRIPTS / "network-facts.sh"
 UDP_PROBE_SCRIPT = SCRIPTS / "udp-probe.py"
 HARDEN = "/usr/local/sbin/torrust-harden"  # installed by the hardening script itself
 HARDEN_ENV = "/etc/torrust/harden.env"
 
 
-def facts_script() -> bytes:
-    return FACTS_SCRIPT.read_bytes()
-
-
 def facts(state_file: str = "") -> list[str]:
-    """`sh -s` reading network-facts.sh from stdin; `state_file` keeps the counters between
-    checks (empty: ~/.cache/torrust-deploy/network-counters; a leading ~/ is the home of
-    the user the command runs as)."""
-    return ["sh", "-s", "--", state_file]
-
-
-def udp_probe_script() -> bytes:
-    return UDP_PROBE_SCRIPT.read_bytes()
+    """network-facts.sh: everything the network checks read, in one round trip.
+    `state_file` keeps the counters between checks (empty: ~/.cache/torrust-deploy/
+    network-counters; a leading ~/ is the home of the user the command runs as)."""
+    return sh("network-facts", state_file)
 
 
 def udp_probe(address: str, port: int, timeout: float) -> list[str]:
-    """python3 on the host, reading udp-probe.py from stdin: a BEP 15 connect + announce to
-    `address` from the host itself; prints one JSON line."""
-    return ["python3", "-", address, str(int(port)), f"{float(timeout):g}"]
+    """udp-probe.py on the host: a BEP 15 connect + announce to `address` from the host
+    itself, the reply's source checked; prints one JSON line."""
+    return [
+        "python3",
+        "-c",
+        UDP_PROBE_SCRIPT.read_text(encoding="utf-8"),
+        address,
+        str(int(port)),
+        f"{float(timeout):g}",
+    ]
 
 
 def reapply(env_file: str = HARDEN_ENV) -> list[str]:

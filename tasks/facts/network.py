@@ -384,8 +384,7 @@ def parse(text: str) -> NetworkFacts:
 
 def read(ex, state_file: str = "") -> NetworkFacts:
     """Run the facts script on the executor's host (one round trip) and parse it."""
-    result = ex.feed(cmd.facts(state_file), cmd.facts_script())
-    return parse(result.stdout)
+    return parse(ex.run(cmd.facts(state_file), timeout=60).stdout)
 
 
 # ----------------------------------------------------------------------------- findings

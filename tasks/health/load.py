@@ -267,13 +267,14 @@ class _UdpRun:
     def run(self) -> WorkerResult:
         self.t0 = time.monotonic()
         end = self.t0 + self.p.duration
+        last_send = end + self.p.timeout  # a late send still gets `timeout` for its reply
         while True:
             now = time.monotonic()
-            self.send_due(now, end)
-            if now >= end and self.started < self.total:
+            self.send_due(now, end, last_send)
+            if now >= last_send and self.started < self.total:
                 self.out.not_sent += self.total - self.started  # due, never sent: this machine was the limit
                 self.started = self.total
-            if (self.started >= self.total and not self.sel.get_map()) or now >= end + self.p.timeout:
+            if (self.started >= self.total and not self.sel.get_map()) or now >= last_send + self.p.timeout:
                 break
             self.receive()
             self.expire(time.monotonic() - self.p.timeout)
@@ -283,10 +284,11 @@ class _UdpRun:
         self.out.send_seconds = min(self.p.duration, time.monotonic() - self.t0)
         return self.out
 
-    def send_due(self, now: float, end: float) -> None:
-        """Open and send the connects of every transaction due by now (the schedule)."""
+    def send_due(self, now: float, end: float, last_send: float) -> None:
+        """Open and send the connects of every transaction due by now (the schedule); one
+        sent after its time counts as late, one not sent by `last_send` as not sent."""
         due = min(self.total, int((now - self.t0) * self.rate) + 1) if now < end else self.total
-        while self.started < due and len(self.sel.get_map()) < self.max_open and now < end + 0.05:
+        while self.started < due and len(self.sel.get_map()) < self.max_open and now < last_send:
             sock = socket.socket(self.family, socket.SOCK_DGRAM)
             sock.setblocking(False)
             tx = _Tx(sock, self.tid_base | (self.started & 0x1FFFFFF), now, self.started)
@@ -412,7 +414,7 @@ class _HttpRun:
             self.queue.put_nowait(i)
         for _ in workers:
             self.queue.put_nowait(-1)
-        await asyncio.wait(workers, timeout=self.p.duration + self.p.timeout + 5)
+        await asyncio.wait(workers, timeout=self.p.duration + 2 * self.p.timeout + 5)
         self.out.send_seconds = self.p.duration
         return self.out
 
@@ -421,7 +423,7 @@ class _HttpRun:
         loop = asyncio.get_running_loop()
         conn = None
         while (i := await self.queue.get()) >= 0:
-            if loop.time() > self.t0 + self.p.duration:  # due long ago, never written: the generator limited
+            if loop.time() > self.t0 + self.p.duration + self.p.timeout:  # never written in time: generator-limited
                 self.out.not_sent += 1
                 continue
             try:

@@ -184,7 +184,7 @@ def host_udp_probe(ex: Executor, address: str, port: int, timeout: float) -> str
     address): the packets take the host's firewall and Docker NAT path (OUTPUT, not the
     provider's network)."""
     try:
-        r = ex.feed(cmd.udp_probe(address, port, timeout), cmd.udp_probe_script(), timeout=int(timeout) + 15)
+        r = ex.run(cmd.udp_probe(address, port, timeout), timeout=int(timeout) + 15)
         doc = json.loads(r.stdout.strip().splitlines()[-1])
     except ToolError as exc:
         raise p.ProbeFailed(f"the probe could not run on {ex.where}: {exc.message.splitlines()[0]}") from None

@@ -1,7 +1,8 @@
 #!/bin/sh
 # network-facts: everything the network checks read on the host, in one round trip.
 #
-#   sh -s -- [STATE_FILE] < network-facts.sh   (as the deploy user; sudo -n where root is needed)
+#   sh -c "$(cat network-facts.sh)" network-facts [STATE_FILE]
+#                                  (as the deploy user; sudo -n where root is needed)
 #
 # Prints a header line "@@torrust-network-facts 1 TOKEN", then sections, each opened by
 # "@@TOKEN NAME STATUS" (STATUS: the exit status of what produced it). TOKEN is random per

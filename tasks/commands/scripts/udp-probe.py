@@ -1,12 +1,12 @@
 #!/usr/bin/env python3
 """BEP 15 probe with the reply's source checked: connect, announce, stopped.
 
-Standard library only, so the same file runs on the deploy target (fed to `python3 -`
+Standard library only, so the same file runs on the deploy target (sent to `python3 -c`
 by tasks.commands.network.udp_probe, e.g. to probe the host's public IPv6 address from
 the host when the operator's machine has no IPv6 route) and on this machine (loaded by
 tasks.health.network for the reply-source probes).
 
-    python3 - ADDRESS PORT TIMEOUT < udp-probe.py
+    python3 udp-probe.py ADDRESS PORT TIMEOUT
 
 Prints one JSON line: {"ok": bool, "detail": str, "source": str|null, "latency": s}.
 Exits 0 whatever the verdict (the verdict is in the JSON); 2 on bad arguments.

@@ -270,12 +270,28 @@ def test_every_fix_points_at_a_heading_of_the_guide():
 
 # ----------------------------------------------------------------------- the commands
 def test_commands():
-    assert cmd.facts() == ["sh", "-s", "--", ""]
-    assert cmd.facts("/var/tmp/c") == ["sh", "-s", "--", "/var/tmp/c"]
-    assert cmd.facts_script().startswith(b"#!/bin/sh\n")
-    assert cmd.udp_probe("2001:db8::1", 6969, 5) == ["python3", "-", "2001:db8::1", "6969", "5"]
-    assert cmd.udp_probe_script().startswith(b"#!/usr/bin/env python3\n")
+    script = (cmd.SCRIPTS / "network-facts.sh").read_text()
+    assert cmd.facts() == ["sh", "-c", script, "network-facts", ""]
+    assert cmd.facts("~/x")[-2:] == ["network-facts", "~/x"]
+    probe = cmd.udp_probe("2001:db8::1", 6969, 5)
+    assert probe[:2] == ["python3", "-c"] and probe[3:] == ["2001:db8::1", "6969", "5"]
+    assert probe[2] == cmd.UDP_PROBE_SCRIPT.read_text() and probe[2].startswith("#!/usr/bin/env python3\n")
     assert cmd.reapply() == ["sudo", "-n", "/usr/local/sbin/torrust-harden", "/etc/torrust/harden.env", "reapply"]
+
+
+def test_the_facts_script_runs_here_and_parses():
+    """The real script on this machine (no Docker needed): whatever this host has, the
+    frame and the counters parse, and a second run sees the first one's counters."""
+    import tempfile
+
+    from tasks.runner.executor import local
+
+    with tempfile.TemporaryDirectory() as d:
+        first = nf.read(local(), f"{d}/counters")
+        second = nf.read(local(), f"{d}/counters")
+    assert first.current is not None and first.previous is None
+    assert second.previous is not None and second.previous.boot == second.current.boot
+    assert second.ncpu >= 1
 
 
 @pytest.mark.skipif(shutil.which("shellcheck") is None, reason="shellcheck not installed")
