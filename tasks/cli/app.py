@@ -279,11 +279,26 @@ def deploy(
             return fresh
 
         outcome = deploy_mod.deploy(ex, s, candidate, opts, step, reconnect=reconnect)
+        result = outcome.as_dict()
+        if outcome.status == "deployed" and s.target == "ssh":  # a switch may have undone the host's network path
+            with step("check the host's network path"):
+                result["network"] = network_drift(ex, s)
     finally:
         for e in [ex, *extra]:
             if e.remote:
                 e.ctx.close()
-    emit(outcome.as_dict(), lambda o: _summary(s, o), json)
+    emit(result, lambda o: _summary(s, o), json)
+
+
+def network_drift(ex, s) -> list[dict]:
+    """After a change: the network findings that are not ok, each as a warning line (never a
+    failure of the task: docs/guides/network.md)."""
+    from tasks.health import network as hn
+
+    found = hn.drift(ex, s)
+    for f in found:
+        note(f"warning: network {f['name']}: {f['detail']}")
+    return found
 
 
 def _plan_text(p: dict) -> str:

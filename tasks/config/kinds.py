@@ -316,6 +316,25 @@ def _resolver(check: Check, var, value: str) -> str:
     return str(bind) if bind else value
 
 
+def _public_ips(check: Check, var, value: str) -> tuple[str, ...]:
+    """Comma-separated public IP addresses: no loopback, unspecified, multicast or
+    link-local address, no duplicate (normalised)."""
+    found: list[str] = []
+    for item in (i.strip() for i in value.split(",")):
+        try:
+            ip = ipaddress.ip_address(item)
+        except ValueError:
+            check.fail(var.name, f"{item[:60]!r} is not an IP address")
+            continue
+        if ip.is_loopback or ip.is_unspecified or ip.is_multicast or ip.is_link_local:
+            check.fail(var.name, f"{ip} is not a public address (loopback, unspecified, multicast or link-local)")
+        elif str(ip) in found:
+            check.fail(var.name, f"{ip} is listed twice")
+        else:
+            found.append(str(ip))
+    return tuple(found)
+
+
 def _range(var) -> str:
     return f"a whole number from {var.minimum} to {var.maximum}"
 
@@ -344,6 +363,7 @@ KINDS: dict[str, Kind] = {
         Kind("ipv4", str, _address(4), "", lambda v: "an IPv4 address, or none"),
         Kind("ipv6", str, _address(6), "", lambda v: "an IPv6 address, or none"),
         Kind("ip", str, _ip, "", lambda v: "an IP address"),
+        Kind("public_ips", tuple, _public_ips, (), lambda v: "IPv4 or IPv6 addresses, comma-separated"),
         Kind("acme_ca", str, _acme_ca, "", lambda v: ", ".join(ACME_DIRECTORIES) + ", or an https:// directory URL"),
         Kind("subset", tuple, _subset, (), lambda v: "one or more of " + ", ".join(v.choices) + ", comma-separated"),
         Kind("resolver", str, _resolver, "", lambda v: "an IP address, or IP:PORT ([IPv6]:PORT)"),

@@ -23,6 +23,7 @@ STR, INT, BOOL, ENUM, SECRET, BINDS, BIND, DOMAIN, DOMAINS, EMAIL, IMAGE, CRON =
     "str int bool enum secret binds bind domain domains email image cron".split()
 )
 FILE, ABSPATH, SUBNET6, DURATION, HOST, IPV4, IPV6, IP = "file abspath subnet6 duration host ipv4 ipv6 ip".split()
+PUBLIC_IPS = "public_ips"
 ACME_CA, SUBSET, RESOLVER = "acme_ca subset resolver".split()
 
 PREFIX = "TORRUST_"
@@ -888,6 +889,16 @@ VARIABLES: tuple[Var, ...] = (
         allowed="an IPv6 address, or none",
     ),
     Var(
+        "TORRUST_PROBE_IPV6_FROM",
+        "Health probes",
+        ENUM,
+        "auto",
+        "Where the IPv6 UDP probes run: 'here' (this machine), 'host' (on the deploy target "
+        "itself, against its public IPv6 address: for an operator without IPv6) or 'auto' (here "
+        "when this machine has a route to the address, else the host; the result says which).",
+        choices=("auto", "here", "host"),
+    ),
+    Var(
         "TORRUST_PROBE_TIMEOUT",
         "Health probes",
         INT,
@@ -914,6 +925,17 @@ VARIABLES: tuple[Var, ...] = (
         "Give the public Docker network an IPv6 subnet so published UDP works over IPv6 (the "
         'host\'s Docker daemon needs "ip6tables": true).',
         production="true",
+    ),
+    Var(
+        "TORRUST_PUBLIC_ADDRESSES",
+        "Network",
+        PUBLIC_IPS,
+        "",
+        "Extra public addresses of the host (floating IPs), besides the one it is reached at, "
+        "comma-separated. infra.bootstrap and cloud-init keep each on the interface of its "
+        "family's default route and route the replies of connections that arrive on it out "
+        "through that address; health.check probes each one and checks the reply comes from it.",
+        optional=True,
     ),
     Var(
         "TORRUST_IPV6_SUBNET",
