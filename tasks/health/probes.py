@@ -24,12 +24,15 @@ import urllib.parse
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
+from typing import TYPE_CHECKING
 
-from tasks.config.settings import Settings
 from tasks.health import bencode
 from tasks.health import http as h
 from tasks.health.udp import UDPTrackerClient, UDPTrackerError
+
+if TYPE_CHECKING:  # the watch's vantage bundle runs these probes without the settings layer
+    from tasks.config.settings import Settings
 
 CANARY_INFO_HASH = hashlib.sha1(b"torrust-deploy health canary").digest()  # noqa: S324 - an identifier
 TLS_MIN_DAYS = 14
@@ -244,20 +247,22 @@ def udp_tracker(address: str, port: int, timeout: float) -> str:
 
 
 def certificate(reach: Reach, family: int, name: str, timeout: float) -> str:
-    """A verified handshake, then time left. Fails when less than min(14 days, a third of
-    the certificate's lifetime) remains: renewals (ACME clients, Caddy's internal CA with
-    12-hour leaves) happen at a third, so less than that means renewal is failing."""
-    from datetime import timedelta
-
+    """A verified handshake, then time left (see `certificate_verdict`)."""
     from cryptography import x509
 
     der = h.peer_certificate(reach.addresses[family], reach.port, name, reach.context or tls_context(), timeout)
     cert = x509.load_der_x509_certificate(der)
-    remaining = cert.not_valid_after_utc - datetime.now(UTC)
-    lifetime = cert.not_valid_after_utc - cert.not_valid_before_utc
-    threshold = min(timedelta(days=TLS_MIN_DAYS), lifetime / 3)
+    return certificate_verdict(cert.not_valid_before_utc, cert.not_valid_after_utc, datetime.now(UTC))
+
+
+def certificate_verdict(not_before: datetime, not_after: datetime, now: datetime) -> str:
+    """Fails when less than min(14 days, a third of the certificate's lifetime) remains:
+    renewals (ACME clients, Caddy's internal CA with 12-hour leaves) happen at a third, so
+    less than that means renewal is failing. (health.check and health.watch share it.)"""
+    remaining = not_after - now
+    threshold = min(timedelta(days=TLS_MIN_DAYS), (not_after - not_before) / 3)
     left = f"{remaining.days} days" if remaining.days >= 1 else f"{int(remaining.total_seconds() // 3600)} hours"
-    when = f"{cert.not_valid_after_utc:%Y-%m-%d %H:%M} UTC"
+    when = f"{not_after:%Y-%m-%d %H:%M} UTC"
     if remaining < threshold:
         raise ProbeFailed(f"certificate expires in {left} ({when}); renewal should have happened by now")
     return f"valid, expires in {left} ({when})"
