@@ -10,3 +10,9 @@ odd, hostile), so a parser bug shows in the fast suite, not only behind Docker.
 Deploy, day-2, backup, health and infra read facts from here; none of them imports
 another's helpers (docs/adr/0011-facts.md).
 """
+
+from tasks.errors import CommandFailed
+
+
+class MalformedFact(CommandFailed):
+    """A host printed something its fact's command never prints (exit 13, never a traceback)."""

@@ -45,7 +45,7 @@ ERROR_CLASSES: tuple[tuple[str, re.Pattern], ...] = tuple(
         ("dns", r"does not resolve|name or service not known|nodename|getaddrinfo"),
         ("cert-expiring", r"renewal should have happened"),
         ("tls", r"certificate|ssl|tls|handshake"),
-        ("timeout", r"timed out|timeout"),
+        ("timeout", r"timed out|timeout|no reply"),
         ("refused", r"connection refused"),
         ("reset", r"connection reset|broken pipe|remote end closed|connection aborted"),
         ("unreachable", r"unreachable|no route"),

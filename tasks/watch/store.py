@@ -403,13 +403,14 @@ class Store:
         with self.guard():
             return self.conn.execute("SELECT min(t) FROM results").fetchone()[0]
 
-    def latest(self, kind: str) -> dict[int, tuple[int, int, float | None, str | None]]:
-        """Per series of `kind`: (t, ok, value, error) of its newest raw row."""
+    def latest(self, kind: str | None = None) -> dict[int, tuple[int, int, float | None, str | None]]:
+        """Per series (of `kind`, or all): (t, ok, value, error) of its newest raw row."""
         with self.guard():
             rows = self.conn.execute(
-                "SELECT r.series, r.t, r.ok, r.value, r.error FROM results r JOIN series s ON s.id = r.series "
-                "WHERE s.kind = ? AND r.t = (SELECT max(t) FROM results WHERE series = r.series)",
-                (kind,),
+                # SQLite takes the bare columns from the row holding max(t)
+                "SELECT r.series, max(r.t), r.ok, r.value, r.error FROM results r JOIN series s ON s.id = r.series "
+                "WHERE (? IS NULL OR s.kind = ?) GROUP BY r.series",
+                (kind, kind),
             ).fetchall()
         return {r[0]: tuple(r[1:]) for r in rows}
 
@@ -449,14 +450,18 @@ class Store:
         hourly_cutoff = (now - hourly_days * DAY_MS) // HOUR_MS * HOUR_MS
         with self.transaction():
             aggs: dict[tuple[int, int], HourAgg] = {}
-            for sid, t, ok, lat, error, value in self.conn.execute(
-                "SELECT series, t, ok, latency_ms, error, value FROM results WHERE t < ?", (cutoff,)
-            ):
-                aggs.setdefault((sid, t // HOUR_MS * HOUR_MS), HourAgg()).add(bool(ok), lat, error, value)
+            folded = dropped = 0
+            for (sid,) in self.conn.execute("SELECT id FROM series").fetchall():  # per series: the key's range
+                for t, ok, lat, error, value in self.conn.execute(
+                    "SELECT t, ok, latency_ms, error, value FROM results WHERE series = ? AND t < ?", (sid, cutoff)
+                ):
+                    aggs.setdefault((sid, t // HOUR_MS * HOUR_MS), HourAgg()).add(bool(ok), lat, error, value)
+                folded += self.conn.execute("DELETE FROM results WHERE series = ? AND t < ?", (sid, cutoff)).rowcount
+                dropped += self.conn.execute(
+                    "DELETE FROM hourly WHERE series = ? AND hour < ?", (sid, hourly_cutoff)
+                ).rowcount
             self._merge_hourly(aggs)
-            folded = self.conn.execute("DELETE FROM results WHERE t < ?", (cutoff,)).rowcount
             self.conn.execute("DELETE FROM rounds WHERE t < ?", (cutoff,))
-            dropped = self.conn.execute("DELETE FROM hourly WHERE hour < ?", (hourly_cutoff,)).rowcount
             self.conn.execute(
                 "DELETE FROM deliveries WHERE alert IN (SELECT id FROM alerts WHERE t < ?)", (hourly_cutoff,)
             )

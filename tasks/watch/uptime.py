@@ -288,3 +288,27 @@ def _certificates(st: Store, series: dict[int, SeriesKey]) -> list[Certificate]:
             k = series[sid]
             out.append(Certificate(k.vantage, k.target, k.family, k.address, value, t, bool(ok), error))
     return out
+
+
+def hour_view(stores: list[Store], since: int, now: int) -> dict[tuple[str, str, str, int], dict[int, HourAgg]]:
+    """Per probe line and hour: an aggregate of every result (raw rows folded on the fly,
+    hourly rows as stored): what the report's charts draw."""
+    owners = _owners(stores)
+    out: dict[tuple[str, str, str, int], dict[int, HourAgg]] = {}
+    start = since // HOUR_MS * HOUR_MS
+    for i, st in enumerate(stores):
+        series = {sid: k for sid, k in st.series().items() if owners.get(k.vantage, i) == i}
+        for (sid, hour), agg in st.hourly(start, now + 1).items():
+            if sid in series:
+                out.setdefault(_line_key(series[sid]), {}).setdefault(hour, HourAgg()).merge(agg)
+        current: tuple[int, int] | None = None
+        target: HourAgg | None = None
+        for sid, t, ok, lat, error, value in st.raw_rows(start, now + 1):
+            if sid not in series:
+                continue
+            hour = t // HOUR_MS * HOUR_MS
+            if (sid, hour) != current:
+                current = (sid, hour)
+                target = out.setdefault(_line_key(series[sid]), {}).setdefault(hour, HourAgg())
+            target.add(bool(ok), lat, error, value)
+    return out
