@@ -200,29 +200,41 @@ RULES: dict[str, tuple[Callable[[object], str | None], str]] = {
 }
 
 
-def _cross(cfg: WatchConfig) -> list[tuple[str, str]]:
-    """Rules between fields: (field, message)."""
+def _cross(cfg: WatchConfig, bad: set[str]) -> list[tuple[str, str]]:
+    """Rules between fields: (field, message); a rule whose fields already failed on their
+    own is not checked (one problem per mistake)."""
     out: list[tuple[str, str]] = []
-    num = (int, float)
-    if isinstance(cfg.jitter, num) and isinstance(cfg.interval, num) and cfg.jitter > cfg.interval / 2:
-        out.append(("jitter", f"more than half the interval ({cfg.interval:g} s)"))
-    if isinstance(cfg.silent_after, num) and isinstance(cfg.interval, num) and cfg.silent_after < 2 * cfg.interval:
-        out.append(("silent_after", f"less than twice the interval ({2 * cfg.interval:g} s)"))
-    if isinstance(cfg.retention_hourly_days, int) and isinstance(cfg.retention_raw_days, int):
-        if cfg.retention_hourly_days < cfg.retention_raw_days:
-            out.append(("retention_hourly_days", f"less than the raw retention ({cfg.retention_raw_days} days)"))
-    if isinstance(cfg.retry_max, num) and isinstance(cfg.retry_base, num) and cfg.retry_max < cfg.retry_base:
-        out.append(("retry_max", f"less than the first retry ({cfg.retry_base:g} s)"))
-    if cfg.smtp_host:
-        if not cfg.smtp_from:
-            out.append(("smtp_from", "required when an SMTP host is set"))
-        if not cfg.smtp_to:
-            out.append(("smtp_to", "required when an SMTP host is set"))
-        if bool(cfg.smtp_user) != bool(cfg.smtp_password):
-            out.append(("smtp_password" if cfg.smtp_user else "smtp_user", "user and password go together"))
-        if cfg.smtp_password and not cfg.smtp_starttls and not _loopback(cfg.smtp_host):
-            out.append(("smtp_starttls", "off, but a password would then cross the network in clear text"))
-    elif any((cfg.smtp_user, cfg.smtp_password, cfg.smtp_from, cfg.smtp_to)):
+
+    def rule(names: tuple[str, ...], failed: bool, name: str, message: str) -> None:
+        if not bad.intersection(names) and failed:
+            out.append((name, message))
+
+    c = cfg
+    if not bad.intersection(("jitter", "interval", "silent_after", "retry_base", "retry_max")):
+        rule((), c.jitter > c.interval / 2, "jitter", f"more than half the interval ({c.interval:g} s)")
+        rule(
+            (), c.silent_after < 2 * c.interval, "silent_after", f"less than twice the interval ({2 * c.interval:g} s)"
+        )
+        rule((), c.retry_max < c.retry_base, "retry_max", f"less than the first retry ({c.retry_base:g} s)")
+    rule(
+        ("retention_raw_days", "retention_hourly_days"),
+        not bad.intersection(("retention_raw_days", "retention_hourly_days"))
+        and c.retention_hourly_days < c.retention_raw_days,
+        "retention_hourly_days",
+        f"less than the raw retention ({c.retention_raw_days} days)",
+    )
+    if c.smtp_host:
+        rule(("smtp_from",), not c.smtp_from, "smtp_from", "required when an SMTP host is set")
+        rule(("smtp_to",), not c.smtp_to, "smtp_to", "required when an SMTP host is set")
+        if bool(c.smtp_user) != bool(c.smtp_password):
+            out.append(("smtp_password" if c.smtp_user else "smtp_user", "user and password go together"))
+        rule(
+            ("smtp_host",),
+            bool(c.smtp_password) and not c.smtp_starttls and not _loopback(c.smtp_host),
+            "smtp_starttls",
+            "off, but a password would then cross the network in clear text",
+        )
+    elif any((c.smtp_user, c.smtp_password, c.smtp_from, c.smtp_to)):
         out.append(("smtp_host", "empty, but other SMTP settings are set"))
     return out
 
@@ -242,7 +254,7 @@ def problems(cfg: WatchConfig, names: Mapping[str, str] = VARIABLES) -> list[str
         message = check(getattr(cfg, name))
         if message:
             found.append((name, message))
-    found += [c for c in _cross(cfg) if c[0] not in {f for f, _ in found}]
+    found += _cross(cfg, {f for f, _ in found})
     out = []
     for name, message in found:
         value = getattr(cfg, name)

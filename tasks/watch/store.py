@@ -42,7 +42,8 @@ CREATE TABLE results (
 CREATE TABLE hourly (
   series INTEGER NOT NULL, hour INTEGER NOT NULL, n INTEGER NOT NULL, ok INTEGER NOT NULL,
   lat_sum INTEGER NOT NULL, lat_max INTEGER NOT NULL, hist TEXT NOT NULL, errors TEXT NOT NULL,
-  value_min REAL, PRIMARY KEY (series, hour)) WITHOUT ROWID;
+  value_min REAL, fail_first INTEGER, fail_last INTEGER, streak INTEGER NOT NULL,
+  PRIMARY KEY (series, hour)) WITHOUT ROWID;
 CREATE TABLE rounds (
   vantage TEXT NOT NULL, t INTEGER NOT NULL, duration_ms INTEGER NOT NULL, probes INTEGER NOT NULL,
   failed INTEGER NOT NULL, PRIMARY KEY (vantage, t)) WITHOUT ROWID;
@@ -84,6 +85,9 @@ class Row:
 
 @dataclass
 class HourAgg:
+    """One probe's hour: counts, a latency histogram of the answers, error classes, and
+    where its failures lie (first, last, longest run) so incidents survive the folding."""
+
     n: int = 0
     ok: int = 0
     lat_sum: int = 0
@@ -91,8 +95,12 @@ class HourAgg:
     hist: list[int] | None = None
     errors: dict[str, int] | None = None
     value_min: float | None = None
+    fail_first: int | None = None
+    fail_last: int | None = None
+    streak: int = 0  # the longest run of consecutive failed results (rows added in time order)
+    run: int = 0
 
-    def add(self, ok: bool, latency_ms: int, error: str | None, value: float | None) -> None:
+    def add(self, ok: bool, latency_ms: int, error: str | None, value: float | None, t: int | None = None) -> None:
         self.n += 1
         self.ok += int(ok)
         if ok:  # latency statistics describe answers, not timeouts
@@ -101,6 +109,13 @@ class HourAgg:
             hist = self.hist if self.hist is not None else [0] * (len(BUCKETS_MS) + 1)
             hist[bucket(latency_ms)] += 1
             self.hist = hist
+            self.run = 0
+        else:
+            self.run += 1
+            self.streak = max(self.streak, self.run)
+            if t is not None:
+                self.fail_first = t if self.fail_first is None else min(self.fail_first, t)
+                self.fail_last = t if self.fail_last is None else max(self.fail_last, t)
         if error:
             errors = self.errors if self.errors is not None else {}
             errors[error] = errors.get(error, 0) + 1
@@ -118,19 +133,30 @@ class HourAgg:
         for k, v in (other.errors or {}).items():
             errors[k] = errors.get(k, 0) + v
         self.errors = errors
-        if other.value_min is not None:
-            self.value_min = other.value_min if self.value_min is None else min(self.value_min, other.value_min)
+        self.value_min = _min(self.value_min, other.value_min)
+        self.fail_first = _min(self.fail_first, other.fail_first)
+        self.fail_last = (
+            None
+            if self.fail_last is None and other.fail_last is None
+            else max(x for x in (self.fail_last, other.fail_last) if x is not None)
+        )
+        self.streak = max(self.streak, other.streak)
 
     def histogram(self) -> list[int]:
         return list(self.hist) if self.hist is not None else [0] * (len(BUCKETS_MS) + 1)
+
+
+def _min(a, b):
+    return b if a is None else a if b is None else min(a, b)
 
 
 def bucket(latency_ms: int) -> int:
     return bisect.bisect_left(BUCKETS_MS, latency_ms)
 
 
-def _agg_from_row(n, ok, lat_sum, lat_max, hist, errors, value_min) -> HourAgg:
-    return HourAgg(n, ok, lat_sum, lat_max, [int(x) for x in hist.split(",")], json.loads(errors), value_min)
+def _agg_from_row(n, ok, lat_sum, lat_max, hist, errors, value_min, fail_first, fail_last, streak) -> HourAgg:
+    hist_list = [int(x) for x in hist.split(",")]
+    return HourAgg(n, ok, lat_sum, lat_max, hist_list, json.loads(errors), value_min, fail_first, fail_last, streak)
 
 
 def _agg_values(agg: HourAgg) -> tuple:
@@ -142,6 +168,9 @@ def _agg_values(agg: HourAgg) -> tuple:
         ",".join(map(str, agg.histogram())),
         json.dumps(agg.errors or {}, sort_keys=True),
         agg.value_min,
+        agg.fail_first,
+        agg.fail_last,
+        agg.streak,
     )
 
 
@@ -379,7 +408,8 @@ class Store:
     def hourly(self, since: int, until: int) -> dict[tuple[int, int], HourAgg]:
         with self.guard():
             rows = self.conn.execute(
-                "SELECT series, hour, n, ok, lat_sum, lat_max, hist, errors, value_min FROM hourly "
+                "SELECT series, hour, n, ok, lat_sum, lat_max, hist, errors, value_min, fail_first, fail_last, streak "
+                "FROM hourly "
                 "WHERE hour >= ? AND hour < ?",
                 (since, until),
             ).fetchall()
@@ -451,16 +481,20 @@ class Store:
         with self.transaction():
             aggs: dict[tuple[int, int], HourAgg] = {}
             folded = dropped = 0
-            for (sid,) in self.conn.execute("SELECT id FROM series").fetchall():  # per series: the key's range
+            sids = [sid for (sid,) in self.conn.execute("SELECT id FROM series").fetchall()]
+            for sid in sids:  # per series: the primary key's range, never a scan of the table
                 for t, ok, lat, error, value in self.conn.execute(
                     "SELECT t, ok, latency_ms, error, value FROM results WHERE series = ? AND t < ?", (sid, cutoff)
                 ):
-                    aggs.setdefault((sid, t // HOUR_MS * HOUR_MS), HourAgg()).add(bool(ok), lat, error, value)
+                    hour = t // HOUR_MS * HOUR_MS
+                    if hour >= hourly_cutoff:
+                        aggs.setdefault((sid, hour), HourAgg()).add(bool(ok), lat, error, value, t)
                 folded += self.conn.execute("DELETE FROM results WHERE series = ? AND t < ?", (sid, cutoff)).rowcount
+            self._merge_hourly(aggs)
+            for sid in sids:
                 dropped += self.conn.execute(
                     "DELETE FROM hourly WHERE series = ? AND hour < ?", (sid, hourly_cutoff)
                 ).rowcount
-            self._merge_hourly(aggs)
             self.conn.execute("DELETE FROM rounds WHERE t < ?", (cutoff,))
             self.conn.execute(
                 "DELETE FROM deliveries WHERE alert IN (SELECT id FROM alerts WHERE t < ?)", (hourly_cutoff,)
@@ -471,7 +505,8 @@ class Store:
     def _merge_hourly(self, aggs: dict[tuple[int, int], HourAgg], only_new: bool = False) -> None:
         for (sid, hour), agg in aggs.items():
             row = self.conn.execute(
-                "SELECT n, ok, lat_sum, lat_max, hist, errors, value_min FROM hourly WHERE series = ? AND hour = ?",
+                "SELECT n, ok, lat_sum, lat_max, hist, errors, value_min, fail_first, fail_last, streak FROM hourly "
+                "WHERE series = ? AND hour = ?",
                 (sid, hour),
             ).fetchone()
             if row and only_new:
@@ -481,7 +516,7 @@ class Store:
                 merged.merge(agg)
                 agg = merged
             self.conn.execute(
-                "INSERT OR REPLACE INTO hourly VALUES (?,?,?,?,?,?,?,?,?)", (sid, hour, *_agg_values(agg))
+                "INSERT OR REPLACE INTO hourly VALUES (?,?,?,?,?,?,?,?,?,?,?,?)", (sid, hour, *_agg_values(agg))
             )
 
     def vacuum(self) -> None:
@@ -506,7 +541,9 @@ class Store:
                     if t >= cutoff:
                         recent.append((ids[sid], t, ok, lat, error, value))
                     else:
-                        old.setdefault((ids[sid], t // HOUR_MS * HOUR_MS), HourAgg()).add(bool(ok), lat, error, value)
+                        old.setdefault((ids[sid], t // HOUR_MS * HOUR_MS), HourAgg()).add(
+                            bool(ok), lat, error, value, t
+                        )
                 before = self.conn.total_changes
                 self.conn.executemany("INSERT OR IGNORE INTO results VALUES (?,?,?,?,?,?)", recent)
                 counts["results"] = self.conn.total_changes - before

@@ -22,6 +22,7 @@ from tasks.watch.config import parse_duration
 from tasks.watch.store import BUCKETS_MS, HOUR_MS, HourAgg, SeriesKey, Store
 
 WINDOWS = ("24h", "7d", "30d")
+JOIN_GAP_MS = 5 * 60_000  # failures of one probe in consecutive folded hours this close are one incident
 MAX_WINDOW_S = 3650 * 86400
 
 
@@ -249,20 +250,23 @@ def _raw_runs(st: Store, series: dict[int, SeriesKey], since: int, now: int) -> 
 
 
 def _hourly_runs(st: Store, series: dict[int, SeriesKey], since: int, now: int) -> list[Incident]:
-    """Before the raw retention: consecutive hours with failures, hour-aligned, approximate."""
-    bad = sorted(
-        (sid, hour) for (sid, hour), agg in st.hourly(since // HOUR_MS * HOUR_MS, now + 1).items() if agg.ok < agg.n
-    )
+    """Before the raw retention: each probe's hours with a run of two or more failed results
+    (a lone failure is noise), from the hour's first failure to its last, joined across
+    hours; marked approximate (the folded hour keeps no order of its other results)."""
+    hours = st.hourly(since // HOUR_MS * HOUR_MS, now + 1)
+    bad = sorted((sid, agg.fail_first, agg.fail_last) for (sid, _h), agg in hours.items() if agg.streak >= 2)
     runs: list[Incident] = []
-    for sid, hour in bad:
-        if sid not in series:
+    last_sid = None
+    for sid, first, last in bad:
+        if sid not in series or first is None:
             continue
-        last = runs[-1] if runs else None
         key = series[sid]
-        if last and last.approximate and last.probes == [key.label] and last.end == hour:
-            last.end = hour + HOUR_MS
+        cur = runs[-1] if runs and last_sid == sid else None
+        if cur and first - cur.end <= JOIN_GAP_MS:
+            cur.end = last
         else:
-            runs.append(Incident(hour, hour + HOUR_MS, [key.label], [key.vantage], approximate=True))
+            runs.append(Incident(first, last, [key.label], [key.vantage], approximate=True))
+        last_sid = sid
     return runs
 
 
@@ -310,5 +314,5 @@ def hour_view(stores: list[Store], since: int, now: int) -> dict[tuple[str, str,
             if (sid, hour) != current:
                 current = (sid, hour)
                 target = out.setdefault(_line_key(series[sid]), {}).setdefault(hour, HourAgg())
-            target.add(bool(ok), lat, error, value)
+            target.add(bool(ok), lat, error, value, t)
     return out
