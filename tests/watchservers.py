@@ -5,6 +5,8 @@ maintained asyncio SMTP server), with a test CA made by cryptography."""
 from __future__ import annotations
 
 import datetime as dt
+import email
+import email.policy
 import ipaddress
 import json
 import socket
@@ -138,12 +140,7 @@ class Mailbox:
         return "250 Message accepted"
 
     def subjects(self) -> list[str]:
-        out = []
-        for env in self.messages:
-            for line in env.content.decode("utf-8", "replace").splitlines():
-                if line.startswith("Subject: "):
-                    out.append(line[len("Subject: ") :])
-        return out
+        return [str(email.message_from_bytes(e.content, policy=email.policy.default)["Subject"]) for e in self.messages]
 
 
 class SMTPServer:
@@ -164,7 +161,7 @@ class SMTPServer:
                 and auth_data.login == SMTP_USER.encode()
                 and auth_data.password == self.password.encode()
             )
-            return AuthResult(success=ok)
+            return AuthResult(success=ok, handled=False)  # handled=False: aiosmtpd answers 535 itself
 
         self.controller = Controller(
             self.mailbox,
