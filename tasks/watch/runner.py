@@ -72,6 +72,8 @@ def load_settings(path: Path) -> tuple[wc.WatchConfig, TargetSpec, str]:
     unknown = sorted(set(raw) - known)
     if unknown:
         raise ConfigError(f"watch settings {path}: unknown keys {', '.join(unknown)}")
+    if "store_path" not in raw:
+        raise ConfigError(f"watch settings {path}: no store_path", hint="install the watch again")
     values = {}
     for k, v in raw.items():
         if k in SECRET_FIELDS:

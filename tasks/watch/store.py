@@ -175,11 +175,18 @@ def _agg_values(agg: HourAgg) -> tuple:
 
 
 def _classify(exc: sqlite3.Error, path: Path) -> Exception:
+    if isinstance(exc, sqlite3.ProgrammingError | sqlite3.InterfaceError):
+        raise exc  # a bug in the tool, not a property of the file
     text = str(exc).lower()
     if "locked" in text or "busy" in text:
         return StoreLocked(
             f"watch store {path}: another process holds its write lock ({exc})",
             hint="close the other writer (fuser shows it); a running watch keeps rounds in memory meanwhile",
+        )
+    if isinstance(exc, sqlite3.OperationalError) and any(w in text for w in ("unable to open", "readonly", "disk")):
+        return StoreCorrupt(
+            f"watch store {path}: cannot be used ({exc}); it was left untouched",
+            hint="check the file's and its directory's permissions and free space",
         )
     return StoreCorrupt(
         f"watch store {path}: unreadable ({exc}); it was left untouched",
