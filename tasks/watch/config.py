@@ -1,8 +1,9 @@
 """Every parameter of the watch in one frozen dataclass, and its validation.
 
-The settings layer maps the `TORRUST_WATCH_*` variables (NOTES-watch.md) and the task's
-flags onto `WatchConfig`; `problems()` checks it with one table of rules and names each
-bad value by the variable (or flag) the operator set, with what is allowed. Secrets
+The settings layer maps the watch's variables (NOTES-watch.md) and the task's flags onto
+`WatchConfig`; `problems()` checks it with one table of rules and names each bad value by
+the variable (or flag) the operator set (a mapping the settings layer passes), with what
+is allowed. Secrets
 (the webhook URL, which carries its token in the path, and the SMTP password) are
 `Secret`s: they print as a mask.
 """
@@ -75,36 +76,9 @@ class WatchConfig:
         return out
 
 
-# The variable (or flag) each field is set by: how problems name it.
-VARIABLES: dict[str, str] = {
-    "store_path": "TORRUST_WATCH_STORE",
-    "vantage": "TORRUST_WATCH_VANTAGE",
-    "interval": "TORRUST_WATCH_INTERVAL",
-    "jitter": "TORRUST_WATCH_JITTER",
-    "probe_timeout": "TORRUST_PROBE_TIMEOUT",
-    "probe_attempts": "TORRUST_PROBE_ATTEMPTS",
-    "down_after": "TORRUST_WATCH_DOWN_AFTER",
-    "cert_days": "TORRUST_WATCH_CERT_DAYS",
-    "silent_after": "TORRUST_WATCH_SILENT_AFTER",
-    "retention_raw_days": "TORRUST_WATCH_RETENTION_RAW_DAYS",
-    "retention_hourly_days": "TORRUST_WATCH_RETENTION_HOURLY_DAYS",
-    "webhook_url": "TORRUST_WATCH_WEBHOOK_URL",
-    "webhook_timeout": "TORRUST_WATCH_WEBHOOK_TIMEOUT",
-    "smtp_host": "TORRUST_WATCH_SMTP_HOST",
-    "smtp_port": "TORRUST_WATCH_SMTP_PORT",
-    "smtp_user": "TORRUST_WATCH_SMTP_USER",
-    "smtp_password": "TORRUST_WATCH_SMTP_PASSWORD",
-    "smtp_from": "TORRUST_WATCH_SMTP_FROM",
-    "smtp_to": "TORRUST_WATCH_SMTP_TO",
-    "smtp_starttls": "TORRUST_WATCH_SMTP_STARTTLS",
-    "smtp_cafile": "TORRUST_WATCH_SMTP_CAFILE",
-    "smtp_timeout": "TORRUST_WATCH_SMTP_TIMEOUT",
-    "retry_base": "TORRUST_WATCH_RETRY_BASE",
-    "retry_max": "TORRUST_WATCH_RETRY_MAX",
-    "retry_give_up": "TORRUST_WATCH_RETRY_GIVE_UP",
-    "metrics_port": "TORRUST_WATCH_METRICS_PORT",
-    "metrics_bind": "TORRUST_WATCH_METRICS_BIND",
-}
+# How problems name a field: by default the field itself; the settings layer passes the
+# variable each field is set by (NOTES-watch.md lists them), a task its flags.
+FIELD_NAMES: dict[str, str] = {f.name: f.name for f in fields(WatchConfig)}
 
 
 def _number(lo: float, hi: float, whole: bool = False) -> Callable[[object], str | None]:
@@ -246,7 +220,7 @@ def _loopback(host: str) -> bool:
         return host == "localhost"
 
 
-def problems(cfg: WatchConfig, names: Mapping[str, str] = VARIABLES) -> list[str]:
+def problems(cfg: WatchConfig, names: Mapping[str, str] = FIELD_NAMES) -> list[str]:
     """Every problem of `cfg`, each naming the variable (or flag), the value (secrets
     masked) and what is allowed. Empty when the configuration is usable."""
     found: list[tuple[str, str]] = []
@@ -268,7 +242,7 @@ def problems(cfg: WatchConfig, names: Mapping[str, str] = VARIABLES) -> list[str
     return out
 
 
-def validate(cfg: WatchConfig, env: str = "local", names: Mapping[str, str] = VARIABLES) -> WatchConfig:
+def validate(cfg: WatchConfig, env: str = "local", names: Mapping[str, str] = FIELD_NAMES) -> WatchConfig:
     """`cfg` unchanged, or a SettingsError (exit 2) listing every problem."""
     found = problems(cfg, names)
     if found:

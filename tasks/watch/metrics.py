@@ -63,7 +63,7 @@ class WatchMetrics:
         except OSError as exc:
             raise ConfigError(
                 f"--metrics-port {port}: cannot listen on {bind}:{port} ({exc.strerror or exc})",
-                hint="choose a free port (TORRUST_WATCH_METRICS_PORT) or stop what uses it",
+                hint="choose a free port for the watch's metrics, or stop what uses it",
             ) from None
         return self._server.server_address[1]
 

@@ -94,7 +94,7 @@ def cron_schedule(interval: float) -> str:
             hours = minutes // 60
             return "0 * * * *" if hours == 1 else f"0 */{hours} * * *"
     raise ConfigError(
-        f"TORRUST_WATCH_INTERVAL = {interval:g}: cron cannot run that interval on a vantage host "
+        f"watch interval {interval:g} s: cron cannot run that interval on a vantage host "
         "(allowed: whole minutes dividing an hour, 60, 120, 300, 600, ..., or whole hours dividing a day)"
     )
 

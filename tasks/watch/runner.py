@@ -85,7 +85,7 @@ def load_settings(path: Path) -> tuple[wc.WatchConfig, TargetSpec, str]:
         values[k] = v
     cfg = wc.WatchConfig(**values)
     env = str(doc.get("env", "local"))
-    wc.validate(cfg, env, {f: f for f in known})
+    wc.validate(cfg, env)
     try:
         spec = TargetSpec.from_dict(doc["target"])
     except (KeyError, TypeError) as exc:

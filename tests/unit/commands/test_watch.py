@@ -23,8 +23,9 @@ def test_runner_and_cron_line():
     ]
     line = cmd.cron_line("*/5 * * * *", "python3", "/home/t/.torrust-watch/prod")
     assert line == (
-        "*/5 * * * * python3 /home/t/.torrust-watch/prod/torrust-watch.pyz --config /home/t/.torrust-watch/prod/watch.json "
-        "--log /home/t/.torrust-watch/prod/watch.log once >/dev/null 2>>/home/t/.torrust-watch/prod/cron.err"
+        "*/5 * * * * python3 /home/t/.torrust-watch/prod/torrust-watch.pyz "
+        "--config /home/t/.torrust-watch/prod/watch.json --log /home/t/.torrust-watch/prod/watch.log "
+        "once >/dev/null 2>>/home/t/.torrust-watch/prod/cron.err"
     )
     assert shlex.split(line)[5:7] == ["python3", "/home/t/.torrust-watch/prod/torrust-watch.pyz"]
     assert cmd.make_private_dir("/d") == ["mkdir", "-p", "-m", "700", "--", "/d"]

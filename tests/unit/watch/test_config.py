@@ -9,9 +9,21 @@ import pytest
 
 from tasks.config.secrets import Secret
 from tasks.errors import ConfigError, ExitCode, SettingsError
-from tasks.watch.config import WatchConfig, parse_duration, problems, validate
+from tasks.watch.config import FIELD_NAMES, WatchConfig, parse_duration, problems, validate
 
 TOKEN_URL = "https://hooks.example.org/services/T000/B000/Xk4Lp8Yv3Nb6Hc1Jd5Fs0G"
+
+
+# The names the settings layer will pass (the variables table entries in NOTES-watch.md).
+VARIABLES = {f: f"TORRUST_WATCH_{f.upper()}" for f in FIELD_NAMES} | {
+    "store_path": "TORRUST_WATCH_STORE",
+    "probe_timeout": "TORRUST_PROBE_TIMEOUT",
+    "probe_attempts": "TORRUST_PROBE_ATTEMPTS",
+}
+
+
+def problems_named(cfg: WatchConfig) -> list[str]:
+    return problems(cfg, VARIABLES)
 
 
 def base(**kw) -> WatchConfig:
@@ -19,7 +31,7 @@ def base(**kw) -> WatchConfig:
 
 
 def test_the_defaults_are_valid():
-    assert problems(base()) == []
+    assert problems_named(base()) == []
     smtp = base(
         smtp_host="mail.example.org",
         smtp_user="alerts",
@@ -28,7 +40,7 @@ def test_the_defaults_are_valid():
         smtp_to=("ops@example.org", "oncall@example.org"),
         webhook_url=Secret(TOKEN_URL),
     )
-    assert problems(smtp) == []
+    assert problems_named(smtp) == []
     assert smtp.channels == ("webhook", "smtp")
 
 
@@ -65,14 +77,14 @@ def test_the_defaults_are_valid():
     ],
 )
 def test_each_bad_value_is_named_with_what_is_allowed(change, expected):
-    found = problems(base(**change))
+    found = problems_named(base(**change))
     assert len(found) == 1, found
     assert found[0].startswith(expected), found[0]
 
 
 def test_smtp_rules_between_fields():
     cfg = base(smtp_host="mail.example.org", smtp_user="alerts")
-    found = problems(cfg)
+    found = problems_named(cfg)
     assert any(p.startswith("TORRUST_WATCH_SMTP_FROM = '': required when an SMTP host is set") for p in found)
     assert any(p.startswith("TORRUST_WATCH_SMTP_TO = '': required") for p in found)
     assert any(p.startswith("TORRUST_WATCH_SMTP_PASSWORD = '': user and password go together") for p in found)
@@ -84,12 +96,12 @@ def test_smtp_rules_between_fields():
         smtp_to=("o@example.org",),
         smtp_starttls=False,
     )
-    assert problems(clear) == [
+    assert problems_named(clear) == [
         "TORRUST_WATCH_SMTP_STARTTLS = 'False': off, but a password would then cross the network in clear text"
     ]
-    assert problems(replace(clear, smtp_host="127.0.0.1")) == []  # a relay on this host
+    assert problems_named(replace(clear, smtp_host="127.0.0.1")) == []  # a relay on this host
     bad_to = replace(clear, smtp_starttls=True, smtp_to=("ops@example.org", "not-an-address"))
-    assert problems(bad_to) == [
+    assert problems_named(bad_to) == [
         "TORRUST_WATCH_SMTP_TO = 'ops@example.org,not-an-address': not an email address: 'not-an-address' "
         "(allowed: email addresses, comma-separated)"
     ]
@@ -98,7 +110,7 @@ def test_smtp_rules_between_fields():
 def test_secrets_never_show_in_problems_or_the_redacted_view():
     creds = "https://user:Pa55-w0rd-Kx9@hooks.example.org/x"
     cfg = base(webhook_url=Secret(creds), smtp_password=Secret("Sm7-Pq2Xz9Lk4Wv8"))
-    text = "\n".join(problems(cfg))
+    text = "\n".join(problems_named(cfg))
     assert "must not hold a user or password" in text
     assert "Pa55-w0rd" not in text and "Sm7-Pq2" not in text
     shown = repr(base(webhook_url=Secret(TOKEN_URL)).redacted())
@@ -107,11 +119,11 @@ def test_secrets_never_show_in_problems_or_the_redacted_view():
 
 def test_validate_lists_every_problem_at_once_with_exit_code_2():
     with pytest.raises(SettingsError) as err:
-        validate(base(interval=0, down_after=0, vantage="X"), "prod")
+        validate(base(interval=0, down_after=0, vantage="X"), "prod", VARIABLES)
     assert err.value.code == ExitCode.CONFIG
     assert len(err.value.problems) == 3
     assert "configuration for environment 'prod' has 3 problems" in err.value.message
-    flags = {"interval": "--interval"}
+    flags = {**VARIABLES, "interval": "--interval"}
     with pytest.raises(SettingsError) as err:
         validate(base(interval=0), "prod", flags)
     assert err.value.problems[0].startswith("--interval = '0': out of range")
