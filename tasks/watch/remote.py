@@ -24,7 +24,15 @@ from pathlib import Path, PurePosixPath
 import prometheus_client
 
 from tasks.commands import watch as cmd
-from tasks.errors import CommandFailed, ConfigError, PrerequisiteError
+from tasks.errors import (
+    CommandFailed,
+    ConfigError,
+    ExitCode,
+    PrerequisiteError,
+    StoreCorrupt,
+    StoreLocked,
+    StoreMissing,
+)
 from tasks.facts import python as python_fact
 from tasks.runner.executor import Executor
 from tasks.watch import runner
@@ -56,6 +64,11 @@ VENDORED_SKIP = ("aiohttp/", "django/", "twisted/", "__pycache__/")
 MAIN = "from tasks.watch.runner import main\n\nraise SystemExit(main())\n"
 PACKAGE_INIT = '"""torrust-deploy, the subset a watch vantage runs (torrust-watch.pyz)."""\n'
 CRON_STEPS = {60: "* * * * *", 120: "*/2 * * * *", 180: "*/3 * * * *", 240: "*/4 * * * *", 300: "*/5 * * * *"}
+STORE_ERRORS = {
+    int(ExitCode.WATCH_STORE_CORRUPT): StoreCorrupt,
+    int(ExitCode.WATCH_STORE_LOCKED): StoreLocked,
+    int(ExitCode.WATCH_STORE_MISSING): StoreMissing,
+}
 SAFE_PATH = re.compile(r"/[A-Za-z0-9._/-]+")
 
 
@@ -182,6 +195,10 @@ def fetch_store(ex: Executor, directory: str, dest: Path, python: str = "python3
     _check_directory(directory)
     snapshot = f"{directory}/export.sqlite"
     r = ex.run(cmd.runner(python, directory, "export", "--out", snapshot), check=False)
+    named = STORE_ERRORS.get(r.exit_status)
+    if named:  # the runner's own verdict on its store, kept as the same named error
+        message = next((ln[7:] for ln in r.stderr.splitlines() if ln.startswith("error: ")), "store unusable")
+        raise named(f"{ex.where}: {message}")
     if not r.ok:
         raise CommandFailed(f"{ex.where}: exporting the watch store failed: {(r.stderr or r.stdout).strip()[-400:]}")
     try:
