@@ -395,13 +395,34 @@ class Store:
                 "SELECT series, count(*), sum(ok) FROM results WHERE t >= ? AND t < ? GROUP BY series", (since, until)
             ).fetchall()
 
-    def raw_latencies(self, since: int, until: int) -> dict[int, list[int]]:
+    def raw_latencies(self, since: int, until: int, series: Iterable[int] | None = None) -> dict[int, list[int]]:
+        """Latencies of successful raw results per series (of `series` only, when given)."""
         out: dict[int, list[int]] = {}
+        wanted = None if series is None else set(series)
+        if wanted is not None and not wanted:
+            return out
         with self.guard():
             for sid, lat in self.conn.execute(
                 "SELECT series, latency_ms FROM results WHERE ok = 1 AND t >= ? AND t < ?", (since, until)
             ):
-                out.setdefault(sid, []).append(lat)
+                if wanted is None or sid in wanted:
+                    out.setdefault(sid, []).append(lat)
+        return out
+
+    def raw_histograms(self, since: int, until: int) -> dict[int, HourAgg]:
+        """Per series: the latency histogram (and maximum) of successful raw results, bucketed
+        by SQLite itself (a window that reaches into hourly data is estimated from buckets)."""
+        case = " ".join(f"WHEN latency_ms <= {b} THEN {i}" for i, b in enumerate(BUCKETS_MS))
+        out: dict[int, HourAgg] = {}
+        with self.guard():
+            for sid, b, n, top in self.conn.execute(
+                f"SELECT series, CASE {case} ELSE {len(BUCKETS_MS)} END AS b, count(*), max(latency_ms) "  # noqa: S608 - constants
+                "FROM results WHERE ok = 1 AND t >= ? AND t < ? GROUP BY series, b",
+                (since, until),
+            ):
+                agg = out.setdefault(sid, HourAgg(hist=[0] * (len(BUCKETS_MS) + 1)))
+                agg.hist[b] += n
+                agg.lat_max = max(agg.lat_max, top)
         return out
 
     def raw_rows(self, since: int, until: int) -> Iterator[tuple[int, int, int, int, str | None, float | None]]:

@@ -196,15 +196,19 @@ def summarize(stores: list[Store], window: str, now: int) -> Summary:
                 a = acc.setdefault(_line_key(series[sid]), _Acc())
                 a.addresses.add(series[sid].address)
                 a.n, a.ok = a.n + n, a.ok + ok
-        for sid, lats in st.raw_latencies(since, now + 1).items():
-            if sid in series:
-                acc[_line_key(series[sid])].raw_lat.extend(lats)
         for (sid, _hour), agg in st.hourly(since // HOUR_MS * HOUR_MS, now + 1).items():
             if sid in series:
                 a = acc.setdefault(_line_key(series[sid]), _Acc())
                 a.addresses.add(series[sid].address)
                 a.n, a.ok = a.n + agg.n, a.ok + agg.ok
                 a.hours.merge(agg)
+        # latency: exact for lines that are all raw in the window, from buckets otherwise
+        exact = {sid for sid, k in series.items() if not sum(acc.get(_line_key(k), _Acc()).hours.histogram())}
+        for sid, lats in st.raw_latencies(since, now + 1, exact).items():
+            acc[_line_key(series[sid])].raw_lat.extend(lats)
+        for sid, agg in st.raw_histograms(since, now + 1).items():
+            if sid in series and sid not in exact:
+                acc[_line_key(series[sid])].hours.merge(agg)
         runs += _raw_runs(st, series, since, now)
         runs += _hourly_runs(st, series, since, now)
         certs += _certificates(st, series)
@@ -224,9 +228,6 @@ def _cert_order(c: Certificate) -> tuple:
 def _line(key: tuple[str, str, str, int], a: _Acc) -> Line:
     hist = a.hours.histogram()
     if sum(hist):
-        for lat in a.raw_lat:  # raw latencies join the histogram: one estimate for the window
-            a.hours.add(True, lat, None, None)
-        hist = a.hours.histogram()
         p50, p95, exact = hist_quantile(hist, 0.5, a.hours.lat_max), hist_quantile(hist, 0.95, a.hours.lat_max), False
     else:
         p50, p95, exact = exact_quantile(a.raw_lat, 0.5), exact_quantile(a.raw_lat, 0.95), True

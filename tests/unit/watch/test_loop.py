@@ -179,10 +179,10 @@ def test_failing_channels_neither_stop_nor_delay_the_watch_and_are_retried(tmp_p
     try:
         wait_for(c.store_path.exists, 10)
         with Store.open(c.store_path) as st:
-            wait_for(lambda: any(d["attempts"] >= 3 for d in st.deliveries() if d["channel"] == "webhook"), 20)
-            wait_for(lambda: smtp.auth_attempts >= 3, 20)
+            wait_for(lambda: any(d["attempts"] >= 3 for d in st.deliveries() if d["channel"] == "webhook"), 60)
+            wait_for(lambda: smtp.auth_attempts >= 3, 60)
             rounds_then = st.round_count()
-            wait_for(lambda: st.round_count() >= rounds_then + 2, 10)  # rounds go on
+            wait_for(lambda: st.round_count() >= rounds_then + 2, 30)  # rounds go on
             deliveries = st.deliveries()
         assert {d["channel"] for d in deliveries} == {"webhook", "smtp"}
         assert all(d["done_at"] is None and d["gave_up_at"] is None for d in deliveries)
@@ -231,7 +231,7 @@ def test_sigterm_stops_a_foreground_loop_cleanly(tmp_path):
             return st.round_count()
 
     try:
-        wait_for(lambda: rounds() >= 2, 30)
+        wait_for(lambda: rounds() >= 2, 60)
         proc.send_signal(signal.SIGTERM)
         out, err = proc.communicate(timeout=30)
     finally:

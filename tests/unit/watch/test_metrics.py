@@ -48,3 +48,18 @@ def test_a_port_in_use_is_a_named_error():
         port = s.getsockname()[1]
         with pytest.raises(ConfigError, match=rf"--metrics-port {port}: cannot listen on 127.0.0.1:{port}"):
             WatchMetrics().serve(port, "127.0.0.1")
+
+
+def test_the_grafana_dashboard_uses_only_metrics_the_watch_exposes():
+    import json
+    import re
+
+    from tests.conftest import ROOT
+
+    dashboard = json.loads((ROOT / "application/grafana/dashboards/watch.json").read_text())
+    exprs = [t["expr"] for p in dashboard["panels"] for t in p["targets"]]
+    used = {m for e in exprs for m in re.findall(r"\btorrust_watch_[a-z_]+", e)}
+    m = WatchMetrics()
+    m.observe([Observation(UDP6, True, 42, "ok")], 1_795_000_000_000, 1.0, "berlin")
+    exposed = set(re.findall(r"^(torrust_watch_[a-z_]+?)(?:_total)?[{ ]", m.exposition().decode(), re.M))
+    assert used and used <= exposed, used - exposed
