@@ -258,3 +258,9 @@ def parse_duration(text: str, what: str = "--for") -> float:
             f"{what} {text!r}: not a duration (allowed: a whole number and a unit s, m, h or d: 90s, 10m, 24h, 7d)"
         )
     return int(m.group(1)) * UNIT_SECONDS[m.group(2)]
+
+
+def default_vantage(hostname: str) -> str:
+    """A vantage name from a host name: lowercase, the first label, other characters as '-'."""
+    name = re.sub(r"[^a-z0-9._-]", "-", hostname.split(".")[0].lower()).strip("-._")[:63]
+    return name if VANTAGE_RE.fullmatch(name or "") else "local"

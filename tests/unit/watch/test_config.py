@@ -139,3 +139,13 @@ def test_bad_durations_are_named(text):
     with pytest.raises(ConfigError) as err:
         parse_duration(text, "--for")
     assert err.value.message.startswith(f"--for {text!r}: not a duration (allowed:")
+
+
+@pytest.mark.parametrize(
+    ("host", "name"),
+    [("monitor-1.example.org", "monitor-1"), ("Berlin_Box", "berlin_box"), ("", "local"), ("--", "local")],
+)
+def test_default_vantage(host, name):
+    from tasks.watch.config import default_vantage
+
+    assert default_vantage(host) == name
