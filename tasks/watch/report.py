@@ -306,7 +306,11 @@ def _alerts(inp: ReportInput) -> str:
 
 
 def render(inp: ReportInput) -> str:
-    summaries = {w: summarize(inp.stores, w, inp.now) for w in ("24h", "7d", "30d")}
+    summaries = {
+        "24h": summarize(inp.stores, "24h", inp.now, incidents=False),
+        "7d": summarize(inp.stores, "7d", inp.now, latency=False, incidents=False),
+        "30d": summarize(inp.stores, "30d", inp.now, latency=False),
+    }
     view = hour_view(inp.stores, inp.now - 30 * DAY_MS, inp.now)
     month = summaries["30d"]
     week_start = (inp.now - 7 * DAY_MS) // HOUR_MS * HOUR_MS

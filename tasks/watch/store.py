@@ -395,34 +395,43 @@ class Store:
                 "SELECT series, count(*), sum(ok) FROM results WHERE t >= ? AND t < ? GROUP BY series", (since, until)
             ).fetchall()
 
-    def raw_latencies(self, since: int, until: int, series: Iterable[int] | None = None) -> dict[int, list[int]]:
-        """Latencies of successful raw results per series (of `series` only, when given)."""
-        out: dict[int, list[int]] = {}
-        wanted = None if series is None else set(series)
-        if wanted is not None and not wanted:
-            return out
+    def raw_ranked(self, series: Iterable[int], since: int, until: int, ranks: Iterable[int]) -> list[int | None]:
+        """The latencies at 1-based `ranks` among the successful raw results of `series` in
+        [since, until), smallest first (exact percentiles). Each series is read by its key's
+        range and sorted here: measured faster than SQLite's ORDER BY ... OFFSET."""
+        values: list[int] = []
         with self.guard():
-            for sid, lat in self.conn.execute(
-                "SELECT series, latency_ms FROM results WHERE ok = 1 AND t >= ? AND t < ?", (since, until)
-            ):
-                if wanted is None or sid in wanted:
-                    out.setdefault(sid, []).append(lat)
-        return out
+            for sid in series:
+                values += [
+                    r[0]
+                    for r in self.conn.execute(
+                        "SELECT latency_ms FROM results WHERE series = ? AND t >= ? AND t < ? AND ok = 1",
+                        (sid, since, until),
+                    )
+                ]
+        values.sort()
+        return [values[rank - 1] if 0 < rank <= len(values) else None for rank in ranks]
 
-    def raw_histograms(self, since: int, until: int) -> dict[int, HourAgg]:
-        """Per series: the latency histogram (and maximum) of successful raw results, bucketed
-        by SQLite itself (a window that reaches into hourly data is estimated from buckets)."""
+    def raw_summary(self, since: int, until: int, hourly: bool = False) -> dict[tuple[int, int], HourAgg]:
+        """One scan of the raw rows in [since, until), aggregated by SQLite: per series (and
+        per hour when `hourly`), the counts and the latency histogram of the answers."""
         case = " ".join(f"WHEN latency_ms <= {b} THEN {i}" for i, b in enumerate(BUCKETS_MS))
-        out: dict[int, HourAgg] = {}
+        hour = f"t / {HOUR_MS} * {HOUR_MS}" if hourly else "0"
+        out: dict[tuple[int, int], HourAgg] = {}
         with self.guard():
-            for sid, b, n, top in self.conn.execute(
-                f"SELECT series, CASE {case} ELSE {len(BUCKETS_MS)} END AS b, count(*), max(latency_ms) "  # noqa: S608 - constants
-                "FROM results WHERE ok = 1 AND t >= ? AND t < ? GROUP BY series, b",
+            for sid, h, ok, b, n, top in self.conn.execute(
+                f"SELECT series, {hour} AS h, ok, CASE {case} ELSE {len(BUCKETS_MS)} END AS b, count(*), "  # noqa: S608 - constants
+                "max(latency_ms) FROM results WHERE t >= ? AND t < ? GROUP BY series, h, ok, b",
                 (since, until),
             ):
-                agg = out.setdefault(sid, HourAgg(hist=[0] * (len(BUCKETS_MS) + 1)))
-                agg.hist[b] += n
-                agg.lat_max = max(agg.lat_max, top)
+                agg = out.get((sid, h))
+                if agg is None:
+                    agg = out[(sid, h)] = HourAgg(hist=[0] * (len(BUCKETS_MS) + 1))
+                agg.n += n
+                if ok:
+                    agg.ok += n
+                    agg.hist[b] += n
+                    agg.lat_max = max(agg.lat_max, top)
         return out
 
     def raw_rows(self, since: int, until: int) -> Iterator[tuple[int, int, int, int, str | None, float | None]]:
@@ -459,18 +468,25 @@ class Store:
     def raw_start(self) -> int | None:
         """Time of the oldest raw row: before it, only hourly aggregates remain."""
         with self.guard():
-            return self.conn.execute("SELECT min(t) FROM results").fetchone()[0]
+            ids = [r[0] for r in self.conn.execute("SELECT id FROM series")]
+            firsts = [
+                self.conn.execute("SELECT min(t) FROM results WHERE series = ?", (sid,)).fetchone()[0] for sid in ids
+            ]
+        found = [t for t in firsts if t is not None]
+        return min(found) if found else None
 
     def latest(self, kind: str | None = None) -> dict[int, tuple[int, int, float | None, str | None]]:
         """Per series (of `kind`, or all): (t, ok, value, error) of its newest raw row."""
+        out = {}
         with self.guard():
-            rows = self.conn.execute(
-                # SQLite takes the bare columns from the row holding max(t)
-                "SELECT r.series, max(r.t), r.ok, r.value, r.error FROM results r JOIN series s ON s.id = r.series "
-                "WHERE (? IS NULL OR s.kind = ?) GROUP BY r.series",
-                (kind, kind),
-            ).fetchall()
-        return {r[0]: tuple(r[1:]) for r in rows}
+            ids = [r[0] for r in self.conn.execute("SELECT id FROM series WHERE ? IS NULL OR kind = ?", (kind, kind))]
+            for sid in ids:  # the primary key's last entry per series: no scan of the table
+                row = self.conn.execute(
+                    "SELECT t, ok, value, error FROM results WHERE series = ? ORDER BY t DESC LIMIT 1", (sid,)
+                ).fetchone()
+                if row:
+                    out[sid] = tuple(row)
+        return out
 
     def last_rounds(self) -> dict[str, int]:
         with self.guard():

@@ -176,11 +176,13 @@ class _Acc:
     addresses: set[str] = field(default_factory=set)
     n: int = 0
     ok: int = 0
-    raw_lat: list[int] = field(default_factory=list)
+    exact: list[int | None] | None = None  # exact p50, p95 (all raw in the window)
     hours: HourAgg = field(default_factory=HourAgg)
 
 
-def summarize(stores: list[Store], window: str, now: int) -> Summary:
+def summarize(stores: list[Store], window: str, now: int, *, latency: bool = True, incidents: bool = True) -> Summary:
+    """Uptime per probe line over `window`; latency percentiles and incidents unless turned
+    off (the status page asks for them once, not for every window)."""
     since = now - window_seconds(window) * 1000
     owners = _owners(stores)
     acc: dict[tuple[str, str, str, int], _Acc] = {}
@@ -191,28 +193,36 @@ def summarize(stores: list[Store], window: str, now: int) -> Summary:
         series = {sid: k for sid, k in st.series().items() if owners.get(k.vantage, i) == i}
         start = st.raw_start()
         raw_since = start if raw_since is None or (start is not None and start < raw_since) else raw_since
-        for sid, n, ok in st.raw_counts(since, now + 1):
-            if sid in series:
-                a = acc.setdefault(_line_key(series[sid]), _Acc())
-                a.addresses.add(series[sid].address)
-                a.n, a.ok = a.n + n, a.ok + ok
+        folded: set[tuple[str, str, str, int]] = set()
         for (sid, _hour), agg in st.hourly(since // HOUR_MS * HOUR_MS, now + 1).items():
             if sid in series:
                 a = acc.setdefault(_line_key(series[sid]), _Acc())
                 a.addresses.add(series[sid].address)
                 a.n, a.ok = a.n + agg.n, a.ok + agg.ok
                 a.hours.merge(agg)
-        # latency: exact for lines that are all raw in the window, from buckets otherwise
-        exact = {sid for sid, k in series.items() if not sum(acc.get(_line_key(k), _Acc()).hours.histogram())}
-        for sid, lats in st.raw_latencies(since, now + 1, exact).items():
-            acc[_line_key(series[sid])].raw_lat.extend(lats)
-        for sid, agg in st.raw_histograms(since, now + 1).items():
-            if sid in series and sid not in exact:
-                acc[_line_key(series[sid])].hours.merge(agg)
-        runs += _raw_runs(st, series, since, now)
-        runs += _hourly_runs(st, series, since, now)
-        certs += _certificates(st, series)
-    lines = [_line(key, a) for key, a in sorted(acc.items())]
+                folded.add(_line_key(series[sid]))
+        for (sid, _h), agg in st.raw_summary(since, now + 1).items():
+            if sid in series:
+                key = _line_key(series[sid])
+                a = acc.setdefault(key, _Acc())
+                a.addresses.add(series[sid].address)
+                a.n, a.ok = a.n + agg.n, a.ok + agg.ok
+                if key in folded:  # the window reaches hourly data: latency from buckets
+                    a.hours.merge(agg)
+        if latency:  # exact (nearest rank) for lines that are all raw in the window
+            ids: dict[tuple[str, str, str, int], list[int]] = {}
+            for sid, k in series.items():
+                ids.setdefault(_line_key(k), []).append(sid)
+            for key, sids in ids.items():
+                a = acc.get(key)
+                if a and key not in folded and a.ok:
+                    ranks = [math.ceil(0.5 * a.ok), math.ceil(0.95 * a.ok)]
+                    a.exact = st.raw_ranked(sids, since, now + 1, ranks)
+        if incidents:
+            runs += _raw_runs(st, series, since, now)
+            runs += _hourly_runs(st, series, since, now)
+            certs += _certificates(st, series)
+    lines = [_line(key, a, latency) for key, a in sorted(acc.items())]
     last = {}
     for st in stores:
         for v, t in st.last_rounds().items():
@@ -225,12 +235,19 @@ def _cert_order(c: Certificate) -> tuple:
     return (c.name, c.vantage, c.family, c.address)
 
 
-def _line(key: tuple[str, str, str, int], a: _Acc) -> Line:
+def _line(key: tuple[str, str, str, int], a: _Acc, latency: bool = True) -> Line:
     hist = a.hours.histogram()
-    if sum(hist):
+    if not latency:
+        p50 = p95 = None
+        exact = False
+    elif sum(hist):
         p50, p95, exact = hist_quantile(hist, 0.5, a.hours.lat_max), hist_quantile(hist, 0.95, a.hours.lat_max), False
+    elif a.exact:
+        p50, p95 = (float(v) if v is not None else None for v in a.exact)
+        exact = True
     else:
-        p50, p95, exact = exact_quantile(a.raw_lat, 0.5), exact_quantile(a.raw_lat, 0.95), True
+        p50 = p95 = None
+        exact = True
     vantage, kind, target, family = key
     uptime = 100.0 * a.ok / a.n if a.n else None
     return Line(vantage, kind, target, family, sorted(a.addresses), a.n, a.ok, uptime, p50, p95, exact)
@@ -296,24 +313,15 @@ def _certificates(st: Store, series: dict[int, SeriesKey]) -> list[Certificate]:
 
 
 def hour_view(stores: list[Store], since: int, now: int) -> dict[tuple[str, str, str, int], dict[int, HourAgg]]:
-    """Per probe line and hour: an aggregate of every result (raw rows folded on the fly,
-    hourly rows as stored): what the report's charts draw."""
+    """Per probe line and hour: counts and latency histogram of every result (raw rows
+    aggregated by SQLite, hourly rows as stored): what the report's charts draw."""
     owners = _owners(stores)
     out: dict[tuple[str, str, str, int], dict[int, HourAgg]] = {}
     start = since // HOUR_MS * HOUR_MS
     for i, st in enumerate(stores):
         series = {sid: k for sid, k in st.series().items() if owners.get(k.vantage, i) == i}
-        for (sid, hour), agg in st.hourly(start, now + 1).items():
-            if sid in series:
-                out.setdefault(_line_key(series[sid]), {}).setdefault(hour, HourAgg()).merge(agg)
-        current: tuple[int, int] | None = None
-        target: HourAgg | None = None
-        for sid, t, ok, lat, error, value in st.raw_rows(start, now + 1):
-            if sid not in series:
-                continue
-            hour = t // HOUR_MS * HOUR_MS
-            if (sid, hour) != current:
-                current = (sid, hour)
-                target = out.setdefault(_line_key(series[sid]), {}).setdefault(hour, HourAgg())
-            target.add(bool(ok), lat, error, value, t)
+        for source in (st.hourly(start, now + 1), st.raw_summary(start, now + 1, hourly=True)):
+            for (sid, hour), agg in source.items():
+                if sid in series:
+                    out.setdefault(_line_key(series[sid]), {}).setdefault(hour, HourAgg()).merge(agg)
     return out

@@ -83,3 +83,17 @@ def test_bad_windows_are_named(text):
     with pytest.raises(ConfigError) as err:
         window_seconds(text)
     assert "--window" in err.value.message
+
+
+def test_exact_percentiles_from_sqlite_match_the_nearest_rank_definition(store):
+    import random
+
+    rng = random.Random(3)
+    lat = [rng.randint(1, 900) for _ in range(997)]
+    with store.transaction():
+        store.add_results(Row(A, NOW - 10**7 + i * 1000, True, v) for i, v in enumerate(lat))
+        store.add_results(Row(B, NOW - 10**7 + i * 1000, i % 3 != 0, v) for i, v in enumerate(lat))
+    lines = {x.family: x for x in summarize([store], "24h", NOW).lines}
+    assert (lines[4].p50_ms, lines[4].p95_ms) == (exact_quantile(lat, 0.5), exact_quantile(lat, 0.95))
+    answered = [v for i, v in enumerate(lat) if i % 3 != 0]
+    assert (lines[6].p50_ms, lines[6].p95_ms) == (exact_quantile(answered, 0.5), exact_quantile(answered, 0.95))
