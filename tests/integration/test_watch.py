@@ -69,7 +69,7 @@ def test_udp_outage_alerts_once_recovers_once_and_shows_in_uptime_and_report(ren
         vantage="ci",
         interval=1,
         jitter=0.2,
-        probe_timeout=1,
+        probe_timeout=2,  # generous: this machine is shared, a slow answer is not the outage
         probe_attempts=1,
         down_after=3,
         silent_after=60,
@@ -107,19 +107,19 @@ def test_udp_outage_alerts_once_recovers_once_and_shows_in_uptime_and_report(ren
         def clean_rounds() -> int:
             return store.conn.execute("SELECT count(*) FROM rounds WHERE failed = 0").fetchone()[0]
 
-        wait_for(lambda: clean_rounds() >= 3, 60)
+        wait_for(lambda: clean_rounds() >= 3, 120)
         kinds = {k.kind for k in store.series().values()}
         assert kinds == {"udp", "http", "api"}  # local target: loopback, both families, no dns
         with UDPBlock(f"{unique}-tracker-1", stack.udp_port) as block:
             blocked_at = time.time()
-            wait_for(lambda: receiver.kinds() == ["down"], 60)
+            wait_for(lambda: receiver.kinds() == ["down"], 120)
             rounds_at_alert = store.round_count()
             wait_for(lambda: store.round_count() >= rounds_at_alert + 3, 30)  # still down: no second alert
             wait_for(lambda: len(smtp.mailbox.messages) == 1, 30)
             assert receiver.kinds() == ["down"]
             block.lift()
             lifted_at = time.time()
-        wait_for(lambda: receiver.kinds() == ["down", "recovered"], 60)
+        wait_for(lambda: receiver.kinds() == ["down", "recovered"], 120)
         wait_for(lambda: len(smtp.mailbox.messages) == 2, 30)
     finally:
         stop.set()
@@ -148,9 +148,10 @@ def test_udp_outage_alerts_once_recovers_once_and_shows_in_uptime_and_report(ren
     (incident,) = summary.incidents
     assert len(incident.probes) == 2 and all(p.startswith("udp ") for p in incident.probes)
     outage = lifted_at - blocked_at
-    # measured from the first failed round to the first passing one: within a round
-    # (interval + jitter) plus a probe timeout of the blocked stretch
-    assert abs(incident.duration_s(now) - outage) <= 1 + 0.2 + 1 + 0.5, (incident.duration_s(now), outage)
+    # measured from the start of the first failed round to that of the first passing one:
+    # each end is off by at most one slot (interval + jitter) plus a round in progress
+    tolerance = cfg.interval + cfg.jitter + cfg.round_deadline
+    assert abs(incident.duration_s(now) - outage) <= tolerance, (incident.duration_s(now), outage, tolerance)
     udp4 = next(x for x in summary.lines if x.kind == "udp" and x.family == 4)
     assert udp4.ok < udp4.results and udp4.uptime < 100
     http4 = next(x for x in summary.lines if x.kind == "http" and x.family == 4)

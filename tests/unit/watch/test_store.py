@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import hashlib
 import sqlite3
-import time
 from pathlib import Path
 
 import pytest
@@ -220,4 +219,3 @@ def test_an_empty_file_becomes_a_store(tmp_path):
     path.touch()
     with Store.open(path, create=True) as st:
         assert st.series() == {}
-    assert time.time() > 0
