@@ -196,7 +196,8 @@ def test_failing_channels_neither_stop_nor_delay_the_watch_and_are_retried(tmp_p
     assert "tok3n" not in caplog.text and "Wr0-Ng9" not in caplog.text
 
 
-def test_sigterm_stops_a_foreground_loop_cleanly(tmp_path):
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT])
+def test_a_signal_stops_a_foreground_loop_cleanly(tmp_path, sig):
     """The runner (what a vantage runs) in a process of its own, probing closed loopback
     ports; SIGTERM ends it after the round in progress: exit 0, every round recorded."""
     udp = free_port()
@@ -232,7 +233,7 @@ def test_sigterm_stops_a_foreground_loop_cleanly(tmp_path):
 
     try:
         wait_for(lambda: rounds() >= 2, 60)
-        proc.send_signal(signal.SIGTERM)
+        proc.send_signal(sig)
         out, err = proc.communicate(timeout=30)
     finally:
         proc.kill()

@@ -66,6 +66,28 @@ def test_the_bundle_runs_on_a_bare_python(tmp_path):
         "api api.torrust.local IPv6 via ::1",
     ]
     assert "tok3n" not in r.stdout and doc["config"]["webhook_url"] == "********"
+    # one round against closed loopback ports: exit 40, the failures listed, the round stored
+    closed = TargetSpec(
+        "prod",
+        "torrust.local",
+        (1,),
+        ("tracker.torrust.local",),
+        "api.torrust.local",
+        False,
+        1,
+        ("tracker.torrust.local",),
+        local=True,
+    )
+    fast = WatchConfig(store_path=tmp_path / "s.sqlite", probe_timeout=0.5, probe_attempts=1)
+    settings.write_text(json.dumps(runner.settings_document(fast, closed, "prod")))
+    r = subprocess.run(
+        [SYSTEM_PYTHON, "-I", str(tmp_path / "w.pyz"), "--config", str(settings), "once"],
+        capture_output=True,
+        text=True,
+        cwd="/",
+    )
+    assert r.returncode == 40, r.stderr
+    assert len(json.loads(r.stdout)["failed"]) == 6 and "Traceback" not in r.stderr
     settings.write_text(json.dumps({"format": 1, "watch": {"interval": 0, "store_path": "/tmp/x"}, "target": {}}))
     r = subprocess.run(
         [SYSTEM_PYTHON, "-I", str(tmp_path / "w.pyz"), "--config", str(settings), "once"],
