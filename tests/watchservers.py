@@ -24,6 +24,9 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.serialization import Encoding, NoEncryption, PrivateFormat
 from cryptography.x509.oid import NameOID
 
+from tasks.errors import StoreMissing
+from tasks.watch.store import Store
+
 SMTP_USER = "watch-alerts"
 SMTP_PASSWORD = "Sm7-Pq2Xz9Lk4Wv8Rb3Nc6Hd1"  # a test value, never a real one
 
@@ -180,3 +183,15 @@ class SMTPServer:
 
     def stop(self) -> None:
         self.controller.stop()
+
+
+def open_when_ready(path: Path, timeout: float = 30.0):
+    """The watch's store once its schema is written (the watch creates it in its thread)."""
+
+    def attempt():
+        try:
+            return Store.open(path)
+        except StoreMissing:
+            return None
+
+    return wait_for(attempt, timeout)

@@ -215,20 +215,22 @@ class Store:
                 path.parent.mkdir(parents=True, exist_ok=True)
                 conn = sqlite3.connect(path, timeout=wait, isolation_level=None)
             store = cls(conn, path)
-            store._prepare(writable=not readonly)
+            store._prepare(writable=not readonly, create=create)
             return store
         except sqlite3.Error as exc:
             raise _classify(exc, path) from None
 
-    def _prepare(self, writable: bool) -> None:
+    def _prepare(self, writable: bool, create: bool) -> None:
         c = self.conn
         version = c.execute("PRAGMA user_version").fetchone()[0]
         tables = {r[0] for r in c.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
         if version == 0 and not tables:
-            if not writable:
-                raise StoreCorrupt(f"watch store {self.path}: empty file, nothing recorded")
-            self._create()
-            return
+            if not (writable and create):
+                raise StoreMissing(f"watch store {self.path}: empty, nothing recorded yet")
+            if self._create():
+                return
+            version = c.execute("PRAGMA user_version").fetchone()[0]  # another process created it meanwhile
+            tables = {r[0] for r in c.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
         if "meta" not in tables or self._meta("application") != APPLICATION:
             raise StoreCorrupt(
                 f"watch store {self.path}: an SQLite file, but not a store of the watch; it was left untouched",
@@ -244,15 +246,20 @@ class Store:
             c.execute("PRAGMA journal_mode = WAL")
             c.execute("PRAGMA synchronous = NORMAL")
 
-    def _create(self) -> None:
+    def _create(self) -> bool:
+        """The schema, unless another process wrote it first (False then)."""
         c = self.conn
         c.execute("PRAGMA journal_mode = WAL")
         c.execute("BEGIN IMMEDIATE")
+        if c.execute("SELECT count(*) FROM sqlite_master").fetchone()[0]:
+            c.execute("ROLLBACK")
+            return False
         for statement in filter(str.strip, SCHEMA.split(";")):
             c.execute(statement)
         c.execute("INSERT INTO meta VALUES ('application', ?), ('schema', ?)", (APPLICATION, str(SCHEMA_VERSION)))
         c.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
         c.execute("COMMIT")
+        return True
 
     def _meta(self, key: str) -> str | None:
         row = self.conn.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
@@ -383,6 +390,12 @@ class Store:
         return [dict(zip(names, r, strict=True)) for r in rows]
 
     # ------------------------------------------------------------------ reading
+    def _by_key(self) -> tuple[str, list[int]]:
+        """`series IN (...)` over every series, so a time window is read through the primary
+        key's ranges (series, t) instead of scanning the whole table."""
+        ids = [r[0] for r in self.conn.execute("SELECT id FROM series")]
+        return f"series IN ({','.join('?' * len(ids))})", ids
+
     def series(self) -> dict[int, SeriesKey]:
         with self.guard():
             rows = self.conn.execute("SELECT id, vantage, kind, target, family, address FROM series").fetchall()
@@ -419,11 +432,12 @@ class Store:
         hour = f"t / {HOUR_MS} * {HOUR_MS}" if hourly else "0"
         out: dict[tuple[int, int], HourAgg] = {}
         with self.guard():
-            for sid, h, ok, b, n, top in self.conn.execute(
-                f"SELECT series, {hour} AS h, ok, CASE {case} ELSE {len(BUCKETS_MS)} END AS b, count(*), "  # noqa: S608 - constants
-                "max(latency_ms) FROM results WHERE t >= ? AND t < ? GROUP BY series, h, ok, b",
-                (since, until),
-            ):
+            by_key, ids = self._by_key()
+            sql = (
+                f"SELECT series, {hour} AS h, ok, CASE {case} ELSE {len(BUCKETS_MS)} END AS b, count(*), "  # noqa: S608
+                f"max(latency_ms) FROM results WHERE {by_key} AND t >= ? AND t < ? GROUP BY series, h, ok, b"
+            )
+            for sid, h, ok, b, n, top in self.conn.execute(sql, (*ids, since, until)):
                 agg = out.get((sid, h))
                 if agg is None:
                     agg = out[(sid, h)] = HourAgg(hist=[0] * (len(BUCKETS_MS) + 1))
@@ -442,21 +456,44 @@ class Store:
                 (since, until),
             )
 
-    def hourly(self, since: int, until: int) -> dict[tuple[int, int], HourAgg]:
+    def hourly(self, since: int, until: int, *, failing: bool = False) -> dict[tuple[int, int], HourAgg]:
+        """Hourly aggregates in [since, until) (only hours with a run of failures when
+        `failing`); error classes are left undecoded (`errors` None) except by the import."""
+        where = "hour >= ? AND hour < ?" + (" AND streak >= 2" if failing else "")
+        sql = (
+            "SELECT series, hour, n, ok, lat_sum, lat_max, hist, value_min, fail_first, fail_last, streak "  # noqa: S608
+            f"FROM hourly WHERE {where}"
+        )
+        with self.guard():
+            rows = self.conn.execute(sql, (since, until)).fetchall()
+        return {
+            (r[0], r[1]): HourAgg(r[2], r[3], r[4], r[5], [int(x) for x in r[6].split(",")], None, *r[7:]) for r in rows
+        }
+
+    def hourly_full(self) -> dict[tuple[int, int], HourAgg]:
+        """Every hourly aggregate with its error classes (what an import copies)."""
         with self.guard():
             rows = self.conn.execute(
                 "SELECT series, hour, n, ok, lat_sum, lat_max, hist, errors, value_min, fail_first, fail_last, streak "
-                "FROM hourly "
-                "WHERE hour >= ? AND hour < ?",
-                (since, until),
+                "FROM hourly"
             ).fetchall()
         return {(r[0], r[1]): _agg_from_row(*r[2:]) for r in rows}
+
+    def hourly_totals(self, since: int, until: int) -> dict[int, tuple[int, int]]:
+        """Per series: (results, successes) of the hours in [since, until), summed by SQLite."""
+        with self.guard():
+            rows = self.conn.execute(
+                "SELECT series, sum(n), sum(ok) FROM hourly WHERE hour >= ? AND hour < ? GROUP BY series",
+                (since, until),
+            ).fetchall()
+        return {r[0]: (r[1], r[2]) for r in rows}
 
     def failures(self, since: int, until: int) -> list[tuple[int, int, str | None]]:
         with self.guard():
             return self.conn.execute(
-                "SELECT series, t, error FROM results WHERE ok = 0 AND t >= ? AND t < ? ORDER BY series, t",
-                (since, until),
+                f"SELECT series, t, error FROM results WHERE {self._by_key()[0]} AND ok = 0 AND t >= ? AND t < ? "  # noqa: S608
+                "ORDER BY series, t",
+                (*self._by_key()[1], since, until),
             ).fetchall()
 
     def next_ok(self, series: int, after: int) -> int | None:
@@ -591,7 +628,7 @@ class Store:
                 before = self.conn.total_changes
                 self.conn.executemany("INSERT OR IGNORE INTO results VALUES (?,?,?,?,?,?)", recent)
                 counts["results"] = self.conn.total_changes - before
-                hours = {(ids[sid], hour): agg for (sid, hour), agg in other.hourly(0, 2**62).items()}
+                hours = {(ids[sid], hour): agg for (sid, hour), agg in other.hourly_full().items()}
                 for key, agg in old.items():
                     hours.setdefault(key, HourAgg()).merge(agg)
                 before = self.conn.total_changes

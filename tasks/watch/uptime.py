@@ -194,20 +194,24 @@ def summarize(stores: list[Store], window: str, now: int, *, latency: bool = Tru
         start = st.raw_start()
         raw_since = start if raw_since is None or (start is not None and start < raw_since) else raw_since
         folded: set[tuple[str, str, str, int]] = set()
-        for (sid, _hour), agg in st.hourly(since // HOUR_MS * HOUR_MS, now + 1).items():
+        hour_start = since // HOUR_MS * HOUR_MS
+        for sid, (n, ok) in st.hourly_totals(hour_start, now + 1).items():
             if sid in series:
                 a = acc.setdefault(_line_key(series[sid]), _Acc())
                 a.addresses.add(series[sid].address)
-                a.n, a.ok = a.n + agg.n, a.ok + agg.ok
-                a.hours.merge(agg)
+                a.n, a.ok = a.n + n, a.ok + ok
                 folded.add(_line_key(series[sid]))
+        if latency and folded:  # percentiles from the folded hours' histograms
+            for (sid, _hour), agg in st.hourly(hour_start, now + 1).items():
+                if sid in series:
+                    acc[_line_key(series[sid])].hours.merge(agg)
         for (sid, _h), agg in st.raw_summary(since, now + 1).items():
             if sid in series:
                 key = _line_key(series[sid])
                 a = acc.setdefault(key, _Acc())
                 a.addresses.add(series[sid].address)
                 a.n, a.ok = a.n + agg.n, a.ok + agg.ok
-                if key in folded:  # the window reaches hourly data: latency from buckets
+                if latency and key in folded:  # the window reaches hourly data: latency from buckets
                     a.hours.merge(agg)
         if latency:  # exact (nearest rank) for lines that are all raw in the window
             ids: dict[tuple[str, str, str, int], list[int]] = {}
@@ -271,8 +275,8 @@ def _hourly_runs(st: Store, series: dict[int, SeriesKey], since: int, now: int) 
     """Before the raw retention: each probe's hours with a run of two or more failed results
     (a lone failure is noise), from the hour's first failure to its last, joined across
     hours; marked approximate (the folded hour keeps no order of its other results)."""
-    hours = st.hourly(since // HOUR_MS * HOUR_MS, now + 1)
-    bad = sorted((sid, agg.fail_first, agg.fail_last) for (sid, _h), agg in hours.items() if agg.streak >= 2)
+    hours = st.hourly(since // HOUR_MS * HOUR_MS, now + 1, failing=True)
+    bad = sorted((sid, agg.fail_first, agg.fail_last) for (sid, _h), agg in hours.items())
     runs: list[Incident] = []
     last_sid = None
     for sid, first, last in bad:

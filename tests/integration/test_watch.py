@@ -25,11 +25,18 @@ from tasks.config.secrets import Secret
 from tasks.watch.config import WatchConfig
 from tasks.watch.loop import Watch
 from tasks.watch.report import ReportInput, render
-from tasks.watch.store import Store
 from tasks.watch.targets import round_probes, spec_from_settings
 from tasks.watch.uptime import summarize
 from tests.integration.conftest import docker
-from tests.watchservers import SMTP_PASSWORD, SMTP_USER, Receiver, SMTPServer, make_ca_and_leaf, wait_for
+from tests.watchservers import (
+    SMTP_PASSWORD,
+    SMTP_USER,
+    Receiver,
+    SMTPServer,
+    make_ca_and_leaf,
+    open_when_ready,
+    wait_for,
+)
 
 pytestmark = pytest.mark.skipif(not shutil.which("nsenter") or not shutil.which("iptables"), reason="needs nsenter")
 HOOK = "hooks/T01/B02/Xk4Lp8Yv3Nb6Hc1Jd5Fs0G"
@@ -101,8 +108,7 @@ def test_udp_outage_alerts_once_recovers_once_and_shows_in_uptime_and_report(ren
     thread.start()
     store = None
     try:
-        wait_for(cfg.store_path.exists, 30)
-        store = Store.open(cfg.store_path)
+        store = open_when_ready(cfg.store_path)
 
         def clean_rounds() -> int:
             return store.conn.execute("SELECT count(*) FROM rounds WHERE failed = 0").fetchone()[0]

@@ -23,7 +23,7 @@ from tasks.watch.loop import RoundLock, Watch, classify, run_probes
 from tasks.watch.store import Store
 from tasks.watch.targets import TargetSpec, WatchProbe
 from tests.conftest import ROOT
-from tests.watchservers import SMTPServer, free_port, make_ca_and_leaf, wait_for
+from tests.watchservers import SMTPServer, free_port, make_ca_and_leaf, open_when_ready, wait_for
 
 
 class Switch:
@@ -177,8 +177,7 @@ def test_failing_channels_neither_stop_nor_delay_the_watch_and_are_retried(tmp_p
     thread = threading.Thread(target=watch)
     thread.start()
     try:
-        wait_for(c.store_path.exists, 10)
-        with Store.open(c.store_path) as st:
+        with open_when_ready(c.store_path) as st:
             wait_for(lambda: any(d["attempts"] >= 3 for d in st.deliveries() if d["channel"] == "webhook"), 60)
             wait_for(lambda: smtp.auth_attempts >= 3, 60)
             rounds_then = st.round_count()
