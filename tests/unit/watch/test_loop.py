@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from tasks.config.secrets import Secret
-from tasks.errors import StoreLocked
+from tasks.errors import StoreLocked, StoreMissing
 from tasks.health import probes as p
 from tasks.watch import runner
 from tasks.watch.config import WatchConfig
@@ -225,10 +225,11 @@ def test_a_signal_stops_a_foreground_loop_cleanly(tmp_path, sig):
     def rounds() -> int:
         if proc.poll() is not None:
             raise AssertionError(f"the runner exited early: {proc.communicate()}")
-        if not c.store_path.exists():
+        try:
+            with Store.open(c.store_path) as st:
+                return st.round_count()
+        except StoreMissing:  # not created yet
             return 0
-        with Store.open(c.store_path) as st:
-            return st.round_count()
 
     try:
         wait_for(lambda: rounds() >= 2, 60)
