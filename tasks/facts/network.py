@@ -83,6 +83,13 @@ class Ruleset:
     forward_udp: frozenset[int]  # filter DOCKER: UDP ports accepted towards a container
     ufw_udp: PortRanges  # UDP ports ufw's user input chain accepts
     connmarks: frozenset[str]  # mangle: destination addresses whose connections get a mark
+    dnat_to: tuple[tuple[int, int], ...] = ()  # (host port, container port) of the UDP DNAT rules
+
+    def forwarded(self, port: int) -> bool:
+        """The host port's DNAT leads to a container port the filter accepts (they differ when
+        the container listens elsewhere, e.g. the proxy's 443/udp behind another host port)."""
+        targets = {to for host, to in self.dnat_to if host == port} or {port}
+        return bool(targets & self.forward_udp)
 
 
 @dataclass(frozen=True)
@@ -212,7 +219,7 @@ def _rule_opt(words: list[str], *names: str) -> str | None:
 
 def parse_iptables_save(text: str, family: int) -> Ruleset:
     table, docker_nat = "", False
-    dnat, forward, ufw, marks = set(), set(), [], set()
+    dnat, forward, ufw, marks, dnat_to = set(), set(), [], set(), set()
     for line in text.splitlines():
         if line.startswith("*"):
             table = line[1:].strip()
@@ -231,13 +238,18 @@ def parse_iptables_save(text: str, family: int) -> Ruleset:
             key = (table, chain, target)
             if key == ("nat", "DOCKER", "DNAT") and proto == "udp":
                 dnat.update(lo for lo, _ in ports)
+                to = (_rule_opt(words, "--to-destination") or "").rpartition(":")[2]
+                if to.isdigit() and len(ports) == 1:
+                    dnat_to.add((ports[0][0], int(to)))
             elif key == ("filter", "DOCKER", "ACCEPT") and proto == "udp":
                 forward.update(lo for lo, _ in ports)
             elif key == ("filter", UFW_INPUT[family], "ACCEPT") and proto in ("udp", None) and ports:
                 ufw.extend(ports)
             elif table == "mangle" and target == "CONNMARK" and _rule_opt(words, "-d"):
                 marks.add(_rule_opt(words, "-d").split("/")[0])
-    return Ruleset(docker_nat, frozenset(dnat), frozenset(forward), tuple(ufw), frozenset(marks))
+    return Ruleset(
+        docker_nat, frozenset(dnat), frozenset(forward), tuple(ufw), frozenset(marks), tuple(sorted(dnat_to))
+    )
 
 
 NFT_FAMILIES = {"ip": (4,), "ip6": (6,), "inet": (4, 6)}
@@ -483,7 +495,7 @@ def published_udp(f: NetworkFacts, e: NetworkExpectations) -> Finding:
         missing += [
             f"udp {p} on IPv{fam} ({'no DNAT' if p not in rs.dnat_udp else 'no forward accept'})"
             for p in e.udp_ports
-            if p not in rs.dnat_udp or p not in rs.forward_udp
+            if p not in rs.dnat_udp or not rs.forwarded(p)
         ]
     ports = ", ".join(map(str, e.udp_ports))
     fams = " and ".join(f"IPv{x}" for x in families)

@@ -300,3 +300,19 @@ def test_scripts_pass_shellcheck():
     assert scripts
     res = subprocess.run(["shellcheck", *scripts], capture_output=True, text=True)
     assert res.returncode == 0, res.stdout
+
+
+def test_a_port_published_to_another_container_port_is_followed_through_its_dnat():
+    """The proxy's HTTP/3 port: host 59393/udp DNATed to the container's 443/udp, whose
+    filter rule names 443 (not 59393). Its kernel path is complete."""
+    text = (RECORDED / "healthy.txt").read_text()
+    dnat = "-A DOCKER ! -i br-b85c32f2505c -p udp -m udp --dport 59393 -j DNAT --to-destination 172.18.0.3:443\n"
+    accept = "-A DOCKER -d 172.18.0.3/32 ! -i br-b85c32f2505c -o br-b85c32f2505c -p udp -m udp --dport 443 -j ACCEPT\n"
+    first_dnat = text.index("-A DOCKER ! -i br-b85c32f2505c -p udp -m udp --dport 6969 -j DNAT")
+    text = text[:first_dnat] + dnat + text[first_dnat:]
+    first_accept = text.index("-A DOCKER -d 172.18.0.2/32 ! -i br-b85c32f2505c -o br-b85c32f2505c -p udp")
+    with_accept = text[:first_accept] + accept + text[first_accept:]
+    four = dataclasses.replace(EXPECT, udp_ports=(6969, 59393), ipv6=False)
+    assert by_name(nf.parse(with_accept), four)["published udp ports"].status == "ok"
+    found = by_name(nf.parse(text), four)["published udp ports"]  # the container port's accept is missing
+    assert found.status == "fail" and "udp 59393 on IPv4 (no forward accept)" in found.detail
