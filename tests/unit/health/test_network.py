@@ -53,7 +53,8 @@ def test_network_group_reads_the_host_once_and_names_the_cause():
     assert docker.detail.startswith('Docker\'s ip6tables is off: daemon.json lacks "ip6tables": true')
     assert ". Means: IPv6 queries to a published UDP port" in docker.detail
     assert docker.detail.endswith("Fix: " + nf.docker_ipv6(nf.parse(host.text), EXPECT).fix)
-    assert results["rps/rfs"].ok and results["rps/rfs"].detail.startswith("WARNING: RPS off on eth0 rx-0. Means:")
+    hooks = results["re-apply hooks"]
+    assert hooks.ok and hooks.detail.startswith("WARNING: torrust-harden never ran on this host")
     assert results["conntrack fill"].ok and results["conntrack fill"].detail == "2 of 262,144 entries (0%)"
 
 
