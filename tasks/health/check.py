@@ -293,7 +293,8 @@ def run_check(s: Settings, *, family: str = "both", only: str = "", skip: str = 
             expect = hn.expectations(s)
             probes += hn.network_probes(ex, expect, s.probe_timeout)
             public = [*r.addresses.values(), *s.public_addresses]
-            trackers = [b.port for b in s.udp_trackers]  # not the HTTP/3 port: it speaks QUIC, not BEP 15
+            # the tracker ports (not the HTTP/3 port: it speaks QUIC, not BEP 15), when they serve
+            trackers = [b.port for b in s.udp_trackers] if p.udp_served(s) else []
             probes += hn.reply_source_probes(public, trackers, s.probe_timeout, s.probe_attempts)
         probes = select(probes, only, skip)
         results = p.run(probes)
