@@ -12,9 +12,9 @@ from tasks.facts import services
 from tasks.operations import gate
 from tasks.operations import lock as lock_mod
 from tasks.operations import releases as store
-from tasks.operations.deploy import CONNECTION_ERRORS
 from tasks.release.layout import Layout
 from tasks.runner.executor import Executor
+from tasks.runner.ssh import CONNECTION_ERRORS
 
 
 def require_current(ex: Executor, lay: Layout) -> tuple[str, facts.ReleaseManifest | None]:
@@ -110,7 +110,7 @@ def rollback(ex: Executor, s: Settings, to: str | None, *, wait_timeout: int, st
     started = time.monotonic()
     with lock_mod.HostLock(ex, lay, env=s.env, command="app.rollback", force_unlock=force_unlock):
         current, _ = require_current(ex, lay)
-        to = _rollback_target(ex, lay, current, to)
+        to = rollback_target(ex, lay, current, to)
         if to == current:
             return {"ok": True, "status": "unchanged", "release": current}
         manifest = facts.manifest(ex, lay, to)
@@ -133,7 +133,7 @@ def rollback(ex: Executor, s: Settings, to: str | None, *, wait_timeout: int, st
     return {"ok": True, "status": "rolled_back", "release": to, "previous": current}
 
 
-def _rollback_target(ex: Executor, lay: Layout, current: str, to: str | None) -> str:
+def rollback_target(ex: Executor, lay: Layout, current: str, to: str | None) -> str:
     all_releases, failed = facts.inventory(ex, lay)
     if to is None:
         older = [r for r in all_releases if r < current and r not in failed]

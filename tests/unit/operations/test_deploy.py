@@ -5,6 +5,7 @@ failed gate rolled back, a first deploy rolled back, a stale lock."""
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import json
 
 import pytest
@@ -22,7 +23,28 @@ RUNNING = recorded("snapshot/running.txt")  # release 20261129T101009Z-be922269,
 RUNNING_SHA = json.loads(RUNNING.split("--- manifest\n")[1].split("--- ps\n")[0])["content_sha256"]
 FIRST = recorded("snapshot/first-deploy.txt")
 HEALTHY_PS = recorded("services/healthy.txt")
+BACKUP_SCRIPT = "/opt/torrust/current/bin/torrust-backup"
+BACKUP_OK = (0, recorded("backup-result/backup.json"))  # backup 20261129T100444Z-e04a
 OK = (0, "")
+# the settings of the recorded stack: its ports and images (a deploy with other ones
+# would remove its ports, and change its images)
+RECORDED_STACK = {
+    "TORRUST_UDP_TRACKERS": "[::]:16969",
+    "TORRUST_HTTP_PORT": "18080",
+    "TORRUST_TRACKER_IMAGE": "torrust-test/tracker-standin:1",
+    "TORRUST_CADDY_IMAGE": "torrust-test/caddy:2.6",
+}
+
+
+def image_id(ref: str) -> str:
+    return "sha256:" + hashlib.sha256(ref.encode()).hexdigest()
+
+
+def inspect_images(moved: dict[str, str] | None = None):
+    """An answer to `docker image inspect --format ... REFS`: one line per ref, its id a
+    hash of the ref (or `moved[ref]`: the tag now points at that image)."""
+    moved = moved or {}
+    return lambda argv: (0, "".join(f"{moved.get(ref, image_id(ref))}|[]\n" for ref in argv[5:]))
 
 
 def step(title):
@@ -35,7 +57,7 @@ def never_render():
 
 @pytest.fixture
 def settings(workdir):
-    return load("local", root=workdir, environ={})
+    return load("local", root=workdir, environ=RECORDED_STACK)
 
 
 @pytest.fixture
@@ -66,8 +88,9 @@ def answers(snapshot: str, **extra):
         "lock": (0, snapshot),  # the look under the lock runs in the lock's round trip
         "unpack": OK,
         "compose config": OK,
-        "docker image": OK,
+        "docker image": inspect_images(),
         "switch": OK,
+        "write": OK,  # images.json, then the switch and `up` in the same round trip
         "docker ps": (0, HEALTHY_PS),
         "inventory": (0, recorded("releases/inventory.txt")),
         "release-lock": OK,
@@ -75,6 +98,7 @@ def answers(snapshot: str, **extra):
         "marker": OK,
         "compose up": OK,
         "compose down": OK,
+        BACKUP_SCRIPT: BACKUP_OK,
         **extra,
     }
 
@@ -109,7 +133,7 @@ def test_a_changed_release_is_uploaded_switched_gated_and_recorded(settings, can
     out = d.deploy(target, settings, candidate, opts(probes=runner), step)
     assert out.status == "deployed" and out.previous == "20261129T101009Z-be922269"
     assert target.calls == [
-        *("snapshot", "guard", "lock", "unpack", "compose config", "docker image", "switch", "docker ps"),
+        *("snapshot", "guard", "lock", "unpack", "compose config", "docker image", "write", "docker ps"),
         *("inventory", "release-lock"),
     ]
     assert runner().rounds == [False, True]  # the gate retried one round
