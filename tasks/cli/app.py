@@ -299,4 +299,17 @@ def _plan_text(p: dict) -> str:
         lines += ["", p["diff"]]
     lines.append("would recreate: " + (", ".join(p["recreate"]) or "nothing"))
     lines.append("would pull: " + (", ".join(p["pull"]) or "nothing"))
+    lines.append("images:")
+    lines += [
+        f"  {i['service']:<11} {i['ref']}  running {i['running'] or '-'}  new {i['new']}"
+        + ("  IMAGE CHANGE" if i["change"] else "")
+        for i in p["images"]
+    ]
+    if p["removals"]:
+        verdict = "REFUSED without --allow-removal" if p["removals_refused"] else "allowed by TORRUST_ALLOW_REMOVAL"
+        lines.append(f"would remove ({verdict}): " + "; ".join(p["removals"]))
+    if p["upgrade_backup"]:
+        lines.append("would back up the data first (the tracker's or the database's image changes)")
+    if p["baseline_backup"]:
+        lines.append("would take the baseline backup after the gate (backups on, none on the host yet)")
     return "\n".join(lines)

@@ -29,9 +29,18 @@ def status(c, env="local", json=False):
     def human(r: dict) -> str:
         lock = r["lock"]
         lock_text = "free" if not lock["held"] else ("STALE " if lock["stale"] else "held ") + str(lock.get("info"))
-        rows = [(x["service"], x["state"], x.get("health") or "-") for x in r["services"]]
+        rows = [
+            (
+                x["service"],
+                x["state"],
+                x.get("health") or "-",
+                x.get("ref", ""),
+                (x.get("digest") or "-") + (" (TAG MOVED since)" if x.get("tag_moved") else ""),
+            )
+            for x in r["services"]
+        ]
         return f"target:  {r['target']}\ncurrent: {r['current'] or 'nothing deployed'}\nlock:    {lock_text}\n" + (
-            table(rows, ("service", "state", "health")) if rows else ""
+            table(rows, ("service", "state", "health", "image", "digest")) if rows else ""
         )
 
     emit(st, human, json)
@@ -50,10 +59,17 @@ def releases(c, env="local", json=False):
         {"ok": True, "releases": rows},
         lambda r: table(
             [
-                ("*" if x["current"] else "", x["release"], x["content_sha256"][:16], "failed" if x["failed"] else "")
+                (
+                    "*" if x["current"] else "",
+                    x["release"],
+                    x["content_sha256"][:16],
+                    "failed" if x["failed"] else "",
+                    x["images"].get("tracker", "-")[-19:],
+                    x["pre_upgrade_backup"] or "",
+                )
                 for x in rows
             ],
-            ("", "release", "content", "status"),
+            ("", "release", "content", "status", "tracker digest", "pre-upgrade backup"),
         ),
         json,
     )

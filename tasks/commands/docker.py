@@ -57,6 +57,12 @@ def image_inspect(images: Sequence[str], fmt: str) -> list[str]:
     return ["docker", "image", "inspect", "--format", fmt, *images]
 
 
+def retag(pairs: Sequence[tuple[str, str]]) -> list[str]:
+    """`docker tag IMAGE-ID REF` for each pair, in one round trip; stops at the first failure."""
+    script = 'while [ "$#" -gt 1 ]; do docker tag "$1" "$2" || exit; shift 2; done'
+    return ["sh", "-c", script, "retag", *(x for pair in pairs for x in pair)]
+
+
 def container_images(containers: Sequence[str]) -> list[str]:
     """`ID IMAGE-ID` of each container: what it actually runs."""
     return ["docker", "inspect", "--type", "container", "--format", "{{.Id}} {{.Image}}", *containers]

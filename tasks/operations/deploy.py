@@ -142,6 +142,7 @@ class Transaction:
         self.started = time.monotonic()
         self.removed: list[str] = []
         self.allowed_by = ""
+        self.restore_tags: list[tuple[str, str]] = []  # what a rollback re-tags (moved tags)
 
     def run(self) -> Outcome:
         if self.opts.lock is not None:  # the caller holds the lock: one look under it
@@ -281,6 +282,9 @@ class Transaction:
         database's image changes (unless told not to); a failed backup stops the deploy
         before the switch (DeployFailed, the running release untouched)."""
         changes = upgrade.image_changes(snap.states, self.candidate.service_images, resolved)
+        if snap.manifest is not None:
+            running = {IMAGE_SERVICE.get(k, k): v for k, v in snap.manifest.images.items()}
+            self.restore_tags = upgrade.tags_to_restore(running, snap.states, resolved)
         data = upgrade.data_changes(changes)
         if not (data and snap.current and self.opts.upgrade_backup):
             return changes, None
@@ -360,6 +364,7 @@ class Transaction:
                 if self.opts.on_rollback is not None:
                     self.opts.on_rollback(ex)
                 if previous:
+                    store.retag(ex, self.restore_tags)
                     store.bring_up(ex, self.s, lay, self.opts.wait_timeout, pull=False)
                 else:  # first deploy: stop what was started, keep every volume and file
                     ex.run(store.compose_for(self.s, lay.release(failed_id), "down", "--remove-orphans"), check=False)

@@ -15,6 +15,7 @@ from datetime import UTC, datetime
 from tasks.commands import docker, files
 from tasks.commands import releases as cmd
 from tasks.config.settings import Settings
+from tasks.facts import images, record
 from tasks.facts import releases as facts
 from tasks.operations.lock import who
 from tasks.release.layout import FAILED_MARKER, RECORD, Layout
@@ -99,6 +100,25 @@ def bring_up(
         if record is not None:
             up = files.write_then(f"{lay.release(switch_to)}/{RECORD}", record, *up)
     ex.run(up, timeout=wait_timeout + 120)
+
+
+def retag(ex: Executor, pairs: list[tuple[str, str]]) -> None:
+    """Point each reference back at the image a release ran (image ID, reference): a
+    mutable tag that moved since (`develop` after a pull) would otherwise start the new
+    image again on a rollback. Locally, as `docker tag`; nothing is pulled."""
+    if pairs:
+        ex.run(docker.retag(pairs))
+
+
+def recorded_tags(ex: Executor, lay: Layout, release_id: str) -> list[tuple[str, str]]:
+    """(image ID, reference) for each image recorded in `release_id`'s images.json whose
+    reference now resolves to another image on the target (none without a record)."""
+    rec = record.read_many(ex, lay, [release_id]).get(release_id)
+    if rec is None:
+        return []
+    wanted = {img.ref: img.id for img in rec.images.values() if not images.is_digest_pinned(img.ref)}
+    resolved, _ = images.resolve(ex, sorted(wanted))
+    return [(i, ref) for ref, i in sorted(wanted.items()) if ref not in resolved or resolved[ref].id != i]
 
 
 def mark_failed(ex: Executor, lay: Layout, release_id: str, reason: str) -> None:

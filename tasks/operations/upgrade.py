@@ -75,6 +75,18 @@ def image_changes(
     return changes
 
 
+def tags_to_restore(snap_images: dict[str, str], states: dict[str, ServiceState], resolved) -> list[tuple[str, str]]:
+    """(running image, reference) of the running release's services whose reference now
+    resolves to another image: what a rollback re-tags so the old images start again."""
+    pairs = []
+    for service, ref in sorted(snap_images.items()):
+        state, now = states.get(service), resolved.get(ref)
+        running = running_image(state, resolved) if state else ""
+        if running and not images.is_digest_pinned(ref) and (now is None or not images.same_image(running, now.id)):
+            pairs.append((running, ref))
+    return pairs
+
+
 def data_changes(changes: list[ImageChange]) -> list[str]:
     return [c.service for c in changes if c.service in DATA_SERVICES]
 
@@ -128,6 +140,7 @@ def rollback_with_data(
         with step(f"stop the tracker, switch current to {to}, restore backup {backup_id}"):
             ex.run(store.compose_for(s, lay.current, "stop", "tracker"), timeout=wait_timeout)
             store.switch(ex, lay, to)
+            store.retag(ex, store.recorded_tags(ex, lay, to))  # its images, even under a moved tag
             if "mysql" in services:
                 up = ("up", "-d", "--wait", "--wait-timeout", str(wait_timeout), "mysql")
                 ex.run(store.compose_for(s, lay.current, *up), timeout=wait_timeout + 120)
@@ -176,6 +189,7 @@ def put_back(ex, s, current: str, safety: str | None, token: str, wait_timeout: 
         with step(f"put {current} back"):
             ex.run(store.compose_for(s, lay.current, "stop", "tracker"), check=False, timeout=wait_timeout)
             store.switch(ex, lay, current)
+            store.retag(ex, store.recorded_tags(ex, lay, current))
             if safety is not None:
                 _restore(ex, s, safety, token)
             store.bring_up(ex, s, lay, wait_timeout, pull=False)
