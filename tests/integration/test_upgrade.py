@@ -1,5 +1,6 @@
 """Upgrades that know about the data (issue #15, items 1 and 2), end to end: real MariaDB,
-the SSH test host, and a tracker image under a MUTABLE tag (`develop`) that moves.
+the SSH test host, and a tracker image under a tag that moves (`v3`, re-pointed as a registry would on a new minor release;
+`develop` and `latest` are refused outside local).
 
 The tag first names the tracker stand-in; then it is moved to the stand-in that migrates
 the schema on start (tests/images/tracker-standin-migrating: a table and a column more).
@@ -52,7 +53,7 @@ def udep(images, tmp_path_factory):
     project = "up" + os.urandom(3).hex()
     host = SSHHost(f"{project}-sshhost", free_port(), work, images["sshhost"])
     d = UpgradeDeployment(host, work / "cwd", project)
-    d.tag = f"torrust-test/upgrade-{project}:develop"
+    d.tag = f"torrust-test/upgrade-{project}:v3"  # a tag that moves (like v3 -> v3.1)
     d.move_tag(images["tracker-standin"])
     d.env.update({"TORRUST_PROMETHEUS": "false", "TORRUST_TRACKER_IMAGE": d.tag})
     try:
