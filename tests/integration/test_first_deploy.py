@@ -100,7 +100,7 @@ def test_a_second_deploy_takes_no_other_baseline(first):
 
 
 def test_a_missing_backup_fails_health_check_with_what_to_do(first, tmp_path):
-    code, doc, err = first.json_cli("health.check", "--only", "host", env={"TORRUST_BACKUP_DIR": str(tmp_path)})
+    code, doc, _ = first.json_cli("health.check", "--only", "host", env={"TORRUST_BACKUP_DIR": str(tmp_path)})
     age = next(p for p in doc["probes"] if p["name"] == "backup age")
     assert code == 40 and not age["ok"]
     assert "next scheduled run" in age["detail"] and "./tasks.py app.backup --env e2e" in age["detail"]

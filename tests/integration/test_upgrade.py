@@ -1,6 +1,6 @@
 """Upgrades that know about the data (issue #15, items 1 and 2), end to end: real MariaDB,
-the SSH test host, and a tracker image under a tag that moves (`v3`, re-pointed as a registry would on a new minor release;
-`develop` and `latest` are refused outside local).
+the SSH test host, and a tracker image under a tag that moves (`v3`, re-pointed as a
+registry would on a new minor release; `develop` and `latest` are refused outside local).
 
 The tag first names the tracker stand-in; then it is moved to the stand-in that migrates
 the schema on start (tests/images/tracker-standin-migrating: a table and a column more).
