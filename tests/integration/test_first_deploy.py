@@ -148,7 +148,7 @@ def test_a_failed_baseline_keeps_the_release_and_says_there_is_no_backup(full_di
     assert res.returncode == 33, res.stderr
     out = json.loads(res.stdout)
     assert out["status"] == "deployed" and out["ok"] is False and out["baseline_backup"] is None
-    assert "No space left on device" in out["baseline_error"]
+    assert "disk is full" in out["baseline_error"] and "exited with" not in out["baseline_error"]
     assert "has no backup yet" in res.stderr and "app.backup --env e2e" in res.stderr
     assert d.current() == out["release"]  # the healthy release stays
     assert sorted(d.containers()) == ["grafana", "prometheus", "proxy", "tracker"]
@@ -156,7 +156,7 @@ def test_a_failed_baseline_keeps_the_release_and_says_there_is_no_backup(full_di
     assert d.sh(f"ls -A {SMALL_DIR}").stdout.split() == filler  # nothing partial left
     assert not (d.root / "deploy.lock").exists()
     line = [x for x in d.audit() if x.get("event") == "deploy"][-1]
-    assert line["result"] == "deployed" and "No space left" in line["baseline_error"]
+    assert line["result"] == "deployed" and "disk is full" in line["baseline_error"]
     # the text summary says it too
     res = d.cli("app.deploy")  # unchanged, still no backup: tried again, fails again
     assert res.returncode == 33 and "NO BACKUP YET" in res.stdout, res.stderr
