@@ -151,9 +151,9 @@ DEPLOY_HELP = {
 }
 
 
-def gate_probes(s: settings_mod.Settings):
-    """The protocol probes of the deploy gate: UDP, HTTP through the proxy, API. The
-    certificate is not verified here (ACME may still be issuing it); health.check does."""
+def gate_reach(s: settings_mod.Settings):
+    """Where the gate's probes connect. The certificate is not verified here (ACME may
+    still be issuing it); health.check does."""
     import ssl
 
     from tasks.health import check as hc
@@ -164,6 +164,14 @@ def gate_probes(s: settings_mod.Settings):
         ctx = ssl.create_default_context()
         ctx.check_hostname, ctx.verify_mode = False, ssl.CERT_NONE
         r = pr.Reach(r.addresses, r.tls, r.port, ctx)
+    return r
+
+
+def gate_probes(s: settings_mod.Settings):
+    """The protocol probes of the deploy gate: UDP, HTTP through the proxy, API."""
+    from tasks.health import probes as pr
+
+    r = gate_reach(s)
     probes = [
         x
         for x in pr.public_probes(s, r, sorted(r.addresses), s.probe_timeout, s.probe_attempts)

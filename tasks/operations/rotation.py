@@ -20,7 +20,15 @@ from dataclasses import dataclass
 
 from tasks.commands import secrets as cmd
 from tasks.config.settings import Settings
-from tasks.errors import ConfigError, RollbackFailed, RolledBack, RotationFailed, RotationRolledBack, ToolError
+from tasks.errors import (
+    CommandFailed,
+    ConfigError,
+    RollbackFailed,
+    RolledBack,
+    RotationFailed,
+    RotationRolledBack,
+    ToolError,
+)
 from tasks.facts import services
 from tasks.operations import day2
 from tasks.operations import deploy as deploy_mod
@@ -165,7 +173,12 @@ def rotate(
             if rot.db:
                 state["db"] = True  # from here on the passwords may be the new ones (even if the call fails)
                 with step("new database passwords (ALTER USER inside the database container)"):
-                    rot.apply_db(ex)
+                    try:
+                        rot.apply_db(ex)
+                    except CommandFailed as exc:
+                        if exc.exit_status == 3:  # root refused with both passwords: nothing was changed
+                            state["db"] = False
+                        raise
             outcome = deploy_mod.deploy(ex, rot.new, candidate, opts, step, reconnect=reconnect)
             if "grafana-admin-password" in rot.names:
                 with step("new Grafana admin password (grafana cli, on stdin)"):
