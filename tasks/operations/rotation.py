@@ -195,7 +195,7 @@ def rotate(
         except RollbackFailed as exc:
             raise RotationFailed(_mixed(rot, exc.message, state), hint=exc.hint) from None
         except (ToolError, KeyboardInterrupt, *CONNECTION_ERRORS) as exc:
-            reason = exc.message if isinstance(exc, ToolError) else f"{type(exc).__name__}: {exc}"
+            reason = _reason(exc)
             target = ex if ex.connected else reconnect()
             _undo_before_or_after_switch(target, rot, lay, restore_db, step, outcome)
             _audit(target, rot, "rolled_back", reason.splitlines()[0])
@@ -232,11 +232,24 @@ def _undo_before_or_after_switch(ex, rot: Rotation, lay: Layout, restore_db, ste
             else:
                 restore_db(ex)
     except (ToolError, *CONNECTION_ERRORS) as exc:
-        detail = exc.message if isinstance(exc, ToolError) else str(exc)
+        detail = _reason(exc)
         raise RotationFailed(
             _mixed(rot, detail, {"db": rot.db, "restored": False}),
             hint="`app.status`; the audit log on the host; .env." + rot.new.env + " and its backup hold both sets",
         ) from None
+
+
+def _reason(exc: BaseException) -> str:
+    """One line: what a command printed last when it failed, else the error's first line."""
+    if isinstance(exc, CommandFailed) and exc.output.strip() and ex_connected(exc):
+        return f"{exc.message.splitlines()[0].split(': `')[0]}: {exc.output.strip().splitlines()[-1][:300]}"
+    if isinstance(exc, ToolError):
+        return exc.message.splitlines()[0]
+    return f"{type(exc).__name__}: {exc}"
+
+
+def ex_connected(exc: CommandFailed) -> bool:
+    return "connection was lost" not in exc.message
 
 
 def _mixed(rot: Rotation, detail: str, state: dict) -> str:

@@ -38,8 +38,10 @@ case $sql in
 esac
 printf '%s\\n' "$sql" | exec /usr/bin/mariadb "$@"
 """
-REFUSE = WRAPPER.format(
-    what="refused", action='echo "ERROR 1396 (HY000): Operation ALTER USER failed (fault injected)" >&2; exit 1'
+REFUSE = WRAPPER.format(  # once: the put-back's ALTER USER goes through
+    what="refused once",
+    action='[ -e /tmp/refused ] || { touch /tmp/refused; echo "ERROR 1396 (HY000): Operation ALTER USER failed '
+    '(fault injected)" >&2; exit 1; }',
 )
 SWALLOW = WRAPPER.format(what="swallowed (reported done, not applied)", action="exit 0")
 
@@ -55,7 +57,17 @@ class RotationDeployment(BackupDeployment):
     def inject(self, script: str) -> None:
         cid = self.mysql_cid()
         subprocess.run(
-            ["docker", "exec", "-i", "-u", "root", cid, "sh", "-c", "cat > /usr/local/bin/mysql && chmod 755 $_"],
+            [
+                "docker",
+                "exec",
+                "-i",
+                "-u",
+                "root",
+                cid,
+                "sh",
+                "-c",
+                "cat > /usr/local/bin/mysql && chmod 755 /usr/local/bin/mysql",
+            ],
             input=script,
             text=True,
             check=True,
@@ -138,7 +150,9 @@ def test_dry_run_names_the_secrets_and_changes_nothing(rdep):
     assert code == 2 and "grafana-admin-password" in doc["message"], err
     code, doc, err = rdep.json_cli("app.rotate-secrets", env={"CI": "1"})
     assert code == 5 and "--yes" in err
-    code, doc, err = rdep.json_cli("app.rotate-secrets", "--yes", env={"TORRUST_MYSQL_PASSWORD": "x" * 40})
+    code, doc, err = rdep.json_cli(
+        "app.rotate-secrets", "--yes", env={"TORRUST_MYSQL_PASSWORD": STRONG["TORRUST_MYSQL_PASSWORD"]}
+    )
     assert code == 2 and "process environment" in doc["message"], err
     assert (rdep.workdir / ".env.e2e").read_text() == before
 
@@ -153,6 +167,7 @@ def test_a_fault_inside_the_database_leaves_the_old_secrets(rdep, fault):
         rdep.remove_injection()
     assert code == 34, err
     assert "rotation was undone" in doc["message"]
+    assert ("ALTER USER failed" in doc["message"]) == (fault == "mysql-refuses")
     rdep.works_on(rdep.old)
     assert rdep.current() == current and rdep.rows() == rows
     line = [x for x in rdep.audit() if x.get("event") == "rotate-secrets"][-1]
