@@ -11,7 +11,7 @@ import json
 import pytest
 
 from tasks.config.settings import load
-from tasks.errors import DeployFailed, ExitCode, RolledBack
+from tasks.errors import DeployFailed, ExitCode, RemovalRefused, RolledBack
 from tasks.health.probes import ProbeResult
 from tasks.operations import deploy as d
 from tasks.operations.lock import LockHeld
@@ -195,3 +195,79 @@ def test_a_live_lock_is_never_taken_over(settings, candidate):
     with pytest.raises(LockHeld) as info:
         d.deploy(target, settings, candidate, opts(force_unlock=True), step)
     assert not info.value.stale and "rm" not in target.calls
+
+
+# ------------------------------------------------------------------------ upgrades (issues #15, #18)
+# the same release, its tracker tag moved (a backup exists; no cron entry, as these settings have no backups)
+MOVED = recorded("snapshot/moved-tag.txt").replace("CRON yes", "CRON no")
+
+
+def test_a_moved_tag_is_not_unchanged_and_upgrades_with_a_backup_first(settings):
+    target = FakeTarget(answers(MOVED))
+    c = d.Candidate(RUNNING_SHA, ["tracker", "proxy"], lambda: r.render(settings))
+    out = d.deploy(target, settings, c, opts(), step)
+    assert out.status == "deployed" and [x["service"] for x in out.image_changes] == ["tracker"]
+    assert out.pre_upgrade_backup == "20261129T100444Z-e04a"
+    assert target.calls.index(BACKUP_SCRIPT) < target.calls.index("write")  # before the switch
+    backup = target.argvs[target.calls.index(BACKUP_SCRIPT)]
+    assert backup[1:3] == ["backup", "--lock-token"] and backup[4:7] == ["--reason", "before-upgrade", "--no-retention"]
+    written = json.loads(target.argvs[target.calls.index("write")][5])
+    assert written["pre_upgrade_backup"]["id"] == "20261129T100444Z-e04a"
+    assert written["pre_upgrade_backup"]["from_release"] == "20261129T101009Z-be922269"
+    record = json.loads(target.argvs[target.calls.index("inventory")][6])
+    assert record["pre_upgrade_backup"] == out.pre_upgrade_backup and record["image_changes"] == ["tracker"]
+
+
+def test_without_the_upgrade_backup_no_backup_is_taken(settings):
+    target = FakeTarget(answers(MOVED))
+    c = d.Candidate(RUNNING_SHA, ["tracker", "proxy"], lambda: r.render(settings))
+    out = d.deploy(target, settings, c, opts(upgrade_backup=False), step)
+    assert out.pre_upgrade_backup is None and BACKUP_SCRIPT not in target.calls
+
+
+def test_a_failed_pre_upgrade_backup_stops_before_the_switch(settings):
+    failed = (4, '{"ok": false, "code": 4, "error": "the mysql container is not running"}')
+    target = FakeTarget(answers(MOVED, **{BACKUP_SCRIPT: failed}, rm=OK))
+    c = d.Candidate(RUNNING_SHA, ["tracker", "proxy"], lambda: r.render(settings))
+    with pytest.raises(DeployFailed, match="backup before the upgrade of tracker failed") as info:
+        d.deploy(target, settings, c, opts(), step)
+    assert "--no-upgrade-backup" in info.value.hint and "write" not in target.calls and "switch" not in target.calls
+    record = json.loads(target.argvs[target.calls.index("append")][5])
+    assert record["result"] == "failed" and "pre-upgrade backup" in record["error"]
+
+
+def test_the_first_deploy_with_backups_on_takes_a_baseline_after_the_gate(workdir):
+    s = load("local", root=workdir, environ={**RECORDED_STACK, "TORRUST_BACKUP": "true"})
+    target = FakeTarget(answers(FIRST))
+    out = d.deploy(target, s, d.Candidate.of(r.render(s)), opts(), step)
+    assert out.first_deploy and out.baseline_backup == "20261129T100444Z-e04a" and out.baseline_error is None
+    assert target.calls.index("docker ps") < target.calls.index(BACKUP_SCRIPT) < target.calls.index("inventory")
+    assert target.argvs[target.calls.index(BACKUP_SCRIPT)][5] == "baseline"
+    assert json.loads(target.argvs[target.calls.index("inventory")][6])["baseline_backup"] == out.baseline_backup
+
+
+def test_a_failed_baseline_keeps_the_healthy_release(workdir):
+    s = load("local", root=workdir, environ={**RECORDED_STACK, "TORRUST_BACKUP": "true"})
+    full = (4, '{"ok": false, "code": 4, "error": "No space left on device"}')
+    target = FakeTarget(answers(FIRST, **{BACKUP_SCRIPT: full}))
+    out = d.deploy(target, s, d.Candidate.of(r.render(s)), opts(), step)
+    assert out.status == "deployed" and out.baseline_error == "No space left on device"
+    assert out.as_dict()["ok"] is False and "marker" not in target.calls  # not rolled back
+
+
+def test_no_baseline_when_the_host_has_a_backup(workdir):
+    s = load("local", root=workdir, environ={**RECORDED_STACK, "TORRUST_BACKUP": "true"})
+    has_backup = RUNNING.replace("DOCKER 0\n", "DOCKER 0\nCRON yes\nBACKUPS yes\n")
+    target = FakeTarget(answers(has_backup))
+    out = d.deploy(target, s, d.Candidate.of(r.render(s)), opts(), step)
+    assert out.baseline_backup is None and BACKUP_SCRIPT not in target.calls
+
+
+def test_a_removal_is_refused_before_the_lock(workdir):
+    s = load("local", root=workdir, environ={**RECORDED_STACK, "TORRUST_HTTP_PORT": "18081"})
+    target = FakeTarget(answers(RUNNING))
+    with pytest.raises(RemovalRefused) as info:
+        d.deploy(target, s, d.Candidate.of(r.render(s)), opts(), step)
+    assert info.value.removals == ["18080/tcp"] and target.calls == ["snapshot"]
+    out = d.deploy(FakeTarget(answers(RUNNING)), s, d.Candidate.of(r.render(s)), opts(allow_removal=True), step)
+    assert out.removed == ["18080/tcp"] and out.removal_allowed_by == "--allow-removal"
