@@ -289,6 +289,11 @@ def deploy(
             if e.remote:
                 e.ctx.close()
     emit(outcome.as_dict(), lambda o: _summary(s, o), json)
+    _no_backup_yet(env, outcome)
+
+
+def _no_backup_yet(env: str, outcome) -> None:
+    """Exit 33 when the baseline backup failed: the release stays, CI must notice."""
     if outcome.baseline_error:
         raise NoBackupYet(
             f"release {outcome.release} is deployed and healthy, but the baseline backup failed: "

@@ -65,62 +65,23 @@ def secret_probes(old, new, names: list[str], ex_of):
 @operation
 def rotate_secrets(c, env="local", only=None, dry_run=False, yes=False, wait_timeout=300, json=False):
     """New strong secrets written to .env.NAME (old file kept) and applied in one transaction, undone on failure."""
-    from tasks.operations import deploy as deploy_mod
     from tasks.operations import rotation
-    from tasks.release import render as render_mod
-    from tasks.runner.target import connect_executor
 
     old = load(env)
     names = rotation.choose(old, list(only or []))
     rotation.check_sources(old, names)
-    plan = {
-        "ok": True,
-        "env": env,
-        "rotate": rotation.variables(names),
-        "file": f".env.{env}",
-        "steps": (["ALTER USER in the database container"] if any("mysql" in n for n in names) else [])
-        + ["deploy the release with the new secrets (gate: new ones work, old ones refused)"]
-        + (["grafana cli admin reset-admin-password"] if "grafana-admin-password" in names else []),
-    }
+    plan = _plan(env, names)
     if dry_run:
-        emit(
-            {**plan, "dry_run": True},
-            lambda r: "would rotate: " + ", ".join(r["rotate"]) + "\n" + "\n".join(f"  then: {x}" for x in r["steps"]),
-            json,
-        )
+        text = "would rotate: " + ", ".join(plan["rotate"]) + "".join(f"\n  then: {x}" for x in plan["steps"])
+        emit({**plan, "dry_run": True}, lambda r: text, json)
         return
     if not yes:
         confirm(env, f"rotating {', '.join(plan['rotate'])} of '{env}'", f"Rotate the secrets of '{env}'?")
     values = {var: sec.generate() for var in plan["rotate"]}
-    stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
     with step(f"write the new secrets into .env.{env} (old file kept)"):
-        path, backup = envfile.rewrite_values(Path.cwd(), env, values, stamp)
+        path, backup = envfile.rewrite_values(Path.cwd(), env, values, datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ"))
     try:
-        new = load(env)
-        redact = Redactor([*values.values(), *(x.reveal() for x in _secrets(old))])
-        ex = connect_executor(new)
-        ex.redact = redact
-        extra = []
-
-        def reconnect():
-            fresh = connect_executor(new)
-            fresh.redact = redact
-            extra.append(fresh)
-            return fresh
-
-        with step(f"render release for '{env}'"):
-            candidate = deploy_mod.Candidate.of(render_mod.render(new))
-        opts = deploy_mod.DeployOptions(
-            wait_timeout=int(wait_timeout),
-            probes=lambda: secret_probes(old, new, names, lambda: (extra or [ex])[-1]),
-            upgrade_backup=False,
-        )
-        try:
-            result = rotation.rotate(ex, rotation.Rotation(old, new, names), candidate, opts, step, reconnect)
-        finally:
-            for e in [ex, *extra]:
-                if e.remote:
-                    e.ctx.close()
+        result = _apply(env, old, names, values, int(wait_timeout))
     except RotationFailed:
         raise  # both files are kept: the message says which holds what
     except (ToolError, KeyboardInterrupt):
@@ -135,6 +96,51 @@ def rotate_secrets(c, env="local", only=None, dry_run=False, yes=False, wait_tim
         ),
         json,
     )
+
+
+def _plan(env: str, names: list[str]) -> dict:
+    from tasks.operations import rotation
+
+    steps = ["ALTER USER in the database container"] if any("mysql" in n for n in names) else []
+    steps.append("deploy the release with the new secrets (gate: new ones work, old ones refused)")
+    if "grafana-admin-password" in names:
+        steps.append("grafana cli admin reset-admin-password")
+    return {"ok": True, "env": env, "rotate": rotation.variables(names), "file": f".env.{env}", "steps": steps}
+
+
+def _apply(env: str, old, names: list[str], values: dict[str, str], wait_timeout: int) -> dict:
+    """Reload the settings from the rewritten file and run the rotation transaction with an
+    executor that redacts the old and the new secrets."""
+    from tasks.operations import deploy as deploy_mod
+    from tasks.operations import rotation
+    from tasks.release import render as render_mod
+    from tasks.runner.target import connect_executor
+
+    new = load(env)
+    redact = Redactor([*values.values(), *(x.reveal() for x in _secrets(old))])
+    executors = [connect_executor(new)]
+    executors[0].redact = redact
+
+    def reconnect():
+        fresh = connect_executor(new)
+        fresh.redact = redact
+        executors.append(fresh)
+        return fresh
+
+    try:
+        with step(f"render release for '{env}'"):
+            candidate = deploy_mod.Candidate.of(render_mod.render(new))
+        opts = deploy_mod.DeployOptions(
+            wait_timeout=wait_timeout,
+            probes=lambda: secret_probes(old, new, names, lambda: executors[-1]),
+            upgrade_backup=False,
+        )
+        rot = rotation.Rotation(old, new, names)
+        return rotation.rotate(executors[0], rot, candidate, opts, step, reconnect)
+    finally:
+        for e in executors:
+            if e.remote:
+                e.ctx.close()
 
 
 def _secrets(s):

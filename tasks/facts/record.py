@@ -15,6 +15,7 @@ from dataclasses import dataclass
 
 from tasks.commands import releases as cmd
 from tasks.errors import MalformedFact
+from tasks.facts import images
 from tasks.facts.backup import ID_RE as BACKUP_ID_RE
 from tasks.facts.images import ID_RE, REPO_DIGEST_RE, ImageFact
 from tasks.facts.releases import SERVICE_RE
@@ -123,3 +124,14 @@ def read_many(ex: Executor, lay: Layout, ids: list[str]) -> dict[str, ReleaseRec
         return {}
     out = ex.run(cmd.release_records(lay.releases, RECORD, ids))
     return parse_many(out.stdout, f"{ex.where}:{lay.releases}")
+
+
+def tags_to_restore(ex: Executor, lay: Layout, release_id: str) -> list[tuple[str, str]]:
+    """(image ID, reference) for each image recorded in `release_id`'s images.json whose
+    reference now resolves to another image on the target (none without a record)."""
+    rec = read_many(ex, lay, [release_id]).get(release_id)
+    if rec is None:
+        return []
+    wanted = {img.ref: img.id for img in rec.images.values() if not images.is_digest_pinned(img.ref)}
+    resolved, _ = images.resolve(ex, sorted(wanted))
+    return [(i, ref) for ref, i in sorted(wanted.items()) if ref not in resolved or resolved[ref].id != i]

@@ -143,7 +143,7 @@ def rollback(ex: Executor, s: Settings, to: str | None, *, wait_timeout: int, st
         record = {"event": "rollback", "env": s.env, "release": to, "previous": current}
         try:
             with step(f"switch current to {to} and start"):
-                store.retag(ex, store.recorded_tags(ex, lay, to))  # its images, even under a moved tag
+                store.retag(ex, record.tags_to_restore(ex, lay, to))  # its images, even under a moved tag
                 store.switch(ex, lay, to)
                 store.bring_up(ex, s, lay, wait_timeout, pull=False)
             with step("health gate"):
@@ -151,7 +151,7 @@ def rollback(ex: Executor, s: Settings, to: str | None, *, wait_timeout: int, st
         except (ToolError, *CONNECTION_ERRORS) as exc:
             reason = (exc.message if isinstance(exc, ToolError) else str(exc)).splitlines()[0]
             store.switch(ex, lay, current)
-            store.retag(ex, store.recorded_tags(ex, lay, current))
+            store.retag(ex, record.tags_to_restore(ex, lay, current))
             store.bring_up(ex, s, lay, wait_timeout, pull=False)
             store.audit(ex, lay, {**record, "result": "failed", "error": reason})
             raise RollbackFailed(f"rolling back to {to} failed ({reason}); {current} runs again") from None

@@ -15,7 +15,6 @@ from datetime import UTC, datetime
 from tasks.commands import docker, files
 from tasks.commands import releases as cmd
 from tasks.config.settings import Settings
-from tasks.facts import images, record
 from tasks.facts import releases as facts
 from tasks.operations.lock import who
 from tasks.release.layout import FAILED_MARKER, RECORD, Layout
@@ -108,17 +107,6 @@ def retag(ex: Executor, pairs: list[tuple[str, str]]) -> None:
     image again on a rollback. Locally, as `docker tag`; nothing is pulled."""
     if pairs:
         ex.run(docker.retag(pairs))
-
-
-def recorded_tags(ex: Executor, lay: Layout, release_id: str) -> list[tuple[str, str]]:
-    """(image ID, reference) for each image recorded in `release_id`'s images.json whose
-    reference now resolves to another image on the target (none without a record)."""
-    rec = record.read_many(ex, lay, [release_id]).get(release_id)
-    if rec is None:
-        return []
-    wanted = {img.ref: img.id for img in rec.images.values() if not images.is_digest_pinned(img.ref)}
-    resolved, _ = images.resolve(ex, sorted(wanted))
-    return [(i, ref) for ref, i in sorted(wanted.items()) if ref not in resolved or resolved[ref].id != i]
 
 
 def mark_failed(ex: Executor, lay: Layout, release_id: str, reason: str) -> None:

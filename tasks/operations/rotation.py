@@ -139,6 +139,11 @@ class Rotation:
         root, user = self.value(self.new, "mysql-root-password"), self.value(self.new, "mysql-password")
         set_db_passwords(ex, [old_root, new_root], self.old, root, user)
 
+    def reset_grafana(self, ex: Executor) -> None:
+        """Grafana keeps the admin password in its database: set the new one there."""
+        argv = cmd.grafana_reset(self.new.compose_project, Layout(self.new.deploy_root).current)
+        ex.feed(argv, self.new.grafana_admin_password.reveal().encode() + b"\n")
+
     def restore_db(self, ex: Executor) -> None:
         """The old passwords again (root authenticated with the new one, or the old)."""
         old_root, new_root = self.old.mysql_root_password.reveal(), self.new.mysql_root_password.reveal()
@@ -182,10 +187,7 @@ def rotate(
             outcome = deploy_mod.deploy(ex, rot.new, candidate, opts, step, reconnect=reconnect)
             if "grafana-admin-password" in rot.names:
                 with step("new Grafana admin password (grafana cli, on stdin)"):
-                    ex.feed(
-                        cmd.grafana_reset(rot.new.compose_project, lay.current),
-                        rot.new.grafana_admin_password.reveal().encode() + b"\n",
-                    )
+                    rot.reset_grafana(ex)
         except RolledBack as exc:  # the deploy switched back; restore_db ran before the old release started
             _audit(ex, rot, "rolled_back", exc.message)
             raise RotationRolledBack(

@@ -140,7 +140,7 @@ def rollback_with_data(
         with step(f"stop the tracker, switch current to {to}, restore backup {backup_id}"):
             ex.run(store.compose_for(s, lay.current, "stop", "tracker"), timeout=wait_timeout)
             store.switch(ex, lay, to)
-            store.retag(ex, store.recorded_tags(ex, lay, to))  # its images, even under a moved tag
+            store.retag(ex, record.tags_to_restore(ex, lay, to))  # its images, even under a moved tag
             if "mysql" in services:
                 up = ("up", "-d", "--wait", "--wait-timeout", str(wait_timeout), "mysql")
                 ex.run(store.compose_for(s, lay.current, *up), timeout=wait_timeout + 120)
@@ -189,7 +189,7 @@ def put_back(ex, s, current: str, safety: str | None, token: str, wait_timeout: 
         with step(f"put {current} back"):
             ex.run(store.compose_for(s, lay.current, "stop", "tracker"), check=False, timeout=wait_timeout)
             store.switch(ex, lay, current)
-            store.retag(ex, store.recorded_tags(ex, lay, current))
+            store.retag(ex, record.tags_to_restore(ex, lay, current))
             if safety is not None:
                 _restore(ex, s, safety, token)
             store.bring_up(ex, s, lay, wait_timeout, pull=False)
