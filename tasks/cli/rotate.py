@@ -7,7 +7,6 @@ from pathlib import Path
 
 from invoke import task
 
-from tasks.cli.app import gate_probes, gate_reach
 from tasks.cli.boundary import operation
 from tasks.cli.options import ENV_HELP, JSON_HELP, WAIT_TIMEOUT_HELP, load
 from tasks.cli.output import confirm, emit, note, step
@@ -17,23 +16,27 @@ from tasks.errors import RotationFailed, ToolError
 from tasks.runner.executor import Redactor
 
 
-def secret_probes(old, new, names: list[str], ex_of):
+def secret_probes(old, new, names: list[str], ex):
     """The rotation's gate: the deploy's protocol probes with the new secrets, plus the
     old admin token refused by the API and the database passwords checked (new ones log
-    in, old ones are refused) inside the database container."""
+    in, old ones are refused) inside the database container. `ex`: the executor on the
+    target the deploy builds its probes with."""
+    from tasks.config import trackers
+    from tasks.health import gate_probes as gate
     from tasks.health import probes as pr
     from tasks.operations import rotation
 
-    base = gate_probes(new)
-    reach = gate_reach(new)
+    base = gate.gate_probes(new, ex)
+    reach = gate.gate_reach(new, ex)
+    release = trackers.release_of(new).release
     extra = []
     if "admin-token" in names:
         old_token = old.admin_token.reveal()
 
         def refused(fam: int) -> str:
             try:
-                pr.api_stats(reach, fam, new.api_domain, old_token, new.probe_timeout)
-            except pr.ProbeFailed as exc:
+                pr.api_stats(reach, fam, new.api_domain, old_token, new.probe_timeout, release=release)
+            except pr.ProbeFailed as exc:  # a skip (the token could not be sent safely) propagates
                 return f"refused ({str(exc)[:80]})"
             raise pr.ProbeFailed("the OLD admin token is still accepted")
 
@@ -44,7 +47,7 @@ def secret_probes(old, new, names: list[str], ex_of):
 
     def run() -> list:
         results = base() + (pr.run(extra) if extra else [])
-        checks = rotation.db_checks(ex_of(), old, new, names)
+        checks = rotation.db_checks(ex, old, new, names)
         return results + [pr.ProbeResult(n, "database", None, ok, 0.0, d) for n, ok, d in checks]
 
     return run
@@ -132,7 +135,7 @@ def _apply(env: str, old, names: list[str], values: dict[str, str], wait_timeout
             candidate = deploy_mod.Candidate.of(render_mod.render(new))
         opts = deploy_mod.DeployOptions(
             wait_timeout=wait_timeout,
-            probes=lambda: secret_probes(old, new, names, lambda: executors[-1]),
+            probes=lambda ex: secret_probes(old, new, names, ex),
             upgrade_backup=False,
         )
         rot = rotation.Rotation(old, new, names)

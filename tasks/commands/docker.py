@@ -8,6 +8,8 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+from tasks.commands import sh
+
 
 def compose(project: str, directory: str, *args: str) -> list[str]:
     """`docker compose` for a rendered release directory, with the fixed project name."""
@@ -76,6 +78,11 @@ def exec_stdin(container: str, script: str, name: str, *args: str) -> list[str]:
 
 def started_at(container: str) -> list[str]:
     return ["docker", "inspect", "--format", "{{.State.StartedAt}}", container]
+
+
+def wait_compose_idle(project: str, limit: int) -> list[str]:
+    """Wait (at most `limit` s) until no `docker compose` of the project runs for this user."""
+    return sh("compose-idle", project, str(int(limit)))
 
 
 def compose_config_quiet(project: str, directory: str) -> list[str]:

@@ -79,7 +79,7 @@ class DeployOptions:
     force_unlock: bool = False
     wait_timeout: int = 300
     command: str = "app.deploy"
-    probes: Callable[[], gate.ProbeRunner] | None = None  # builds the health gate's protocol probes
+    probes: Callable[[Executor], gate.ProbeRunner] | None = None  # builds the gate's protocol probes
     preflight: Callable[[Executor], None] | None = None  # target checks before the first change
     gate_rounds: int = 5  # protocol probe rounds after Compose health ...
     gate_pause: float = 2.0  # ... and the pause between them
@@ -264,7 +264,7 @@ class Transaction:
                     looked = pool.submit(images.resolve, ex, refs)
                     # the gate's probes are prepared meanwhile (imports, addresses): a problem
                     # with them stops the deploy here, before the switch
-                    probes = pool.submit(self.opts.probes) if self.opts.probes is not None else None
+                    probes = pool.submit(self.opts.probes, ex) if self.opts.probes is not None else None
                     config.result()
                     resolved, absent = looked.result()
                     to_pull = [r for r in absent if r in self.candidate.images] if self.opts.pull else []
@@ -357,9 +357,10 @@ class Transaction:
                 return states.result()
         except (CommandFailed, gate.HealthGateFailed, KeyboardInterrupt, *CONNECTION_ERRORS) as exc:
             reason = exc.message.splitlines()[0] if isinstance(exc, ToolError) else f"{type(exc).__name__}: {exc}"
-            if self.reconnect is not None and (isinstance(exc, CONNECTION_ERRORS) or not self.ex.connected):
+            lost = isinstance(exc, CONNECTION_ERRORS) or not self.ex.connected
+            if self.reconnect is not None and lost:
                 self.ex = self.reconnect()  # explicitly: host key check, keepalive, back-off (the 2nd connection)
-            self.roll_back(previous, release_id, reason)
+            self.roll_back(previous, release_id, reason, after_lost_connection=lost)
             if isinstance(exc, KeyboardInterrupt):
                 raise
             raise RolledBack(
@@ -368,12 +369,15 @@ class Transaction:
                 "`app.logs` shows why it failed",
             ) from None
 
-    def roll_back(self, previous: str | None, failed_id: str, reason: str) -> None:
+    def roll_back(self, previous: str | None, failed_id: str, reason: str, *, after_lost_connection=False) -> None:
         ex, lay = self.ex, self.lay
         store.mark_failed(ex, lay, failed_id, reason)
         record = {**self.audit_record("rolled_back", failed_id, previous), "error": reason}
         try:
             with self.step(f"roll back to {previous or 'nothing'}"):
+                if after_lost_connection:  # the `up` the lost connection started still runs on the host
+                    limit = self.opts.wait_timeout + 60
+                    ex.run(docker.wait_compose_idle(self.s.compose_project, limit), timeout=limit + 30)
                 store.switch(ex, lay, previous)
                 if self.opts.on_rollback is not None:
                     self.opts.on_rollback(ex)

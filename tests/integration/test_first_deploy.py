@@ -17,11 +17,12 @@ import os
 
 import pytest
 
-from tests.integration.conftest import SSHHost, docker, free_port
+from tests.integration.conftest import DEVELOP_TRACKER, SSHHost, docker, free_port
 from tests.integration.test_backup import BackupDeployment
 
 SMALL_DIR = "/small-backups"
 GRAFANA = {
+    "TORRUST_TRACKER_IMAGE": DEVELOP_TRACKER,  # a release with metrics: Grafana's dashboards need them
     "TORRUST_PROMETHEUS": "true",
     "TORRUST_GRAFANA": "true",
     "TORRUST_GRAFANA_ADMIN_PASSWORD": "Gx5-Wq8Lm2Zt7Rv4Nb1Hc9Jf6Ks3Pd0T",

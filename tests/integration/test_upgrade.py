@@ -55,7 +55,8 @@ def udep(images, tmp_path_factory):
     d = UpgradeDeployment(host, work / "cwd", project)
     d.tag = f"torrust-test/upgrade-{project}:v3"  # a tag that moves (like v3 -> v3.1)
     d.move_tag(images["tracker-standin"])
-    d.env.update({"TORRUST_PROMETHEUS": "false", "TORRUST_TRACKER_IMAGE": d.tag})
+    # a tag the tool cannot map to a release by its name: TORRUST_TRACKER_RELEASE says which
+    d.env.update({"TORRUST_PROMETHEUS": "false", "TORRUST_TRACKER_IMAGE": d.tag, "TORRUST_TRACKER_RELEASE": "v3.0.0"})
     try:
         host.start()
         assert d.cli("app.preflight", "--accept-new-host-key").returncode == 0

@@ -75,7 +75,7 @@ def probes(*rounds: bool):
         return [ProbeResult("udp tracker", "udp://x via 127.0.0.1", 4, ok, 0.01, "ok" if ok else "timed out")]
 
     run.rounds = seen
-    return lambda: run
+    return lambda ex: run
 
 
 def opts(**kw):
@@ -136,7 +136,7 @@ def test_a_changed_release_is_uploaded_switched_gated_and_recorded(settings, can
         *("snapshot", "guard", "lock", "unpack", "compose config", "docker image", "write", "docker ps"),
         *("inventory", "release-lock"),
     ]
-    assert runner().rounds == [False, True]  # the gate retried one round
+    assert runner(None).rounds == [False, True]  # the gate retried one round
     record = json.loads(target.argvs[target.calls.index("inventory")][6])
     assert record["result"] == "deployed" and record["release"] == out.release and record["previous"] == out.previous
     assert target.fed and target.fed[0][:2] == b"\x1f\x8b"  # one gzip archive
@@ -159,7 +159,7 @@ def test_a_failed_gate_rolls_back_to_the_previous_release(settings, candidate):
     with pytest.raises(RolledBack) as info:
         d.deploy(target, settings, candidate, opts(probes=runner, gate_rounds=3), step)
     assert info.value.code == ExitCode.ROLLED_BACK and "rolled back to 20261129T101009Z-be922269" in info.value.message
-    assert runner().rounds == [False, False, False]
+    assert runner(None).rounds == [False, False, False]
     after_gate = target.calls[target.calls.index("docker ps") + 1 :]
     assert after_gate == ["marker", "switch", "compose up", "append", "release-lock"]
     switch_back = target.argvs[target.calls.index("switch", target.calls.index("marker"))]
@@ -271,3 +271,19 @@ def test_a_removal_is_refused_before_the_lock(workdir):
     assert info.value.removals == ["18080/tcp"] and target.calls == ["snapshot"]
     out = d.deploy(FakeTarget(answers(RUNNING)), s, d.Candidate.of(r.render(s)), opts(allow_removal=True), step)
     assert out.removed == ["18080/tcp"] and out.removal_allowed_by == "--allow-removal"
+
+
+def test_after_a_lost_connection_the_rollback_waits_for_the_abandoned_up(settings, candidate):
+    """The `up` a dropped connection started keeps running on the host: the rollback waits
+    for it before its own `up` (two of them race for container names)."""
+    switches = iter([EOFError("connection lost")])
+
+    def switch(argv):
+        raise next(switches)
+
+    fresh = FakeTarget(answers(RUNNING, **{"compose-idle": OK}))
+    target = FakeTarget(answers(RUNNING, write=switch))  # images.json, switch and `up`: one command
+    with pytest.raises(RolledBack):
+        d.deploy(target, settings, candidate, opts(), step, reconnect=lambda: fresh)
+    assert fresh.calls[:4] == ["marker", "compose-idle", "switch", "compose up"]
+    assert fresh.argvs[1][4:] == [settings.compose_project, "360"]

@@ -19,7 +19,12 @@ def test_every_secret_the_environment_uses(workdir):
     s = load(
         "local",
         root=workdir,
-        environ={"TORRUST_DB_DRIVER": "mysql", "TORRUST_PROMETHEUS": "true", "TORRUST_GRAFANA": "true"},
+        environ={
+            "TORRUST_DB_DRIVER": "mysql",
+            "TORRUST_PROMETHEUS": "true",
+            "TORRUST_GRAFANA": "true",
+            "TORRUST_TRACKER_IMAGE": "torrust-test/tracker-standin:develop-02c33f69",  # has metrics
+        },
     )
     assert rotation.choose(s, []) == list(rotation.ROTATABLE)
     assert rotation.choose(s, ["TORRUST_MYSQL_PASSWORD", "admin-token", "mysql-password"]) == [
