@@ -7,7 +7,8 @@ import time
 
 from tasks.config.settings import Settings
 from tasks.errors import ConfigError, RollbackFailed, ToolError
-from tasks.facts import images, record, services
+from tasks.facts import images, services
+from tasks.facts import record as release_record
 from tasks.facts import releases as facts
 from tasks.operations import gate
 from tasks.operations import lock as lock_mod
@@ -33,7 +34,7 @@ def status(ex: Executor, s: Settings) -> dict:
     states = services.read(ex, s.compose_project) if release_id else {}
     expected = list(manifest.services) if manifest else []
     missing = {"state": "missing", "health": ""}
-    rec = record.read_many(ex, lay, [release_id]).get(release_id) if release_id else None
+    rec = release_record.read_many(ex, lay, [release_id]).get(release_id) if release_id else None
     refs = {("proxy" if k == "caddy" else k): v for k, v in (manifest.images if manifest else {}).items()}
 
     def image(name: str) -> dict:
@@ -60,7 +61,7 @@ def releases(ex: Executor, s: Settings) -> list[dict]:
     lay = Layout(s.deploy_root)
     current, _ = facts.current(ex, lay)
     all_releases, failed = facts.inventory(ex, lay)
-    records = record.read_many(ex, lay, all_releases)
+    records = release_record.read_many(ex, lay, all_releases)
     rows = []
     for rid in all_releases:
         manifest = facts.manifest(ex, lay, rid)
@@ -143,7 +144,7 @@ def rollback(ex: Executor, s: Settings, to: str | None, *, wait_timeout: int, st
         record = {"event": "rollback", "env": s.env, "release": to, "previous": current}
         try:
             with step(f"switch current to {to} and start"):
-                store.retag(ex, record.tags_to_restore(ex, lay, to))  # its images, even under a moved tag
+                store.retag(ex, release_record.tags_to_restore(ex, lay, to))  # its images, even under a moved tag
                 store.switch(ex, lay, to)
                 store.bring_up(ex, s, lay, wait_timeout, pull=False)
             with step("health gate"):
@@ -151,7 +152,7 @@ def rollback(ex: Executor, s: Settings, to: str | None, *, wait_timeout: int, st
         except (ToolError, *CONNECTION_ERRORS) as exc:
             reason = (exc.message if isinstance(exc, ToolError) else str(exc)).splitlines()[0]
             store.switch(ex, lay, current)
-            store.retag(ex, record.tags_to_restore(ex, lay, current))
+            store.retag(ex, release_record.tags_to_restore(ex, lay, current))
             store.bring_up(ex, s, lay, wait_timeout, pull=False)
             store.audit(ex, lay, {**record, "result": "failed", "error": reason})
             raise RollbackFailed(f"rolling back to {to} failed ({reason}); {current} runs again") from None
