@@ -120,10 +120,12 @@ def run_validator(
     return [*cmd, image, *argv]
 
 
-def caddy_validate(image: str, caddyfile: str) -> list[str]:
+def caddy_validate(image: str, caddyfile: str, files: Sequence[tuple[str, str]] = ()) -> list[str]:
+    """`caddy validate` of a Caddyfile; `files` (source, path in the container) are the
+    files it names (a private ACME server's root), mounted where the proxy has them."""
     return run_validator(
         image,
-        [(caddyfile, "/etc/caddy/Caddyfile")],
+        [(caddyfile, "/etc/caddy/Caddyfile"), *files],
         ["caddy", "validate", "--config", "/etc/caddy/Caddyfile", "--adapter", "caddyfile"],
     )
 

@@ -7,6 +7,7 @@ import json
 import re
 import socket
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
@@ -19,6 +20,7 @@ from tasks.config.settings import Settings
 from tasks.errors import ConfigError
 from tasks.facts import releases, services
 from tasks.health import probes as p
+from tasks.health import trust
 from tasks.release.layout import Layout
 from tasks.runner.executor import Executor
 
@@ -228,13 +230,34 @@ def select(probes: list[p.Probe], only: str, skip: str) -> list[p.Probe]:
     return [pr for pr in probes if (not only_set or group_of(pr) in only_set) and group_of(pr) not in skip_set]
 
 
-def reach(s: Settings, want: str, extra_ca_pem: str | None) -> p.Reach:
+def reach(
+    s: Settings, want: str, extra_ca_pem: str | None, internal_ca: Callable[[], str | None] | None = None
+) -> p.Reach:
+    """Where and how the public probes connect. Each name's certificate is verified against
+    the trust that applies to it (tasks/health/trust.py); the internal CA is `extra_ca_pem`,
+    or what `internal_ca()` reads from the host when it is asked (None: not had yet)."""
     return p.Reach(
         addresses=addresses(s, want),
         tls=s.tls,
         port=s.https_port if s.tls else s.http_port,
         context=p.tls_context(extra_ca_pem) if s.tls else None,
+        contexts=trust.contexts(s, internal_ca or (lambda: extra_ca_pem)) if s.tls else {},
     )
+
+
+def internal_ca_reader(ex: Executor, s: Settings) -> Callable[[], str | None]:
+    """Reads the proxy's internal CA from the host when asked: None while it does not exist
+    (the proxy makes it when it first serves an internal name), or without internal names."""
+
+    def read() -> str | None:
+        if not any(s.uses_internal_ca(n) for n in s.public_names):
+            return None
+        try:
+            return internal_ca(ex, s)
+        except ConfigError:
+            return None
+
+    return read
 
 
 def internal_ca(ex: Executor, s: Settings) -> str:

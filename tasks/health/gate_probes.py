@@ -1,8 +1,9 @@
 """The protocol probes of a deploy's (and a restore's) health gate.
 
-UDP, HTTP through the proxy and the API, without the certificate probe: ACME may still
-be issuing the certificate when the gate runs (health.check judges it). So requests that
-carry no credential accept whatever certificate the proxy shows. Requests that carry the
+UDP, HTTP through the proxy and the API, without the certificate probe: the gate verifies
+every certificate first, waiting for ACME issuance (tasks/operations/issuance.py, wired in
+tasks/cli/app.py `certificate_wait`), so requests that carry no credential accept whatever
+certificate the proxy shows. Requests that carry the
 admin token (api stats; keys and whitelisting in private/listed mode) verify it: the
 system trust store, plus the proxy's internal CA for internal (.local/.test) names when an
 executor on the target can read it. When it cannot be verified, those requests are
@@ -18,6 +19,7 @@ from tasks.config.settings import Settings
 from tasks.errors import ConfigError
 from tasks.health import check as hc
 from tasks.health import probes as pr
+from tasks.health import trust
 from tasks.runner.executor import Executor
 
 
@@ -29,9 +31,10 @@ def _lax_context() -> ssl.SSLContext:
 
 
 def credential_trust(s: Settings, ex: Executor | None) -> tuple[ssl.SSLContext | None, str]:
-    """(verifying context for the API's name, "") or (None, why it cannot be verified)."""
+    """(verifying context for the API's name, "") or (None, why it cannot be verified): the
+    trust that applies to it (tasks/health/trust.py)."""
     if not s.uses_internal_ca(s.api_domain):
-        return pr.tls_context(), ""
+        return trust.contexts(s)[s.api_domain], ""
     if ex is None:
         return None, f"{s.api_domain} has a certificate from the proxy's internal CA, which the gate cannot read"
     try:

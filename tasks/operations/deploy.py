@@ -81,6 +81,8 @@ class DeployOptions:
     command: str = "app.deploy"
     probes: Callable[[Executor], gate.ProbeRunner] | None = None  # builds the gate's protocol probes
     preflight: Callable[[Executor], None] | None = None  # target checks before the first change
+    # waits for the proxy's certificates before the protocol probes (operations/issuance.py)
+    certificates: Callable[[Executor], str] | None = None
     gate_rounds: int = 5  # protocol probe rounds after Compose health ...
     gate_pause: float = 2.0  # ... and the pause between them
     allow_removal: bool = False  # --allow-removal: a service, cron job, port or driver may go
@@ -347,6 +349,8 @@ class Transaction:
                 )
             with self.step("health gate"), ThreadPoolExecutor(max_workers=1) as pool:
                 states = pool.submit(gate.compose_health, self.ex, self.s, self.candidate.services)  # meanwhile
+                if self.opts.certificates is not None:
+                    self.opts.certificates(self.ex)
                 if run_probes is not None:
                     gate.probe_gate(
                         run_probes,
