@@ -120,6 +120,16 @@ class CommandFailed(ToolError):
         self.exit_status = exit_status
         self.output = output
 
+    def brief(self, width: int = 100) -> str:
+        """One line for a summary or an audit line: the command shortened and what it
+        printed last (a lost connection says so instead)."""
+        first = self.message.splitlines()[0]
+        last = (self.output.strip().splitlines() or [""])[-1].strip()
+        if "connection was lost" in first or not last:
+            return first if len(first) <= 2 * width else first[: 2 * width] + "..."
+        head = first if len(first) <= width else first[:width] + "..."
+        return f"{head} (exit {self.exit_status}): {last[:200]}"
+
 
 class Untrusted(ToolError):
     """A document or name that crossed the trust boundary (from the deploy target, or a

@@ -280,7 +280,7 @@ class Transaction:
             ex.run(["rm", "-rf", "--", lay.release(release_id)], check=False)
             if not isinstance(exc, CommandFailed):
                 raise
-            reason = exc.message.splitlines()[0]
+            reason = _reason(exc)
             store.audit(ex, lay, {**self.audit_record("failed", release_id, previous), "error": reason})
             raise DeployFailed(
                 f"deploy of {release_id} failed before the switch: {exc.message}",
@@ -360,7 +360,7 @@ class Transaction:
                     )
                 return states.result()
         except (CommandFailed, gate.HealthGateFailed, KeyboardInterrupt, *CONNECTION_ERRORS) as exc:
-            reason = exc.message.splitlines()[0] if isinstance(exc, ToolError) else f"{type(exc).__name__}: {exc}"
+            reason = _reason(exc)
             lost = isinstance(exc, CONNECTION_ERRORS) or not self.ex.connected
             if self.reconnect is not None and lost:
                 self.ex = self.reconnect()  # explicitly: host key check, keepalive, back-off (the 2nd connection)
@@ -436,6 +436,15 @@ class Transaction:
         if release is not None:
             record.update(release=release, previous=previous)
         return record
+
+
+def _reason(exc: BaseException) -> str:
+    """One line saying why a step failed (a command's last output line included)."""
+    if isinstance(exc, CommandFailed):
+        return exc.brief()
+    if isinstance(exc, ToolError):
+        return exc.message.splitlines()[0]
+    return f"{type(exc).__name__}: {exc}"
 
 
 def _id(states: dict, name: str) -> str:

@@ -243,15 +243,11 @@ def _undo_before_or_after_switch(ex, rot: Rotation, lay: Layout, restore_db, ste
 
 def _reason(exc: BaseException) -> str:
     """One line: what a command printed last when it failed, else the error's first line."""
-    if isinstance(exc, CommandFailed) and exc.output.strip() and ex_connected(exc):
-        return f"{exc.message.splitlines()[0].split(': `')[0]}: {exc.output.strip().splitlines()[-1][:300]}"
+    if isinstance(exc, CommandFailed):
+        return exc.brief()
     if isinstance(exc, ToolError):
         return exc.message.splitlines()[0]
     return f"{type(exc).__name__}: {exc}"
-
-
-def ex_connected(exc: CommandFailed) -> bool:
-    return "connection was lost" not in exc.message
 
 
 def _mixed(rot: Rotation, detail: str, state: dict) -> str:

@@ -91,3 +91,15 @@ def test_the_env_file_is_rewritten_and_the_old_one_kept(workdir):
     assert none is None and created.read_text() == "TORRUST_TRACKER_ADMIN_TOKEN=n\n"
     envfile.put_back(created, None)
     assert not created.exists()
+
+
+def test_a_failed_command_is_summed_up_in_one_line():
+    from tasks.errors import CommandFailed
+
+    long = "host: `sh -c '" + "x" * 300 + "'` exited with 1\n    ERROR 1396 (HY000): Operation ALTER USER failed"
+    err = CommandFailed(long, exit_status=1, output="noise\nERROR 1396 (HY000): Operation ALTER USER failed\n")
+    assert err.brief().endswith("... (exit 1): ERROR 1396 (HY000): Operation ALTER USER failed")
+    assert len(err.brief()) < 200
+    lost = CommandFailed("host: the connection was lost while running `up`", exit_status=-1, output="partial")
+    assert lost.brief() == "host: the connection was lost while running `up`"
+    assert rotation._reason(err) == err.brief() and rotation._reason(EOFError("gone")) == "EOFError: gone"
