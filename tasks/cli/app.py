@@ -315,11 +315,15 @@ def deploy(
             return fresh
 
         outcome = deploy_mod.deploy(ex, s, candidate, opts, step, reconnect=reconnect)
+        result = outcome.as_dict()
+        if outcome.status == "deployed" and s.target == "ssh":  # a switch may have undone the host's network path
+            with step("check the host's network path"):
+                result["network"] = network_drift(ex, s)
     finally:
         for e in [ex, *extra]:
             if e.remote:
                 e.ctx.close()
-    emit(outcome.as_dict(), lambda o: _summary(s, o), json)
+    emit(result, lambda o: _summary(s, o), json)
     _no_backup_yet(env, outcome)
 
 
@@ -332,6 +336,17 @@ def _no_backup_yet(env: str, outcome) -> None:
             hint=f"fix the cause (often a full backup disk), then `./tasks.py app.backup --env {env}`; "
             "the next deploy tries again too",
         )
+
+
+def network_drift(ex, s) -> list[dict]:
+    """After a change: the network findings that are not ok, each as a warning line (never a
+    failure of the task: docs/guides/network.md)."""
+    from tasks.health import network as hn
+
+    found = hn.drift(ex, s)
+    for f in found:
+        note(f"warning: network {f['name']}: {f['detail']}")
+    return found
 
 
 def _plan_text(p: dict) -> str:

@@ -120,7 +120,7 @@ def _apply(env: str, old, names: list[str], values: dict[str, str], wait_timeout
     from tasks.runner.target import connect_executor
 
     new = load(env)
-    redact = Redactor([*values.values(), *(x.reveal() for x in _secrets(old))])
+    redact = Redactor([*values.values(), *old.secret_values()])  # the old and the new ones
     executors = [connect_executor(new)]
     executors[0].redact = redact
 
@@ -144,7 +144,3 @@ def _apply(env: str, old, names: list[str], values: dict[str, str], wait_timeout
         for e in executors:
             if e.remote:
                 e.ctx.close()
-
-
-def _secrets(s):
-    return [s.admin_token, s.mysql_password, s.mysql_root_password, s.grafana_admin_password]

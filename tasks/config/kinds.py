@@ -103,6 +103,25 @@ def _secret(check: Check, var, value: str) -> Secret:
     return Secret(value)
 
 
+def _credential(check: Check, var, value: str) -> Secret:
+    """A secret someone else issued (an SMTP password): kept secret, not judged for strength."""
+    if sec.bad_characters(value):
+        check.fail(var.name, "contains characters that are not allowed")
+    return Secret(value)
+
+
+URL_RE = re.compile(r"https?://[A-Za-z0-9.-]+(:[0-9]{1,5})?(/[A-Za-z0-9._~!&'()*+,;=:@%/?-]*)?")
+
+
+def _secret_url(check: Check, var, value: str) -> Secret:
+    """A URL whose path holds a token (a webhook): http(s), kept secret."""
+    if not URL_RE.fullmatch(value):
+        check.fail(var.name, "not an http(s) URL")
+    elif check.strict and value.startswith("http://"):
+        check.fail(var.name, "sends its token unencrypted: use https")
+    return Secret(value)
+
+
 BIND_RE = re.compile(r"\[([0-9A-Fa-f:.]+)\]:([0-9]{1,5})|([0-9.]+):([0-9]{1,5})")
 
 
@@ -316,6 +335,25 @@ def _resolver(check: Check, var, value: str) -> str:
     return str(bind) if bind else value
 
 
+def _public_ips(check: Check, var, value: str) -> tuple[str, ...]:
+    """Comma-separated public IP addresses: no loopback, unspecified, multicast or
+    link-local address, no duplicate (normalised)."""
+    found: list[str] = []
+    for item in (i.strip() for i in value.split(",")):
+        try:
+            ip = ipaddress.ip_address(item)
+        except ValueError:
+            check.fail(var.name, f"{item[:60]!r} is not an IP address")
+            continue
+        if ip.is_loopback or ip.is_unspecified or ip.is_multicast or ip.is_link_local:
+            check.fail(var.name, f"{ip} is not a public address (loopback, unspecified, multicast or link-local)")
+        elif str(ip) in found:
+            check.fail(var.name, f"{ip} is listed twice")
+        else:
+            found.append(str(ip))
+    return tuple(found)
+
+
 def _range(var) -> str:
     return f"a whole number from {var.minimum} to {var.maximum}"
 
@@ -329,6 +367,8 @@ KINDS: dict[str, Kind] = {
         Kind("bool", bool, _bool, False, lambda v: "true or false"),
         Kind("enum", str, _enum, "", lambda v: ", ".join(v.choices)),
         Kind("secret", Secret, _secret, Secret(""), lambda v: sec.ALLOWED),
+        Kind("credential", Secret, _credential, Secret(""), lambda v: "printable characters without spaces or quotes"),
+        Kind("secret_url", Secret, _secret_url, Secret(""), lambda v: "an https URL"),
         Kind("binds", tuple, _binds, ()),
         Kind("bind", Bind, _single_bind, Bind("0.0.0.0", 1)),
         Kind("domain", str, _domain, "", lambda v: DOMAIN_ALLOWED),
@@ -344,6 +384,7 @@ KINDS: dict[str, Kind] = {
         Kind("ipv4", str, _address(4), "", lambda v: "an IPv4 address, or none"),
         Kind("ipv6", str, _address(6), "", lambda v: "an IPv6 address, or none"),
         Kind("ip", str, _ip, "", lambda v: "an IP address"),
+        Kind("public_ips", tuple, _public_ips, (), lambda v: "IPv4 or IPv6 addresses, comma-separated"),
         Kind("acme_ca", str, _acme_ca, "", lambda v: ", ".join(ACME_DIRECTORIES) + ", or an https:// directory URL"),
         Kind("subset", tuple, _subset, (), lambda v: "one or more of " + ", ".join(v.choices) + ", comma-separated"),
         Kind("resolver", str, _resolver, "", lambda v: "an IP address, or IP:PORT ([IPv6]:PORT)"),

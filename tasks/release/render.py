@@ -104,7 +104,7 @@ def context(s: Settings) -> dict:
     derived from several settings."""
     ctx = {v.field: getattr(s, v.field) for v in VARIABLES if not v.part and not v.secret}
     ctx.update({part: getattr(s, part) for part in PART_TYPES})
-    secrets = {v.field: getattr(s, v.field).reveal() for v in VARIABLES if v.secret}
+    secrets = {v.field: getattr(s, v.field).reveal() for v in VARIABLES if v.secret and not v.part}
     secrets["database_url"] = (
         f"mysql://{s.mysql_user}:{quote(s.mysql_password.reveal(), safe='')}@mysql:3306/{s.mysql_database}"
     )
