@@ -1147,6 +1147,16 @@ VARIABLES: tuple[Var, ...] = (
         field="watch.metrics_port",
     ),
     Var(
+        "TORRUST_WATCH_BESIDE_STACK",
+        "Watch",
+        BOOL,
+        "false",
+        "A health.watch runs on the stack's own host with its metrics on (TORRUST_WATCH_METRICS_PORT, "
+        "bound to the Docker bridge gateway, e.g. 172.17.0.1): the stack's Prometheus scrapes it "
+        "(job torrust_watch) and Grafana shows its dashboard.",
+        field="watch.beside_stack",
+    ),
+    Var(
         "TORRUST_WATCH_METRICS_BIND",
         "Watch",
         IP,

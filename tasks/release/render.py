@@ -179,6 +179,13 @@ def _plan(s: Settings) -> list[tuple[str, str, int, bool, bool]]:
             False,
             s.grafana and "metrics.json" in boards,
         ),
+        (
+            "grafana/dashboards/watch.json",
+            "grafana/dashboards/watch.json",
+            0o644,
+            False,
+            s.grafana and s.watch.beside_stack,
+        ),
         ("bin/torrust-backup", "bin/torrust-backup", 0o755, False, True),
         ("bin/backup.conf.j2", "bin/backup.conf", 0o644, False, True),
         ("cron/torrust-backup.j2", "cron/torrust-backup", 0o644, False, True),
