@@ -11,7 +11,7 @@ from tasks.cli.boundary import operation
 from tasks.cli.options import ENV_HELP, FORCE_UNLOCK_HELP, JSON_HELP, NO_PROBES_HELP, WAIT_TIMEOUT_HELP, load
 from tasks.cli.output import emit, note, step, table
 from tasks.config import settings as settings_mod
-from tasks.errors import PrerequisiteError, ValidationError
+from tasks.errors import NoBackupYet, PrerequisiteError, ValidationError
 from tasks.release import render as render_mod
 from tasks.runner.executor import local
 from tasks.runner.target import open_target, redactor
@@ -153,6 +153,9 @@ DEPLOY_HELP = {
     "accept_new_host_key": "record an unknown host key (first contact only)",
     "wait_timeout": WAIT_TIMEOUT_HELP,
     "no_probes": NO_PROBES_HELP,
+    "allow_removal": "let the deploy remove a service, the backup cron job, a published port or switch the "
+    "database driver (refused otherwise, exit 6)",
+    "no_upgrade_backup": "do not back up the data before the tracker's or the database's image changes",
     "json": JSON_HELP,
 }
 
@@ -213,8 +216,37 @@ def _summary(s: settings_mod.Settings, outcome: dict) -> str:
     ]
     if outcome.get("recreated"):
         lines.append("recreated: " + ", ".join(outcome["recreated"]))
+    lines += [f"image change: {c['service']} {c['ref']} -> {c['new']}" for c in outcome.get("image_changes", [])]
+    if outcome.get("pre_upgrade_backup"):
+        backup = outcome["pre_upgrade_backup"]
+        lines.append(f"backup before the upgrade: {backup} (app.rollback --with-data restores it)")
+    if outcome.get("removed"):
+        lines.append(f"removed ({outcome['removal_allowed_by']}): " + ", ".join(outcome["removed"]))
+    if outcome.get("baseline_backup"):
+        lines.append(f"baseline backup: {outcome['baseline_backup']}")
+    if outcome.get("baseline_error"):
+        lines.append(f"NO BACKUP YET: the baseline backup failed: {outcome['baseline_error']}")
     lines += [f"  {e['service']:<16} {e['url']}" for e in endpoints_of(s)]
+    if outcome.get("first_deploy"):
+        lines += next_steps(s)
     return "\n".join(lines)
+
+
+def next_steps(s: settings_mod.Settings) -> list[str]:
+    """What matters after a first deploy (issue #18), briefly."""
+    env = s.env
+    steps = [
+        "next steps:",
+        f"  ./tasks.py health.check --env {env}      prove it from outside (UDP, HTTP, API)",
+        f"  ./tasks.py health.watch --env {env}      keep watching it",
+    ]
+    if s.backup:
+        steps.append(f"  backups: cron '{s.backup_schedule}' (host time) into {s.backup_dir}")
+        steps.append(f"  ./tasks.py app.backups --env {env}          list them; app.backup takes one now")
+    else:
+        steps.append("  backups are off: set TORRUST_BACKUP=true to schedule them")
+    steps.append(f"  audit log: {s.deploy_root}/audit.log on the target; app.releases lists the releases")
+    return steps
 
 
 @task(help=DEPLOY_HELP)
@@ -228,6 +260,8 @@ def deploy(
     accept_new_host_key=False,
     wait_timeout=300,
     no_probes=False,
+    allow_removal=False,
+    no_upgrade_backup=False,
     json=False,
 ):
     """Deploy the release: locked, atomic, health-gated, rolled back automatically on failure."""
@@ -270,6 +304,8 @@ def deploy(
             wait_timeout=int(wait_timeout),
             probes=None if no_probes else gate_probes(s),
             preflight=lambda e: deploy_mod.check_target(target.read(e, s.deploy_root)),
+            allow_removal=allow_removal,
+            upgrade_backup=s.upgrade_backup and not no_upgrade_backup,
             certificates=None if no_probes else certificate_wait(s, started),
         )
 
@@ -288,6 +324,18 @@ def deploy(
             if e.remote:
                 e.ctx.close()
     emit(result, lambda o: _summary(s, o), json)
+    _no_backup_yet(env, outcome)
+
+
+def _no_backup_yet(env: str, outcome) -> None:
+    """Exit 33 when the baseline backup failed: the release stays, CI must notice."""
+    if outcome.baseline_error:
+        raise NoBackupYet(
+            f"release {outcome.release} is deployed and healthy, but the baseline backup failed: "
+            f"{outcome.baseline_error}; '{env}' has no backup yet",
+            hint=f"fix the cause (often a full backup disk), then `./tasks.py app.backup --env {env}`; "
+            "the next deploy tries again too",
+        )
 
 
 def network_drift(ex, s) -> list[dict]:
@@ -310,4 +358,17 @@ def _plan_text(p: dict) -> str:
         lines += ["", p["diff"]]
     lines.append("would recreate: " + (", ".join(p["recreate"]) or "nothing"))
     lines.append("would pull: " + (", ".join(p["pull"]) or "nothing"))
+    lines.append("images:")
+    lines += [
+        f"  {i['service']:<11} {i['ref']}  running {i['running'] or '-'}  new {i['new']}"
+        + ("  IMAGE CHANGE" if i["change"] else "")
+        for i in p["images"]
+    ]
+    if p["removals"]:
+        verdict = "REFUSED without --allow-removal" if p["removals_refused"] else "allowed by TORRUST_ALLOW_REMOVAL"
+        lines.append(f"would remove ({verdict}): " + "; ".join(p["removals"]))
+    if p["upgrade_backup"]:
+        lines.append("would back up the data first (the tracker's or the database's image changes)")
+    if p["baseline_backup"]:
+        lines.append("would take the baseline backup after the gate (backups on, none on the host yet)")
     return "\n".join(lines)

@@ -30,9 +30,18 @@ def status(c, env="local", json=False):
     def human(r: dict) -> str:
         lock = r["lock"]
         lock_text = "free" if not lock["held"] else ("STALE " if lock["stale"] else "held ") + str(lock.get("info"))
-        rows = [(x["service"], x["state"], x.get("health") or "-") for x in r["services"]]
+        rows = [
+            (
+                x["service"],
+                x["state"],
+                x.get("health") or "-",
+                x.get("ref", ""),
+                (x.get("digest") or "-") + (" (TAG MOVED since)" if x.get("tag_moved") else ""),
+            )
+            for x in r["services"]
+        ]
         return f"target:  {r['target']}\ncurrent: {r['current'] or 'nothing deployed'}\nlock:    {lock_text}\n" + (
-            table(rows, ("service", "state", "health")) if rows else ""
+            table(rows, ("service", "state", "health", "image", "digest")) if rows else ""
         )
 
     emit(st, human, json)
@@ -51,10 +60,17 @@ def releases(c, env="local", json=False):
         {"ok": True, "releases": rows},
         lambda r: table(
             [
-                ("*" if x["current"] else "", x["release"], x["content_sha256"][:16], "failed" if x["failed"] else "")
+                (
+                    "*" if x["current"] else "",
+                    x["release"],
+                    x["content_sha256"][:16],
+                    "failed" if x["failed"] else "",
+                    x["images"].get("tracker", "-")[-19:],
+                    x["pre_upgrade_backup"] or "",
+                )
                 for x in rows
             ],
-            ("", "release", "content", "status"),
+            ("", "release", "content", "status", "tracker digest", "pre-upgrade backup"),
         ),
         json,
     )
@@ -174,15 +190,36 @@ def down(c, env="local", purge_data=False, yes=False, json=False):
         "to": "the release to return to (default: the one before current)",
         "force_unlock": FORCE_UNLOCK_HELP,
         "wait_timeout": WAIT_TIMEOUT_HELP,
+        "with_data": "also restore the backup taken before the upgrade being undone (a safety backup first)",
+        "yes": "confirm --with-data without a prompt (required when CI is set)",
         "json": JSON_HELP,
     }
 )
 @operation
-def rollback(c, env="local", to="", force_unlock=False, wait_timeout=300, json=False):
-    """Switch back to an earlier release and bring it up, health-gated."""
-    from tasks.operations import day2
+def rollback(c, env="local", to="", force_unlock=False, wait_timeout=300, with_data=False, yes=False, json=False):
+    """Switch back to an earlier release and bring it up, health-gated; --with-data restores the pre-upgrade data."""
+    from tasks.cli.output import confirm
+    from tasks.operations import day2, upgrade
 
     s = load(env)
+    if with_data and not yes:
+        confirm(
+            env,
+            f"--with-data replaces the tracker database of '{env}' with the backup taken before the upgrade",
+            f"Roll '{env}' back and replace its database with the pre-upgrade backup?",
+        )
+    run = upgrade.rollback if with_data else day2.rollback
     with open_target(s) as ex:
-        result = day2.rollback(ex, s, to or None, wait_timeout=int(wait_timeout), step=step, force_unlock=force_unlock)
-    emit(result, lambda r: f"{r['status']}: current is {r['release']}", json)
+        result = run(ex, s, to or None, wait_timeout=int(wait_timeout), step=step, force_unlock=force_unlock)
+    emit(
+        result,
+        lambda r: (
+            f"{r['status']}: current is {r['release']}"
+            + (
+                f"; data restored from backup {r['restored_backup']} (before: {r['safety_backup']})"
+                if r.get("restored_backup")
+                else ""
+            )
+        ),
+        json,
+    )

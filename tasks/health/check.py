@@ -11,6 +11,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
+from cronsim import CronSim, CronSimError
+
 from tasks.commands import backup as backup_cmd
 from tasks.commands import docker, files
 from tasks.config import trackers
@@ -155,11 +157,14 @@ def host_probes(ex: Executor, s: Settings, timeout: float) -> list[p.Probe]:
         out = run_ok(backup_cmd.list_ids(s.backup_dir))
         ids = sorted(line.split("/")[0] for line in out.split())
         if not ids:
-            raise p.ProbeFailed(f"no backup in {s.backup_dir}")
+            raise p.ProbeFailed(f"no backup in {s.backup_dir}; {backup_advice(s, datetime.now(UTC))}")
         age = datetime.now(UTC) - datetime.strptime(ids[-1][:16], "%Y%m%dT%H%M%SZ").replace(tzinfo=UTC)
         hours = age.total_seconds() / 3600
         if hours > s.backup_max_age_hours:
-            raise p.ProbeFailed(f"newest backup {ids[-1]} is {hours:.1f} h old (limit {s.backup_max_age_hours} h)")
+            raise p.ProbeFailed(
+                f"newest backup {ids[-1]} is {hours:.1f} h old (limit {s.backup_max_age_hours} h); "
+                + backup_advice(s, datetime.now(UTC))
+            )
         return f"newest backup {ids[-1]} is {hours:.1f} h old"
 
     def host_probe(name: str, fn) -> p.Probe:
@@ -177,6 +182,37 @@ def host_probes(ex: Executor, s: Settings, timeout: float) -> list[p.Probe]:
     if s.backup:
         result.append(host_probe("backup age", backup_age))
     return result
+
+
+CRON_SHORTHANDS = {
+    "@hourly": "0 * * * *",
+    "@daily": "0 0 * * *",
+    "@midnight": "0 0 * * *",
+    "@weekly": "0 0 * * 0",
+    "@monthly": "0 0 1 * *",
+    "@yearly": "0 0 1 1 *",
+    "@annually": "0 0 1 1 *",
+}
+
+
+def next_run(schedule: str, now: datetime) -> datetime | None:
+    """The next time cron starts the backup (the host's clock read as UTC), or None."""
+    try:
+        return next(CronSim(CRON_SHORTHANDS.get(schedule, schedule), now.replace(second=0, microsecond=0)))
+    except (CronSimError, StopIteration):
+        return None
+
+
+def backup_advice(s: Settings, now: datetime) -> str:
+    """When the next scheduled backup runs and which command takes one now (issue #18)."""
+    nxt = next_run(s.backup_schedule, now)
+    when = (
+        f"next scheduled run {nxt:%Y-%m-%d %H:%M} host time (in {(nxt - now).total_seconds() / 3600:.1f} h if the "
+        f"host clock is UTC; TORRUST_BACKUP_SCHEDULE '{s.backup_schedule}')"
+        if nxt
+        else f"scheduled by TORRUST_BACKUP_SCHEDULE '{s.backup_schedule}'"
+    )
+    return f"{when}; take one now: ./tasks.py app.backup --env {s.env}"
 
 
 def group_of(probe: p.Probe) -> str:

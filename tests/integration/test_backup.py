@@ -121,6 +121,8 @@ def bdep(images, tmp_path_factory):
         assert d.cli("app.preflight", "--accept-new-host-key").returncode == 0
         code, out = d.deploy()
         assert code == 0, out["_stderr"]
+        d.baseline = out["baseline_backup"]  # the first deploy with backups on takes one (issue #18)
+        assert d.baseline and [r["reason"] for r in d.listed()] == ["baseline"]
         d.sql(TABLES_SQL)
         yield d
     finally:
@@ -161,7 +163,7 @@ def test_backup_writes_a_complete_checksummed_backup(bdep):
     assert not (bdep.root / "deploy.lock").exists()
     assert bdep.audit()[-1]["event"] == "backup" and bdep.audit()[-1]["backup"] == doc["id"]
     listed = bdep.listed()
-    assert [r["id"] for r in listed] == [doc["id"]] and listed[0]["verified"] is None
+    assert [r["id"] for r in listed] == [doc["id"], bdep.baseline] and listed[0]["verified"] is None
     assert 0 <= listed[0]["age_seconds"] < 600
 
 
@@ -456,5 +458,7 @@ def test_secrets_never_in_output(bdep):
 
 def test_backups_off_removes_the_cron_entry(bdep):
     code, out = bdep.deploy(env={"TORRUST_BACKUP": "false"})
-    assert code == 0 and out["status"] == "deployed", out["_stderr"]
+    assert code == 6 and out["removals"] == ["backup-cron"], out["_stderr"]  # never silently (issue #15)
+    code, out = bdep.deploy("--allow-removal", env={"TORRUST_BACKUP": "false"})
+    assert code == 0 and out["status"] == "deployed" and out["removed"] == ["backup-cron"], out["_stderr"]
     assert bdep.sh(f"test -e /etc/cron.d/torrust-backup-{bdep.project}", check=False).returncode == 1

@@ -193,3 +193,20 @@ def test_example_workflows_parse_name_real_tasks_and_keep_secrets_off_command_li
 
 def test_there_is_an_example_workflow():
     assert EXAMPLES
+
+
+def test_the_ci_example_carries_every_setting_production_has():
+    """Issue #15: a CI deploy that leaves out a production setting (Grafana, backups, IPv6)
+    would remove it; the example's committed settings file sets every one app.config sets
+    for a non-local environment, and the workflow copies it."""
+    from tasks.config.variables import VARIABLES
+
+    prod = (ROOT / "docs/examples/prod.env").read_text()
+    names = {ln.split("=", 1)[0] for ln in prod.splitlines() if "=" in ln and not ln.startswith("#")}
+    assert {v.name for v in VARIABLES if v.production is not None} <= names
+    assert not {v.name for v in VARIABLES if v.secret} & names  # secrets come from the CI secret store
+    workflow = (ROOT / "docs/examples/github-actions-deploy.yml").read_text()
+    assert "cp deploy/prod.env .env.prod" in workflow
+    for v in VARIABLES:
+        if v.generated:  # the stack's own secrets (watch's webhook and SMTP password are optional)
+            assert f"{v.name}: ${{{{ secrets.{v.name} }}}}" in workflow, v.name
