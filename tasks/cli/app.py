@@ -8,7 +8,17 @@ from pathlib import Path
 from invoke import task
 
 from tasks.cli.boundary import operation
-from tasks.cli.options import ENV_HELP, FORCE_UNLOCK_HELP, JSON_HELP, NO_PROBES_HELP, WAIT_TIMEOUT_HELP, load
+from tasks.cli.options import (
+    CONTINUE_HELP,
+    ENV_HELP,
+    FLEET_HELP,
+    FORCE_UNLOCK_HELP,
+    JSON_HELP,
+    NO_PROBES_HELP,
+    PARALLEL_HELP,
+    WAIT_TIMEOUT_HELP,
+    load,
+)
 from tasks.cli.output import emit, note, step, table
 from tasks.config import settings as settings_mod
 from tasks.errors import PrerequisiteError, ValidationError
@@ -144,6 +154,10 @@ DEPLOY_HELP = {
     "accept_new_host_key": "record an unknown host key (first contact only)",
     "wait_timeout": WAIT_TIMEOUT_HELP,
     "no_probes": NO_PROBES_HELP,
+    "fleet": FLEET_HELP,
+    "parallel": PARALLEL_HELP,
+    "canary": "with --fleet: deploy the first K hosts first; the rest start only when they all succeeded",
+    "continue_on_error": CONTINUE_HELP,
     "json": JSON_HELP,
 }
 
@@ -193,57 +207,32 @@ def deploy(
     accept_new_host_key=False,
     wait_timeout=300,
     no_probes=False,
+    fleet="",
+    parallel=None,
+    canary=None,
+    continue_on_error=False,
     json=False,
 ):
     """Deploy the release: locked, atomic, health-gated, rolled back automatically on failure."""
-    from tasks.facts import target
-    from tasks.operations import deploy as deploy_mod
-    from tasks.release import cache
-    from tasks.runner.target import connect_executor
+    from tasks.operations import session
 
+    request = session.DeployRequest(
+        pull=not no_pull,
+        force_unlock=force_unlock,
+        accept_new_host_key=accept_new_host_key,
+        wait_timeout=int(wait_timeout),
+        probes=None if no_probes else gate_probes,
+    )
+    if fleet:
+        from tasks.cli import fleet as fleet_cli
+
+        fleet_cli.deploy(fleet, env, request, dry_run, fleet_cli.Walk(parallel, canary, continue_on_error), json)
+        return
     s = load(env)
-
-    def render_and_remember():
-        release = render_mod.render(s)
-        cache.store(s, release.content_sha256, render_mod.services(s))
-        return release
-
-    known = None if dry_run else cache.lookup(s)
-    if known:  # rendered before with these exact inputs: render only if the host differs
-        candidate = deploy_mod.Candidate(*known, render_and_remember)
-    else:
-        with step(f"render release for '{env}'"):
-            candidate = deploy_mod.Candidate.of(render_and_remember())
-    with step(f"connect to the '{env}' target"):
-        ex = connect_executor(s, accept_new_host_key=accept_new_host_key)
-    extra: list = []
-    try:
-        if dry_run:
-            from tasks.operations import plan
-
-            with step("check the target"):
-                deploy_mod.check_target(target.read(ex, s.deploy_root))
-            result = plan.plan(ex, s, candidate.release())
-            emit(result, _plan_text, json)
-            return
-        opts = deploy_mod.DeployOptions(
-            pull=not no_pull,
-            force_unlock=force_unlock,
-            wait_timeout=int(wait_timeout),
-            probes=None if no_probes else lambda: gate_probes(s),
-            preflight=lambda e: deploy_mod.check_target(target.read(e, s.deploy_root)),
-        )
-
-        def reconnect():
-            fresh = connect_executor(s)
-            extra.append(fresh)
-            return fresh
-
-        outcome = deploy_mod.deploy(ex, s, candidate, opts, step, reconnect=reconnect)
-    finally:
-        for e in [ex, *extra]:
-            if e.remote:
-                e.ctx.close()
+    if dry_run:
+        emit(session.dry_run(s, request, step), _plan_text, json)
+        return
+    outcome = session.deploy(s, request, step)
     emit(outcome.as_dict(), lambda o: _summary(s, o), json)
 
 

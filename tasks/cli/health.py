@@ -62,72 +62,38 @@ def endpoints(c, env="local", json=False):
         "only": "only these probe groups, comma-separated: udp, http, api, tls, host",
         "skip": "skip these probe groups, comma-separated: udp, http, api, tls, host",
         "internal_ca": "trust the proxy's internal CA (fetched from the host) for .local/.test names",
+        "fleet": "every host of this fleet (fleets.toml) in parallel, one table, instead of --env",
         "json": "print one machine-readable JSON result on stdout",
     }
 )
 @operation
-def check(c, env="local", family="both", only="", skip="", internal_ca=False, json=False):
+def check(c, env="local", family="both", only="", skip="", internal_ca=False, fleet="", json=False):
     """Probe the deployed tracker from outside (UDP, HTTP, API, TLS) and on the host, in parallel."""
-    import time
-
-    from tasks.errors import HealthFailed
     from tasks.health import check as hc
-    from tasks.health import probes as pr
-    from tasks.runner.target import open_target
 
+    if fleet:
+        from tasks.cli import fleet as fleet_cli
+
+        fleet_cli.check(fleet, env, family, only, skip, internal_ca, json)
+        return
     s = settings_mod.load(env, root=Path.cwd())
-    wants_host = "host" not in {x.strip() for x in skip.split(",")} and (
-        not only or "host" in {x.strip() for x in only.split(",")}
-    )
-    needs_target = wants_host or (internal_ca and s.tls)
-    started = time.monotonic()
-    if needs_target:
-        with open_target(s) as ex:
-            ca = hc.internal_ca(ex, s) if internal_ca and s.tls else None
-            r = hc.reach(s, family, ca)
-            probes = hc.select(
-                pr.public_probes(s, r, sorted(r.addresses), s.probe_timeout, s.probe_attempts)
-                + hc.host_probes(ex, s, s.probe_timeout),
-                only,
-                skip,
-            )
-            results = pr.run(probes)
-    else:
-        r = hc.reach(s, family, None)
-        probes = hc.select(pr.public_probes(s, r, sorted(r.addresses), s.probe_timeout, s.probe_attempts), only, skip)
-        results = pr.run(probes)
-    wall = time.monotonic() - started
-    failed = [x for x in results if x.required and not x.ok]
-    doc = {
-        "ok": not failed,
-        "env": env,
-        "families": sorted(r.addresses),
-        "wall": round(wall, 3),
-        "probes": [x.as_dict() for x in results],
-    }
+    report = hc.run_check(s, family, only, skip, internal_ca)
+    emit(report.as_dict(), lambda d: table([probe_row(p) for p in d["probes"]], PROBE_HEADERS) + _passed(report), json)
+    error = report.error()
+    if error:
+        raise error
 
-    def human(d: dict) -> str:
-        rows = [
-            (
-                "ok" if x.ok else "FAIL",
-                x.name,
-                x.target,
-                f"IPv{x.family}" if x.family else "host",
-                f"{x.latency * 1000:.0f} ms",
-                x.detail,
-            )
-            for x in results
-        ]
-        fams = ", ".join(f"IPv{f}" for f in d["families"]) or "none"
-        return table(rows, ("", "probe", "target", "family", "latency", "detail")) + (
-            f"\n{len(results) - len(failed)}/{len(results)} probes passed in {wall:.2f}s (families: {fams})"
-        )
 
-    emit(doc, human, json)
-    if not r.addresses and any(pr_.group == "public" for pr_ in probes):
-        raise HealthFailed("no address to probe: set TORRUST_PROBE_IPV4/TORRUST_PROBE_IPV6 or DNS for the names")
-    if failed:
-        raise HealthFailed(
-            f"{len(failed)} of {len(results)} probes failed: "
-            + "; ".join(f"{x.name} {x.target}: {x.detail}" for x in failed[:5])
-        )
+PROBE_HEADERS = ("", "probe", "target", "family", "latency", "detail")
+
+
+def probe_row(p: dict) -> tuple:
+    """One probe's row (from its as_dict()), in health.check's table and the fleet's."""
+    family = f"IPv{p['family']}" if p["family"] else "host"
+    return ("ok" if p["ok"] else "FAIL", p["name"], p["target"], family, f"{p['latency'] * 1000:.0f} ms", p["detail"])
+
+
+def _passed(report) -> str:
+    fams = ", ".join(f"IPv{f}" for f in report.families) or "none"
+    n = len(report.results)
+    return f"\n{n - len(report.failed)}/{n} probes passed in {report.wall:.2f}s (families: {fams})"

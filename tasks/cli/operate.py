@@ -5,10 +5,20 @@ from __future__ import annotations
 
 from invoke import task
 
+from tasks.cli import fleet as fleet_cli
 from tasks.cli.boundary import operation
-from tasks.cli.options import ENV_HELP, FORCE_UNLOCK_HELP, JSON_HELP, WAIT_TIMEOUT_HELP, load
+from tasks.cli.options import (
+    CONTINUE_HELP,
+    ENV_HELP,
+    FLEET_VIEW_HELP,
+    FORCE_UNLOCK_HELP,
+    JSON_HELP,
+    PARALLEL_HELP,
+    WAIT_TIMEOUT_HELP,
+    load,
+)
 from tasks.cli.output import emit, step, table
-from tasks.errors import PrerequisiteError
+from tasks.errors import ConfigError, PrerequisiteError
 from tasks.runner.target import open_target
 
 
@@ -18,12 +28,14 @@ def _with_target(env: str, fn, accept_new_host_key: bool = False):
         return s, fn(ex, s)
 
 
-@task(help={"env": ENV_HELP, "json": JSON_HELP})
+@task(help={"env": ENV_HELP, "fleet": FLEET_VIEW_HELP, "json": JSON_HELP})
 @operation
-def status(c, env="local", json=False):
+def status(c, env="local", fleet="", json=False):
     """Show the current release, the lock and every service with its state and health."""
     from tasks.operations import day2
 
+    if fleet:
+        return fleet_cli.status(fleet, env, json)
     _, st = _with_target(env, day2.status)
 
     def human(r: dict) -> str:
@@ -39,12 +51,14 @@ def status(c, env="local", json=False):
         raise PrerequisiteError("not every service is running and healthy" if st["current"] else "nothing deployed")
 
 
-@task(help={"env": ENV_HELP, "json": JSON_HELP})
+@task(help={"env": ENV_HELP, "fleet": FLEET_VIEW_HELP + "; hosts that drift are marked", "json": JSON_HELP})
 @operation
-def releases(c, env="local", json=False):
+def releases(c, env="local", fleet="", json=False):
     """List the releases on the target, newest last, marking the current one."""
     from tasks.operations import day2
 
+    if fleet:
+        return fleet_cli.releases(fleet, env, json)
     _, rows = _with_target(env, day2.releases)
     emit(
         {"ok": True, "releases": rows},
@@ -168,14 +182,32 @@ def down(c, env="local", purge_data=False, yes=False, json=False):
         "to": "the release to return to (default: the one before current)",
         "force_unlock": FORCE_UNLOCK_HELP,
         "wait_timeout": WAIT_TIMEOUT_HELP,
+        "fleet": "every host of this fleet back to its own previous good release (not with --to)",
+        "parallel": PARALLEL_HELP,
+        "continue_on_error": CONTINUE_HELP,
         "json": JSON_HELP,
     }
 )
 @operation
-def rollback(c, env="local", to="", force_unlock=False, wait_timeout=300, json=False):
+def rollback(
+    c,
+    env="local",
+    to="",
+    force_unlock=False,
+    wait_timeout=300,
+    fleet="",
+    parallel=None,
+    continue_on_error=False,
+    json=False,
+):
     """Switch back to an earlier release and bring it up, health-gated."""
     from tasks.operations import day2
 
+    if fleet:
+        if to:
+            raise ConfigError("--to names one host's release; with --fleet each host goes back to its own previous one")
+        walk = fleet_cli.Walk(parallel, None, continue_on_error)
+        return fleet_cli.rollback(fleet, env, walk, int(wait_timeout), force_unlock, json)
     s = load(env)
     with open_target(s) as ex:
         result = day2.rollback(ex, s, to or None, wait_timeout=int(wait_timeout), step=step, force_unlock=force_unlock)

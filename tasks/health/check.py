@@ -6,16 +6,19 @@ import ipaddress
 import json
 import re
 import socket
+import time
+from dataclasses import dataclass
 from datetime import UTC, datetime
 
 from tasks.commands import backup as backup_cmd
 from tasks.commands import docker, files
 from tasks.config.settings import Settings
-from tasks.errors import ConfigError
+from tasks.errors import ConfigError, HealthFailed
 from tasks.facts import releases, services
 from tasks.health import probes as p
 from tasks.release.layout import Layout
 from tasks.runner.executor import Executor
+from tasks.runner.target import open_target
 
 CADDY_ROOT_CA = "proxy/data/caddy/pki/authorities/local/root.crt"  # under <root>/storage
 GROUPS = ("udp", "http", "api", "tls", "host")
@@ -207,3 +210,69 @@ def internal_ca(ex: Executor, s: Settings) -> str:
             hint="it exists once the proxy has issued a certificate for a .local/.test name",
         )
     return r.stdout
+
+
+@dataclass
+class Report:
+    """One environment's health check: the results of the selected probes."""
+
+    env: str
+    families: list[int]
+    results: list[p.ProbeResult]
+    wall: float
+    no_address: bool  # public probes were selected but there is no address to probe
+
+    @property
+    def failed(self) -> list[p.ProbeResult]:
+        return [x for x in self.results if x.required and not x.ok]
+
+    @property
+    def ok(self) -> bool:
+        return not self.failed and not self.no_address
+
+    def as_dict(self) -> dict:
+        return {
+            "ok": self.ok,
+            "env": self.env,
+            "families": self.families,
+            "wall": round(self.wall, 3),
+            "probes": [x.as_dict() for x in self.results],
+        }
+
+    def error(self) -> HealthFailed | None:
+        """The failure to raise (exit 40), or None."""
+        if self.no_address:
+            return HealthFailed("no address to probe: set TORRUST_PROBE_IPV4/TORRUST_PROBE_IPV6 or DNS for the names")
+        if self.failed:
+            return HealthFailed(
+                f"{len(self.failed)} of {len(self.results)} probes failed: "
+                + "; ".join(f"{x.name} {x.target}: {x.detail}" for x in self.failed[:5])
+            )
+        return None
+
+
+def run_check(
+    s: Settings, family: str = "both", only: str = "", skip: str = "", use_internal_ca: bool = False
+) -> Report:
+    """Probe one environment (health.check): the public probes, and the host probes over one
+    connection unless `host` is skipped; all in parallel."""
+    wanted = {x.strip() for x in skip.split(",")}
+    wants_host = "host" not in wanted and (not only or "host" in {x.strip() for x in only.split(",")})
+    started = time.monotonic()
+    if wants_host or (use_internal_ca and s.tls):
+        with open_target(s) as ex:
+            ca = internal_ca(ex, s) if use_internal_ca and s.tls else None
+            r = reach(s, family, ca)
+            probes = select(
+                p.public_probes(s, r, sorted(r.addresses), s.probe_timeout, s.probe_attempts)
+                + host_probes(ex, s, s.probe_timeout),
+                only,
+                skip,
+            )
+            results = p.run(probes)
+    else:
+        r = reach(s, family, None)
+        probes = select(p.public_probes(s, r, sorted(r.addresses), s.probe_timeout, s.probe_attempts), only, skip)
+        results = p.run(probes)
+    no_address = not r.addresses and any(x.group == "public" for x in probes)
+    return Report(s.env, sorted(r.addresses), results, time.monotonic() - started, no_address)
