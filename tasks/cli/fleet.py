@@ -44,7 +44,8 @@ def deploy(name: str, env: str, req: DeployRequest, dry_run: bool, walk: Walk, a
     how = f"canary {opts.canary}, then " if opts.canary else ""
     note(f"==> fleet '{fleet.name}': {len(fleet.members)} hosts, {how}{opts.parallel} at a time")
     result = views.deploy(fleet, req, opts, Progress(fleet.names))
-    _finish(result, {}, lambda d: _text(result, "deploy") + "\n" + _standing(result), "deployed", as_json)
+    note(_standing(result))
+    _finish(result, {}, lambda d: _text(result, "deploy"), "deployed", as_json)
 
 
 def rollback(name: str, env: str, walk: Walk, wait_timeout: int, force_unlock: bool, as_json: bool) -> None:
@@ -53,7 +54,8 @@ def rollback(name: str, env: str, walk: Walk, wait_timeout: int, force_unlock: b
     result = views.rollback(
         fleet, opts, wait_timeout=wait_timeout, force_unlock=force_unlock, progress=Progress(fleet.names)
     )
-    _finish(result, {}, lambda d: _text(result, "rollback") + "\n" + _standing(result), "rolled back", as_json)
+    note(_standing(result))
+    _finish(result, {}, lambda d: _text(result, "rollback"), "rolled back", as_json)
 
 
 def backup(name: str, env: str, walk: Walk, stop_tracker: bool, force_unlock: bool, as_json: bool) -> None:
@@ -62,7 +64,8 @@ def backup(name: str, env: str, walk: Walk, stop_tracker: bool, force_unlock: bo
     result = views.backup(
         fleet, opts, stop_tracker=stop_tracker, force_unlock=force_unlock, progress=Progress(fleet.names)
     )
-    _finish(result, {}, lambda d: _text(result, "backup") + "\n" + _standing(result), "backed up", as_json)
+    note(_standing(result))
+    _finish(result, {}, lambda d: _text(result, "backup"), "backed up", as_json)
 
 
 def status(name: str, env: str, as_json: bool) -> None:
