@@ -137,7 +137,8 @@ def _detail(h: HostResult) -> str:
         return h.error.splitlines()[0][:160]
     if h.detail.get("recreated"):
         return "recreated: " + ", ".join(h.detail["recreated"])
-    return f"previous {h.detail['previous']}" if h.detail.get("previous") else ""
+    previous = h.detail.get("previous")
+    return f"previous {previous}" if previous and previous != _release(h) else ""
 
 
 def _services(h: HostResult) -> str:

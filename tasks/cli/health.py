@@ -42,15 +42,29 @@ def endpoints_of(s: settings_mod.Settings) -> list[dict]:
     return rows
 
 
-@task(help={"env": "environment name (default: local)", "json": "print one machine-readable JSON result on stdout"})
+@task(
+    help={
+        "env": "environment name (default: local)",
+        "fleet": "every environment of this fleet (fleets.toml): the announce URLs to list for clients",
+        "json": "print one machine-readable JSON result on stdout",
+    }
+)
 @operation
-def endpoints(c, env="local", json=False):
+def endpoints(c, env="local", fleet="", json=False):
     """List the announce URLs and service endpoints the environment exposes."""
-    s = settings_mod.load(env, root=Path.cwd())
-    rows = endpoints_of(s)
+    if fleet:
+        from tasks.cli import fleet as fleet_cli
+
+        members = [(m.env, m.settings) for m in fleet_cli.load(fleet, env).members]
+    else:
+        members = [(env, settings_mod.load(env, root=Path.cwd()))]
+    rows = [{"env": name, **e} for name, s in members for e in endpoints_of(s)]
     emit(
-        {"ok": True, "env": env, "endpoints": rows},
-        lambda r: table([(e["service"], e["url"], e["reach"]) for e in rows], ("service", "url", "reach")),
+        {"ok": True, **({"fleet": fleet} if fleet else {"env": env}), "endpoints": rows},
+        lambda r: table(
+            [(*((e["env"],) if fleet else ()), e["service"], e["url"], e["reach"]) for e in rows],
+            (*(("host",) if fleet else ()), "service", "url", "reach"),
+        ),
         json,
     )
 

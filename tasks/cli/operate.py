@@ -5,7 +5,6 @@ from __future__ import annotations
 
 from invoke import task
 
-from tasks.cli import fleet as fleet_cli
 from tasks.cli.boundary import operation
 from tasks.cli.options import (
     CONTINUE_HELP,
@@ -35,6 +34,8 @@ def status(c, env="local", fleet="", json=False):
     from tasks.operations import day2
 
     if fleet:
+        from tasks.cli import fleet as fleet_cli
+
         return fleet_cli.status(fleet, env, json)
     _, st = _with_target(env, day2.status)
 
@@ -58,6 +59,8 @@ def releases(c, env="local", fleet="", json=False):
     from tasks.operations import day2
 
     if fleet:
+        from tasks.cli import fleet as fleet_cli
+
         return fleet_cli.releases(fleet, env, json)
     _, rows = _with_target(env, day2.releases)
     emit(
@@ -204,6 +207,8 @@ def rollback(
     from tasks.operations import day2
 
     if fleet:
+        from tasks.cli import fleet as fleet_cli
+
         if to:
             raise ConfigError("--to names one host's release; with --fleet each host goes back to its own previous one")
         walk = fleet_cli.Walk(parallel, None, continue_on_error)

@@ -77,12 +77,13 @@ def all_(c):
 @task(
     help={
         "runs": "repetitions per scenario (the tables show medians)",
-        "only": "deploy, health or backup (default all)",
+        "only": "deploy, health, backup or fleet (default all)",
     }
 )
 def bench(c, runs=5, only=""):
-    """Benchmarks: app.deploy vs raw compose up; health probes in parallel; backup/restore vs raw mysqldump."""
+    """Benchmarks: app.deploy vs raw compose up; health probes in parallel; backup/restore vs raw mysqldump;
+    fleet rollouts vs single-host deploys."""
     with c.cd(str(ROOT)):
-        for name in ("deploy", "health", "backup"):
+        for name in ("deploy", "health", "backup", "fleet"):
             if only in ("", name):
                 _py(c, f"tests/benchmarks/{name}.py", "--runs", str(int(runs)))

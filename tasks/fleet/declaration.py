@@ -8,8 +8,9 @@
 Each environment keeps its own `.env.NAME`, host, state and lock. `load()` validates the
 declaration like settings, every problem at once and each naming the fleet, the key or the
 environments concerned and what is allowed: the fleet exists, its keys are known, every
-environment is configured here and its settings load, and no two environments collide on
-one machine (the same deploy root, Compose project, published port or IPv6 subnet).
+environment is configured here and its settings load, no two environments collide on one
+machine (the same deploy root, Compose project, published port or IPv6 subnet), and no two
+on different machines share a public name (each tracker has announce URLs of its own).
 Nothing here connects anywhere or writes anything.
 """
 
@@ -123,7 +124,7 @@ def load(name: str, *, root: Path | None = None, environ: Mapping[str, str] | No
             members.append(Member(env, settings_mod.load(env, root=root, environ=environ)))
         except SettingsError as exc:
             problems += [f"environment '{env}': {p}" for p in exc.problems]
-    problems += collisions(members)
+    problems += collisions(members) + shared_names(members)
     if problems:
         raise FleetError(name, problems)
     return Fleet(name, tuple(members), parallel, canary)
@@ -214,6 +215,28 @@ def collisions(members: list[Member]) -> list[str]:
                 + " (each needs its own host, or its own "
                 + ", ".join(fix for _, _, fix in shared)
                 + ")"
+            )
+    return problems
+
+
+def names_of(s: Settings) -> set[str]:
+    """The public names an environment answers on (its UDP announce URLs use the domain)."""
+    return {s.domain, *s.public_names}
+
+
+def shared_names(members: list[Member]) -> list[str]:
+    """One problem per pair of environments on different machines sharing a public name: a
+    name leads to one address, and a tracker's swarm lives in one process, so each tracker
+    of a fleet needs announce URLs of its own."""
+    problems = []
+    for a, b in itertools.combinations(members, 2):
+        machines = machine_of(a.settings), machine_of(b.settings)
+        common = sorted(names_of(a.settings) & names_of(b.settings))
+        if machines[0] != machines[1] and common:
+            problems.append(
+                f"environments '{a.env}' and '{b.env}' run on different hosts ({machines[0]}, {machines[1]}) but "
+                f"share the public names {', '.join(common)}: each tracker needs names of its own "
+                "(TORRUST_DOMAIN, TORRUST_HTTP_TRACKER_DOMAINS, TORRUST_API_DOMAIN, TORRUST_GRAFANA_DOMAIN)"
             )
     return problems
 

@@ -12,7 +12,6 @@ from collections.abc import Callable
 from tasks.facts import releases as releases_facts
 from tasks.fleet import drift, rollout
 from tasks.fleet.declaration import Fleet, Member, RolloutOptions
-from tasks.health import check as hc
 from tasks.operations import backup as backup_mod
 from tasks.operations import day2, session
 from tasks.release.layout import Layout
@@ -122,6 +121,9 @@ def releases(fleet: Fleet, digests: Digests | None = None) -> rollout.Rollout:
 
 def check(fleet: Fleet, family: str, only: str, skip: str, internal_ca: bool) -> rollout.Rollout:
     """health.check --fleet: every host's probes at once."""
+    # lazy: the probes' imports (http.client, ssl, the protocol clients) cost about 70 ms
+    # that a fleet deploy, which gates through the CLI's probes only when it changes, does not need
+    from tasks.health import check as hc
 
     def work(m: Member, step) -> dict:
         report = hc.run_check(m.settings, family, only, skip, internal_ca)

@@ -8,11 +8,13 @@ TOKEN = "Dp4-Kx9Wq2Lm7Zt5Rv8Nb3Hc6Jf1Gs0Y"  # a strong test value, never a real 
 
 
 def ssh_env(host: str, **extra: str) -> dict[str, str]:
-    """The settings of an environment deploying over SSH to `host` (nothing is contacted)."""
+    """The settings of an environment deploying over SSH to `host` (nothing is contacted),
+    with public names of its own host's."""
     return {
         "TORRUST_DEPLOY_TARGET": "ssh",
         "TORRUST_PROVIDER": "existing",
         "TORRUST_SSH_HOST": host,
+        "TORRUST_DOMAIN": "h" + host.replace(".", "-").replace(":", "-") + ".trackers.torrust.test",
         "TORRUST_TRACKER_ADMIN_TOKEN": TOKEN,
         **extra,
     }
@@ -25,9 +27,5 @@ def write(root: Path, envs: dict[str, dict[str, str]], fleets: str) -> Path:
     return root
 
 
-THREE = {
-    "ta": ssh_env("192.0.2.10"),
-    "tb": ssh_env("192.0.2.11"),
-    "tc": ssh_env("192.0.2.12"),
-}
+THREE = {"ta": ssh_env("192.0.2.10"), "tb": ssh_env("192.0.2.11"), "tc": ssh_env("192.0.2.12")}
 FLEET = '[fleet.public]\nenvironments = ["ta", "tb", "tc"]\nparallel = 2\ncanary = 1\n'

@@ -78,6 +78,19 @@ def test_loopback_ssh_and_the_local_target_are_one_machine(workdir):
     assert all("on this machine: deploy root /opt/torrust; Compose project torrust" in p for p in err.value.problems)
 
 
+def test_hosts_of_a_fleet_need_public_names_of_their_own(workdir):
+    envs = {**THREE, "tc": ssh_env("192.0.2.12", TORRUST_DOMAIN="h192-0-2-10.trackers.torrust.test")}
+    write(workdir, envs, '[fleet.public]\nenvironments = ["ta", "tb", "tc"]\n')
+    with pytest.raises(d.FleetError) as err:
+        load(workdir)
+    assert err.value.problems == [
+        "environments 'ta' and 'tc' run on different hosts (192.0.2.10, 192.0.2.12) but share the public names "
+        "api.h192-0-2-10.trackers.torrust.test, h192-0-2-10.trackers.torrust.test, "
+        "tracker.h192-0-2-10.trackers.torrust.test: each tracker needs names of its own (TORRUST_DOMAIN, "
+        "TORRUST_HTTP_TRACKER_DOMAINS, TORRUST_API_DOMAIN, TORRUST_GRAFANA_DOMAIN)"
+    ]
+
+
 def test_every_problem_at_once(workdir):
     envs = {**THREE, "tb": {**ssh_env("192.0.2.11"), "TORRUST_HTTP_PORT": "http"}}
     fleets = '[fleet.public]\nenvironments = ["ta", "tb", "ta", "nope"]\nparalel = 2\nparallel = 0\ncanary = 9\n'
