@@ -216,8 +216,10 @@ def _probe_text(result: Rollout) -> str:
     lines = [table(rows, ("host", *PROBE_HEADERS))]
     for h in result.hosts:
         probes = h.detail.get("probes", [])
-        passed = sum(p["ok"] or not p["required"] for p in probes)
-        lines.append(f"{h.env}: {h.status}" + (f", {passed}/{len(probes)} probes passed" if probes else ""))
+        passed = sum(p["status"] == "ok" for p in probes)
+        skipped = sum(p["status"] == "skipped" for p in probes)
+        counts = f", {passed}/{len(probes)} probes passed" + (f", {skipped} skipped" if skipped else "")
+        lines.append(f"{h.env}: {h.status}" + (counts if probes else ""))
     return "\n".join(lines)
 
 

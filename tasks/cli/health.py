@@ -91,23 +91,31 @@ def check(c, env="local", family="both", only="", skip="", internal_ca=False, fl
         fleet_cli.check(fleet, env, family, only, skip, internal_ca, json)
         return
     s = settings_mod.load(env, root=Path.cwd())
-    report = hc.run_check(s, family, only, skip, internal_ca)
-    emit(report.as_dict(), lambda d: table([probe_row(p) for p in d["probes"]], PROBE_HEADERS) + _passed(report), json)
-    error = report.error()
+    result = hc.run_check(s, family=family, only=only, skip=skip, trust_internal_ca=internal_ca)
+    emit(result.as_dict(), lambda d: check_table(result), json)
+    error = result.error()
     if error:
         raise error
 
 
 PROBE_HEADERS = ("", "probe", "target", "family", "latency", "detail")
+VERDICT = {"skipped": "skip", "ok": "ok", "failed": "FAIL"}
 
 
 def probe_row(p: dict) -> tuple:
     """One probe's row (from its as_dict()), in health.check's table and the fleet's."""
     family = f"IPv{p['family']}" if p["family"] else "host"
-    return ("ok" if p["ok"] else "FAIL", p["name"], p["target"], family, f"{p['latency'] * 1000:.0f} ms", p["detail"])
+    return (VERDICT[p["status"]], p["name"], p["target"], family, f"{p['latency'] * 1000:.0f} ms", p["detail"])
 
 
-def _passed(report) -> str:
-    fams = ", ".join(f"IPv{f}" for f in report.families) or "none"
-    n = len(report.results)
-    return f"\n{n - len(report.failed)}/{n} probes passed in {report.wall:.2f}s (families: {fams})"
+def check_table(result) -> str:
+    """The probes as a table, then one summary line (passed, skipped, time, families)."""
+    rows = [probe_row(x.as_dict()) for x in result.results]
+    fams = ", ".join(f"IPv{f}" for f in result.families) or "none"
+    n, skipped = len(result.results), len(result.skipped)
+    passed = n - len(result.failed) - skipped
+    return table(rows, PROBE_HEADERS) + (
+        f"\n{passed}/{n} probes passed"
+        + (f", {skipped} skipped" if skipped else "")
+        + f" in {result.wall:.2f}s (families: {fams})"
+    )

@@ -126,11 +126,12 @@ def check(fleet: Fleet, family: str, only: str, skip: str, internal_ca: bool) ->
     from tasks.health import check as hc
 
     def work(m: Member, step) -> dict:
-        report = hc.run_check(m.settings, family, only, skip, internal_ca)
-        error = report.error()
+        result = hc.run_check(m.settings, family=family, only=only, skip=skip, trust_internal_ca=internal_ca)
+        error = result.error()
         return {
-            **report.as_dict(),
-            "status": "healthy" if report.ok else "failing",
+            **result.as_dict(),
+            "ok": result.ok,
+            "status": "healthy" if result.ok else "failing",
             "code": 40,
             "failure": error.message if error else None,
         }

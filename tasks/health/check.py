@@ -12,13 +12,13 @@ from datetime import UTC, datetime
 
 from tasks.commands import backup as backup_cmd
 from tasks.commands import docker, files
+from tasks.config import trackers
 from tasks.config.settings import Settings
 from tasks.errors import ConfigError, HealthFailed
 from tasks.facts import releases, services
 from tasks.health import probes as p
 from tasks.release.layout import Layout
 from tasks.runner.executor import Executor
-from tasks.runner.target import open_target
 
 CADDY_ROOT_CA = "proxy/data/caddy/pki/authorities/local/root.crt"  # under <root>/storage
 GROUPS = ("udp", "http", "api", "tls", "host")
@@ -116,8 +116,9 @@ def host_probes(ex: Executor, s: Settings, timeout: float) -> list[p.Probe]:
             run_ok(compose("exec", "-T", "prometheus", "wget", "-q", "-O", "-", "http://127.0.0.1:9090/api/v1/targets"))
         )
         active = [t for t in targets["data"]["activeTargets"] if t["labels"].get("job", "").startswith("tracker")]
-        if not active:
-            raise p.ProbeFailed("no tracker targets configured")
+        active, verdict = p.prometheus_targets(active, trackers.release_of(s).release)  # as the release allows
+        if verdict:
+            return f"healthy; {verdict}"
         down = [f"{t['labels']['job']} ({t.get('lastError') or 'down'})" for t in active if t["health"] == "down"]
         if down:  # "unknown" only means not scraped yet (right after a start)
             # A scrape that failed while the tracker was (re)starting is no evidence until
@@ -212,36 +213,30 @@ def internal_ca(ex: Executor, s: Settings) -> str:
     return r.stdout
 
 
-@dataclass
-class Report:
-    """One environment's health check: the results of the selected probes."""
-
+# ------------------------------------------------------------------------ the whole check
+@dataclass(frozen=True)
+class CheckResult:
     env: str
     families: list[int]
-    results: list[p.ProbeResult]
     wall: float
-    no_address: bool  # public probes were selected but there is no address to probe
+    results: list[p.ProbeResult]
+    public_wanted: bool  # public probes were selected (then an address is needed)
 
     @property
     def failed(self) -> list[p.ProbeResult]:
         return [x for x in self.results if x.required and not x.ok]
 
     @property
-    def ok(self) -> bool:
-        return not self.failed and not self.no_address
+    def skipped(self) -> list[p.ProbeResult]:
+        return [x for x in self.results if x.skipped]
 
-    def as_dict(self) -> dict:
-        return {
-            "ok": self.ok,
-            "env": self.env,
-            "families": self.families,
-            "wall": round(self.wall, 3),
-            "probes": [x.as_dict() for x in self.results],
-        }
+    @property
+    def ok(self) -> bool:
+        return self.error() is None
 
     def error(self) -> HealthFailed | None:
-        """The failure to raise (exit 40), or None."""
-        if self.no_address:
+        """What health.check fails with (exit 40), or None: no address to probe, or failed probes."""
+        if not self.families and self.public_wanted:
             return HealthFailed("no address to probe: set TORRUST_PROBE_IPV4/TORRUST_PROBE_IPV6 or DNS for the names")
         if self.failed:
             return HealthFailed(
@@ -250,29 +245,36 @@ class Report:
             )
         return None
 
+    def as_dict(self) -> dict:
+        return {
+            "ok": not self.failed,
+            "env": self.env,
+            "families": self.families,
+            "wall": round(self.wall, 3),
+            "probes": [x.as_dict() for x in self.results],
+        }
 
-def run_check(
-    s: Settings, family: str = "both", only: str = "", skip: str = "", use_internal_ca: bool = False
-) -> Report:
-    """Probe one environment (health.check): the public probes, and the host probes over one
-    connection unless `host` is skipped; all in parallel."""
-    wanted = {x.strip() for x in skip.split(",")}
-    wants_host = "host" not in wanted and (not only or "host" in {x.strip() for x in only.split(",")})
+
+def _groups(text: str) -> set[str]:
+    return {x.strip() for x in text.split(",") if x.strip()}
+
+
+def run_check(s: Settings, *, family: str = "both", only: str = "", skip: str = "", trust_internal_ca: bool = False):
+    """Every selected probe at once: public ones from here, host ones through one
+    connection to the target (opened only when a host probe or the internal CA needs it)."""
+    from tasks.runner.target import open_target
+
+    wants_host = "host" not in _groups(skip) and (not only or "host" in _groups(only))
     started = time.monotonic()
-    if wants_host or (use_internal_ca and s.tls):
+    if wants_host or (trust_internal_ca and s.tls):
         with open_target(s) as ex:
-            ca = internal_ca(ex, s) if use_internal_ca and s.tls else None
-            r = reach(s, family, ca)
-            probes = select(
-                p.public_probes(s, r, sorted(r.addresses), s.probe_timeout, s.probe_attempts)
-                + host_probes(ex, s, s.probe_timeout),
-                only,
-                skip,
-            )
+            r = reach(s, family, internal_ca(ex, s) if trust_internal_ca and s.tls else None)
+            public = p.public_probes(s, r, sorted(r.addresses), s.probe_timeout, s.probe_attempts)
+            probes = select(public + host_probes(ex, s, s.probe_timeout), only, skip)
             results = p.run(probes)
     else:
         r = reach(s, family, None)
         probes = select(p.public_probes(s, r, sorted(r.addresses), s.probe_timeout, s.probe_attempts), only, skip)
         results = p.run(probes)
-    no_address = not r.addresses and any(x.group == "public" for x in probes)
-    return Report(s.env, sorted(r.addresses), results, time.monotonic() - started, no_address)
+    wanted = any(x.group == "public" for x in probes)
+    return CheckResult(s.env, sorted(r.addresses), time.monotonic() - started, results, wanted)

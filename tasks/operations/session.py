@@ -25,9 +25,10 @@ from tasks.release import render as render_mod
 from tasks.runner.executor import Executor
 from tasks.runner.target import connect_executor
 
-# Builds the health gate's protocol probes for an environment (the CLI passes its own,
-# tasks/cli/app.py `gate_probes`: the health layer sits above this one).
-GateProbes = Callable[[Settings], gate.ProbeRunner]
+# The health gate's protocol probes of an environment: settings -> (executor on the target
+# -> probe runner), as DeployOptions.probes takes them. The CLI passes its own,
+# tasks/cli/app.py `gate_probes` (the health layer sits above this one).
+GateProbes = Callable[[Settings], Callable[[Executor], gate.ProbeRunner]]
 
 
 @dataclass(frozen=True)
@@ -70,7 +71,7 @@ def deploy(s: Settings, req: DeployRequest, step: deploy_mod.Step) -> deploy_mod
         pull=req.pull,
         force_unlock=req.force_unlock,
         wait_timeout=int(req.wait_timeout),
-        probes=None if req.probes is None else lambda: req.probes(s),
+        probes=None if req.probes is None else req.probes(s),
         preflight=lambda e: deploy_mod.check_target(target.read(e, s.deploy_root)),
     )
     opened: list[Executor] = []

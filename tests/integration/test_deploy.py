@@ -147,9 +147,13 @@ def dep(images, tmp_path_factory):
     d.remove()
 
 
+BROKEN_COPY = "localhost:5999/torrust/tracker:v3.0.0"  # a registry copy of the release tag, never pushed
+
+
 @pytest.fixture(scope="module")
 def unhealthy_image(images):
-    """A container that runs but never becomes healthy: a broken tracker release."""
+    """A container that runs but never becomes healthy: a broken build of a tracker release,
+    tagged as a copy of v3.0.0 in another registry (the tool knows which release it is)."""
     ref = "torrust-test/never-healthy:1"
     if docker("image", "inspect", ref, check=False).returncode != 0:
         dockerfile = (
@@ -163,7 +167,9 @@ def unhealthy_image(images):
             capture_output=True,
             timeout=120,
         )
-    return ref
+    docker("tag", ref, BROKEN_COPY)
+    yield BROKEN_COPY
+    docker("image", "rm", BROKEN_COPY, check=False)  # the tag only
 
 
 def test_first_deploy_serves_announces(dep):
@@ -210,7 +216,8 @@ def test_dry_run_masks_secrets(dep):
     plan = json.loads(res.stdout)
     assert ".env: secret values changed for: TRACKER_ADMIN_TOKEN" in plan["diff"]
     assert new_token not in res.stdout + res.stderr and STRONG["TORRUST_TRACKER_ADMIN_TOKEN"] not in res.stdout
-    assert sorted(plan["recreate"]) == ["prometheus", "tracker"]
+    # v3.0.0 has no Prometheus endpoint: Prometheus holds no token, only the tracker changes
+    assert sorted(plan["recreate"]) == ["tracker"]
 
 
 def test_one_setting_change_recreates_only_the_tracker(dep):
@@ -241,7 +248,8 @@ def test_release_that_never_gets_healthy_rolls_back(dep, unhealthy_image):
 
 def test_missing_image_fails_before_the_switch(dep):
     good, before = dep.current(), dep.containers()
-    code, out = dep.deploy(env={"TORRUST_TRACKER_IMAGE": "torrust-test/does-not-exist:1"})
+    assert docker("image", "inspect", "torrust/tracker:v3.0.0", check=False).returncode != 0  # no registry here
+    code, out = dep.deploy(env={"TORRUST_TRACKER_IMAGE": "torrust/tracker:v3.0.0"})
     assert code == 30, out["_stderr"]
     assert "running release was not touched" in out["_stderr"]
     assert dep.current() == good and dep.containers() == before
@@ -250,7 +258,7 @@ def test_missing_image_fails_before_the_switch(dep):
 
 def test_missing_image_without_pull_rolls_back(dep):
     good = dep.current()
-    code, out = dep.deploy("--no-pull", env={"TORRUST_TRACKER_IMAGE": "torrust-test/does-not-exist:1"})
+    code, out = dep.deploy("--no-pull", env={"TORRUST_TRACKER_IMAGE": "torrust/tracker:v3.0.0"})
     assert code == 31, out["_stderr"]
     assert dep.current() == good and dep.announce_udp().interval == 300
 

@@ -137,8 +137,9 @@ def test_tracker_schema_check_catches_unknown_keys():
     problems = tracker_toml_problems(
         '[metadata]\nschema_version = "2.0.0"\n[core]\nfoo = 1\n[core.database]\ndriver = "x"\n'
     )
-    assert "unknown key 'core.foo' (not in schema 2.0.0)" in problems
-    assert "core.database.driver must be sqlite3 or mysql" in problems
+    assert "unknown key 'core.foo' (not in schema 2.0.0 of v3.0.0)" in problems
+    assert "core.database.driver = 'x': allowed sqlite3, mysql" in problems
+    assert "mandatory option logging.threshold is missing (release v3.0.0 refuses to start)" in problems
 
 
 def test_caddy_sites_follow_tls_settings(prod, local):
@@ -223,3 +224,12 @@ def test_the_keyed_digest_follows_the_secrets(workdir):
     b = r.render(load("prod", root=workdir, environ=prod_env(TORRUST_GRAFANA_ADMIN_PASSWORD=STRONG3[::-1])))
     assert a.file(".env").sha256 != b.file(".env").sha256
     assert a.file("tracker/tracker.toml").sha256 == b.file("tracker/tracker.toml").sha256
+
+
+def test_a_secret_files_digest_changes_only_with_the_secrets_it_holds(workdir):
+    """Rotating the admin token must not recreate a service whose files do not hold it."""
+    env = prod_env(TORRUST_TRACKER_IMAGE="torrust/tracker:v3.0.0", TORRUST_GRAFANA="false")
+    a = r.render(load("prod", root=workdir, environ=env))
+    b = r.render(load("prod", root=workdir, environ={**env, "TORRUST_TRACKER_ADMIN_TOKEN": STRONG3[::-1]}))
+    assert a.file(".env").sha256 != b.file(".env").sha256
+    assert a.file("prometheus/prometheus.yml").sha256 == b.file("prometheus/prometheus.yml").sha256
