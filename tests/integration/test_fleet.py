@@ -21,7 +21,7 @@ from tasks.operations.lock import HostLock
 from tasks.release.layout import Layout
 from tasks.runner.target import connect_executor
 from tests.conftest import clean_environ, snapshot
-from tests.integration.conftest import docker
+from tests.integration.conftest import TEST_IMAGES, docker
 from tests.integration.fleet import Fleet
 
 DUPLICATE_AND_GHOST = """
@@ -44,16 +44,26 @@ def fleet(images, tmp_path_factory):
     f.remove()
 
 
+# Tags of this module's own (other suites' tags may come and go meanwhile): copies of the
+# v3.0.0 release tag in registries that never existed, so the tool knows the release.
+OWN = os.urandom(3).hex()
+BROKEN_COPY = f"fleet{OWN}-broken.test:5999/torrust/tracker:v3.0.0"
+DRIFT_COPY = f"fleet{OWN}-drift.test:5999/torrust/tracker:v3.0.0"
+
+
 @pytest.fixture(scope="module")
 def unhealthy_image(images):
-    """A tracker that runs but never becomes healthy (the same one test_deploy.py builds)."""
+    """A tracker that runs but never becomes healthy (the image test_deploy.py builds),
+    tagged as a registry copy of a known release."""
     ref = "torrust-test/never-healthy:1"
     if docker("image", "inspect", ref, check=False).returncode != 0:
         dockerfile = (
             f'FROM {images["base"]}\nHEALTHCHECK --interval=1s --retries=1 CMD false\nCMD ["sleep", "infinity"]\n'
         )
         subprocess.run(["docker", "build", "-q", "-t", ref, "-"], input=dockerfile, text=True, check=True, timeout=120)
-    return ref
+    docker("tag", ref, BROKEN_COPY)
+    yield BROKEN_COPY
+    docker("image", "rm", BROKEN_COPY, check=False)  # the tag only
 
 
 def settle(fleet: Fleet, interval: int, **shared: str) -> dict[str, str]:
@@ -209,16 +219,16 @@ def test_a_held_lock_on_one_host(fleet):
 
 def test_drift_after_a_partial_rollout(fleet):
     settle(fleet, 300)
-    docker("tag", "torrust-test/tracker-standin:1", "torrust-test/tracker-standin:fleet-drift")
+    docker("tag", TEST_IMAGES["TORRUST_TRACKER_IMAGE"], DRIFT_COPY)
     s = load("fc", root=fleet.cwd, environ=clean_environ())
+    env_fa = fleet.cwd / ".env.fa"
     ex = connect_executor(s)
     try:
         with HostLock(ex, Layout(s.deploy_root), env="fc", command="app.deploy (test holder)"):
             fleet.shared({"TORRUST_ANNOUNCE_INTERVAL": "200"})
             code, doc, err = fleet.deploy()
             assert code == 70 and [h["status"] for h in doc["hosts"]] == ["deployed", "deployed", "locked"], err
-        env_fa = fleet.cwd / ".env.fa"
-        env_fa.write_text(env_fa.read_text() + "TORRUST_TRACKER_IMAGE=torrust-test/tracker-standin:fleet-drift\n")
+        env_fa.write_text(env_fa.read_text() + f"TORRUST_TRACKER_IMAGE={DRIFT_COPY}\n")
         code, doc, err = fleet.run("app.deploy", "--env", "fa")  # fa alone runs another image reference
         assert code == 0, err
         code, doc, err = fleet.run("app.releases", "--fleet", "trio")
@@ -229,16 +239,16 @@ def test_drift_after_a_partial_rollout(fleet):
         assert hosts["fc"]["drift"] == ["content"]  # behind: app.deploy would change it
         assert hosts["fc"]["content_sha256"] != hosts["fc"]["expected_sha256"]
         assert hosts["fb"]["content_sha256"] == hosts["fb"]["expected_sha256"]
-        assert hosts["fa"]["images"]["tracker"] == "torrust-test/tracker-standin:fleet-drift"
+        assert hosts["fa"]["images"]["tracker"] == DRIFT_COPY
         assert hosts["fb"]["digests"] is None  # no digest fact yet (see NOTES-fleet.md)
         assert doc["drift"] == ["fa", "fc"]
         text = fleet.cli("app.releases", "--fleet", "trio").stdout
         assert "fa *" in text and "fc *" in text and "fb *" not in text and "drift on fa, fc" in text
     finally:
         ex.ctx.close()
-        env_fa.write_text("".join(ln + "\n" for ln in env_fa.read_text().splitlines() if "fleet-drift" not in ln))
+        env_fa.write_text("".join(ln + "\n" for ln in env_fa.read_text().splitlines() if DRIFT_COPY not in ln))
         settle(fleet, 300)
-        docker("rmi", "torrust-test/tracker-standin:fleet-drift", check=False)
+        docker("image", "rm", DRIFT_COPY, check=False)  # the tag only
 
 
 def test_ctrl_c_mid_rollout(fleet):
