@@ -63,7 +63,7 @@ class FleetBench:
         return elapsed
 
     def deploy(self, fleet: str, *flags: str, hosts: list[str]) -> float:
-        return self.timed("app.deploy", "--fleet", fleet, *flags, count=hosts)
+        return self.timed("app.deploy", "--fleet", fleet, *flags, "--json", count=hosts)  # errors whole
 
 
 def declare(fleet: Fleet, size: int) -> None:
