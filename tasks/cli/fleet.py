@@ -142,11 +142,11 @@ def _detail(h: HostResult) -> str:
 
 
 def _services(h: HostResult) -> str:
+    """'2/2 ok', or '1/2 ok: tracker exited' (app.status's verdict per service)."""
     rows = h.detail.get("services") or []
-    bad = [f"{x['service']} {x['state']}" + (f"/{x['health']}" if x.get("health") else "") for x in rows]
     bad = [
-        b
-        for b, x in zip(bad, rows, strict=True)
+        f"{x['service']} {x['state']}" + (f"/{x['health']}" if x.get("health") else "")
+        for x in rows
         if x["state"] != "running" or x.get("health") not in ("", None, "healthy")
     ]
     return f"{len(rows) - len(bad)}/{len(rows)} ok" + (": " + ", ".join(bad) if bad else "")

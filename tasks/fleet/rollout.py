@@ -198,7 +198,7 @@ class _Walk:
         if self.stopped is None and (m.env in self.canaries or not self.opts.continue_on_error):
             with self.lock:
                 status = self.results[m.env].status
-            self.stopped = f"{m.env} failed ({status})"
+            self.stopped = f"{m.env} failed" + (f" ({status})" if status != "failed" else "")
             self.progress.note(f"stopping: {self.stopped}; no other host will be started")
 
     def on_signal(self, signum, frame) -> None:

@@ -119,9 +119,9 @@ def test_the_first_failure_stops_starting_hosts(members):
         ("td", "not_started", None),
         ("te", "not_started", None),
     ]
-    assert result.result == "some" and result.stopped == "tb failed (failed)"
+    assert result.result == "some" and result.stopped == "tb failed"
     assert result.hosts[1].error.startswith("deploy of X failed") and result.hosts[1].hint.startswith("the running")
-    assert result.hosts[2].error == "not started: tb failed (failed); untouched"
+    assert result.hosts[2].error == "not started: tb failed; untouched"
     assert hosts.events == ["start ta", "end ta", "start tb", "end tb"]
 
 
@@ -259,7 +259,7 @@ def test_the_document(members):
         "parallel": 1,
         "canary": 1,
         "continue_on_error": False,
-        "stopped": "tb failed (failed)",
+        "stopped": "tb failed",
         "interrupted": False,
     }
     assert [(h["env"], h["ok"], h["status"], h["code"], h["error"], h.get("release")) for h in doc["hosts"]] == [
