@@ -74,6 +74,15 @@ def all_(c):
     print("test.all: pytest and lint passed")
 
 
+# Each benchmark script and the argument sets it runs with (one table set per run).
+BENCHMARKS: dict[str, tuple[tuple[str, ...], ...]] = {
+    "deploy": ((),),
+    "health": ((),),
+    "backup": ((),),
+    "fleet": ((), ("--profile", "light", "--hosts", "6")),  # the targets, then the growth to six hosts
+}
+
+
 @task(
     help={
         "runs": "repetitions per scenario (the tables show medians)",
@@ -84,6 +93,7 @@ def bench(c, runs=5, only=""):
     """Benchmarks: app.deploy vs raw compose up; health probes in parallel; backup/restore vs raw mysqldump;
     fleet rollouts vs single-host deploys."""
     with c.cd(str(ROOT)):
-        for name in ("deploy", "health", "backup", "fleet"):
+        for name, variants in BENCHMARKS.items():
             if only in ("", name):
-                _py(c, f"tests/benchmarks/{name}.py", "--runs", str(int(runs)))
+                for extra in variants:
+                    _py(c, f"tests/benchmarks/{name}.py", "--runs", str(int(runs)), *extra)

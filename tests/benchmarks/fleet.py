@@ -1,8 +1,11 @@
 #!/usr/bin/env python3
 """Benchmark app.deploy --fleet against single-host deploys and a raw compose up.
 
-Six SSH test hosts (tests/integration/fleet.py: each its own sshd, deploy root, Compose
-project and ports; SQLite, tracker and proxy) as the fleets `one`, `three` and `six`.
+Three or six SSH test hosts (tests/integration/fleet.py: each its own sshd, deploy root,
+Compose project and ports) as the fleets `one`, `three` and `six`, running the production
+profile of tests/benchmarks/deploy.py (MySQL, Prometheus, proxy, tracker: the targets are
+judged on it, as app.deploy's are) or the light one (SQLite, tracker and proxy: six hosts
+of it fit the 2-core machine).
 Every deploy timed is the whole `./tasks.py` process (interpreter start included) and a
 one-setting change (TORRUST_ANNOUNCE_INTERVAL, a new value each time: every host of the
 fleet recreates its tracker), except the no-op. Per run, in the same run:
@@ -18,7 +21,10 @@ fleet recreates its tracker), except the no-op. Per run, in the same run:
 and the SSH connections each fleet deploy opened per host (sshd's "Accepted publickey"
 lines; target 1). Medians of --runs.
 
-    .venv/bin/python tests/benchmarks/fleet.py [--runs 3] [--hosts 6]
+    .venv/bin/python tests/benchmarks/fleet.py [--runs 3] [--hosts 3|6] [--profile production|light]
+
+`test.bench --only fleet` runs it twice: the defaults (production, 3 hosts: the targets),
+then `--profile light --hosts 6` (the growth to six hosts).
 """
 
 from __future__ import annotations
@@ -40,17 +46,26 @@ from deploy import Bench  # noqa: E402
 
 from tests.integration.conftest import ADMIN_TOKEN, TEST_IMAGES, _load_builder  # noqa: E402
 from tests.integration.fleet import Fleet  # noqa: E402
+from tests.integration.test_deploy import STRONG  # noqa: E402
+
+# The stacks measured: "light" (SQLite, tracker and proxy) or "production", the profile of
+# tests/benchmarks/deploy.py (MySQL, Prometheus, proxy, tracker), whose raw no-op the
+# single-host target N2 is measured against.
+PROFILES = {
+    "light": {},
+    "production": {"TORRUST_DB_DRIVER": "mysql", "TORRUST_PROMETHEUS": "true", **STRONG},
+}
 
 
 class FleetBench:
-    def __init__(self, fleet: Fleet, runs: int):
-        self.fleet, self.runs = fleet, runs
+    def __init__(self, fleet: Fleet, runs: int, profile: dict[str, str]):
+        self.fleet, self.runs, self.profile = fleet, runs, profile
         self.interval = 200  # a new value per deploy: every host deployed recreates its tracker
         self.connections: list[int] = []
 
     def change(self) -> None:
         self.interval += 1
-        self.fleet.shared({"TORRUST_ANNOUNCE_INTERVAL": str(self.interval)})
+        self.fleet.shared({**self.profile, "TORRUST_ANNOUNCE_INTERVAL": str(self.interval)})
 
     def timed(self, *args: str, count: list[str] = ()) -> float:
         before = {n: self.fleet.by_name[n].connections() for n in count}
@@ -75,7 +90,7 @@ def declare(fleet: Fleet, size: int) -> None:
     (fleet.cwd / "fleets.toml").write_text(text)
 
 
-def raw_baseline(fleet: Fleet, work: Path) -> Bench:
+def raw_baseline(fleet: Fleet, work: Path, profile: dict[str, str]) -> Bench:
     """A raw stack (same profile as the fleet's) under a second root and project on fa."""
     fa = fleet.members[0]
     (work / "known_hosts").write_text(fa.pinned_key())
@@ -84,6 +99,7 @@ def raw_baseline(fleet: Fleet, work: Path) -> Bench:
         **fa.host.settings_env(work / "known_hosts"),
         **TEST_IMAGES,
         "TORRUST_TRACKER_ADMIN_TOKEN": ADMIN_TOKEN,
+        **profile,
     }
     bench.down("raw")
     bench.raw(120)  # up once; the timed runs find it running
@@ -97,7 +113,8 @@ def median(values: list[float]) -> float:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--runs", type=int, default=3)
-    parser.add_argument("--hosts", type=int, default=6, choices=(3, 6))
+    parser.add_argument("--hosts", type=int, default=3, choices=(3, 6))
+    parser.add_argument("--profile", default="production", choices=tuple(PROFILES))
     args = parser.parse_args()
     images = _load_builder().build_images(log=lambda m: None)
     work = Path(tempfile.mkdtemp(prefix="torrust-bench-fleet-"))
@@ -106,7 +123,7 @@ def main() -> int:
     fleet.start()
     declare(fleet, args.hosts)
     (work / "raw").mkdir()
-    bench = FleetBench(fleet, args.runs)
+    bench = FleetBench(fleet, args.runs, PROFILES[args.profile])
     sizes = [("one", 1), ("three", 3), ("six", 6)][: 2 if args.hosts == 3 else 3]
     three = ["fa", "fb", "fc"]
     t: dict[str, list[float]] = {
@@ -116,7 +133,7 @@ def main() -> int:
     try:
         bench.change()
         bench.deploy(sizes[-1][0], "--parallel", str(sizes[-1][1]), hosts=[])  # first deploy, not timed
-        raw = raw_baseline(fleet, work / "raw")
+        raw = raw_baseline(fleet, work / "raw", PROFILES[args.profile])
         for i in range(args.runs):
             bench.change()
             t["single"].append(max(bench.timed("app.deploy", "--env", n) for n in three))
@@ -135,11 +152,11 @@ def main() -> int:
             raw.down("raw")
         fleet.remove()
         subprocess.run(["rm", "-rf", str(work)])
-    report(t, bench, sizes, args.runs)
+    report(t, bench, sizes, args.runs, args.profile)
     return 0
 
 
-def report(t: dict, bench: FleetBench, sizes: list, runs: int) -> None:
+def report(t: dict, bench: FleetBench, sizes: list, runs: int, profile: str) -> None:
     m = {k: median(v) for k, v in t.items()}
     rows = [
         (
@@ -151,7 +168,7 @@ def report(t: dict, bench: FleetBench, sizes: list, runs: int) -> None:
         ),
         ("no-op fleet deploy, 3 hosts", m["noop"], "raw `ssh host docker compose up -d --wait`", m["raw"], 0.5),
     ]
-    print(f"\napp.deploy --fleet, median of {runs} runs\n")
+    print(f"\napp.deploy --fleet, profile {profile}, median of {runs} runs\n")
     print("| scenario | fleet (s) | baseline | baseline (s) | ratio | target |")
     print("|---|---|---|---|---|---|")
     for label, tool, base_label, base, target in rows:

@@ -35,6 +35,7 @@ class Member:
     def __init__(self, env: str, host: SSHHost, project: str):
         self.env, self.host, self.project = env, host, project
         self.udp_port, self.http_port = free_port(socket.SOCK_DGRAM), free_port()
+        self.prometheus_port = free_port()  # published (on 127.0.0.1) when a profile turns Prometheus on
         self.root = host.deploy_root
 
     def settings(self, known_hosts: Path) -> dict[str, str]:
@@ -43,6 +44,7 @@ class Member:
             "TORRUST_COMPOSE_PROJECT": self.project,
             "TORRUST_UDP_TRACKERS": f"[::]:{self.udp_port}",
             "TORRUST_HTTP_PORT": str(self.http_port),
+            "TORRUST_PROMETHEUS_PORT": str(self.prometheus_port),
         }
 
     def pinned_key(self) -> str:
