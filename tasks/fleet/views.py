@@ -37,7 +37,7 @@ def deploy(fleet: Fleet, req: session.DeployRequest, opts: RolloutOptions, progr
     """app.deploy --fleet: every host runs the whole transaction (its lock, gate, rollback)."""
 
     def work(m: Member, step) -> dict:
-        return session.deploy(m.settings, req, step).as_dict()
+        return session.deploy(m.settings, req, step)
 
     return rollout.run(fleet.name, fleet.members, work, opts, progress, "deploy to")
 

@@ -13,6 +13,7 @@ fleet host's prefixed, thread-safe one.
 from __future__ import annotations
 
 import contextlib
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -25,10 +26,16 @@ from tasks.release import render as render_mod
 from tasks.runner.executor import Executor
 from tasks.runner.target import connect_executor
 
-# The health gate's protocol probes of an environment: settings -> (executor on the target
-# -> probe runner), as DeployOptions.probes takes them. The CLI passes its own,
-# tasks/cli/app.py `gate_probes` (the health layer sits above this one).
+# What the CLI passes in (tasks/cli/app.py; the health layer sits above this one):
+# the health gate's protocol probes, settings -> (executor -> probe runner), as
+# DeployOptions.probes takes them;
 GateProbes = Callable[[Settings], Callable[[Executor], gate.ProbeRunner]]
+# the gate's wait for the proxy's certificates, (settings, when the deploy began) -> the
+# wait, or None without TLS, as DeployOptions.certificates takes it;
+CertificateWait = Callable[[Settings, float], Callable[[Executor], str] | None]
+# a look after the transaction, on its connection: (executor, settings, the outcome's
+# document, step) -> keys added to the result (e.g. the host's network path).
+After = Callable[[Executor, Settings, dict, deploy_mod.Step], dict]
 
 
 @dataclass(frozen=True)
@@ -40,6 +47,8 @@ class DeployRequest:
     accept_new_host_key: bool = False
     wait_timeout: int = 300
     probes: GateProbes | None = None  # None: gate on Compose health only (--no-probes)
+    certificates: CertificateWait | None = None
+    after: After | None = None
 
 
 def candidate(s: Settings, step: deploy_mod.Step, *, use_cache: bool = True) -> deploy_mod.Candidate:
@@ -64,8 +73,10 @@ def expected_content(s: Settings) -> str:
     return known[0] if known else candidate(s, _quiet).content_sha256
 
 
-def deploy(s: Settings, req: DeployRequest, step: deploy_mod.Step) -> deploy_mod.Outcome:
-    """Deploy one environment: locked, health-gated, rolled back on failure (deploy.py)."""
+def deploy(s: Settings, req: DeployRequest, step: deploy_mod.Step) -> dict:
+    """Deploy one environment: locked, health-gated, rolled back on failure (deploy.py).
+    Returns the outcome's document, with what `req.after` adds."""
+    started = time.monotonic()
     chosen = candidate(s, step)
     opts = deploy_mod.DeployOptions(
         pull=req.pull,
@@ -73,6 +84,7 @@ def deploy(s: Settings, req: DeployRequest, step: deploy_mod.Step) -> deploy_mod
         wait_timeout=int(req.wait_timeout),
         probes=None if req.probes is None else req.probes(s),
         preflight=lambda e: deploy_mod.check_target(target.read(e, s.deploy_root)),
+        certificates=None if req.certificates is None else req.certificates(s, started),
     )
     opened: list[Executor] = []
 
@@ -84,7 +96,10 @@ def deploy(s: Settings, req: DeployRequest, step: deploy_mod.Step) -> deploy_mod
     try:
         with step(f"connect to the '{s.env}' target"):
             ex = connect(accept_new_host_key=req.accept_new_host_key)
-        return deploy_mod.deploy(ex, s, chosen, opts, step, reconnect=connect)
+        result = deploy_mod.deploy(ex, s, chosen, opts, step, reconnect=connect).as_dict()
+        if req.after is not None:
+            result.update(req.after(opened[-1], s, result, step))  # the connection the deploy ended on
+        return result
     finally:
         _close(opened)
 

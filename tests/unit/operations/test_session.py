@@ -81,7 +81,7 @@ def test_a_deploy_that_finds_its_release_running_changes_nothing_and_closes(sett
     Closing.closed = 0
     steps = Steps()
     out = session.deploy(settings, session.DeployRequest(accept_new_host_key=True), steps)
-    assert out.status == "unchanged" and target.calls == ["snapshot"]
+    assert out["status"] == "unchanged" and target.calls == ["snapshot"]
     assert steps.titles == ["connect to the 'local' target", "compare with the running release"]
     assert opened == [{"accept_new_host_key": True}] and Closing.closed == 1
 
@@ -93,3 +93,22 @@ def test_a_failed_connection_is_the_deploy_error(settings, monkeypatch):
     monkeypatch.setattr(session, "connect_executor", refuse)
     with pytest.raises(ConnectionFailed):
         session.deploy(settings, session.DeployRequest(), Steps())
+
+
+def test_the_look_after_runs_on_the_deploys_connection_and_adds_to_the_result(settings, monkeypatch):
+    cache.store(settings, RUNNING_SHA, ["tracker", "proxy"])
+    target = Closing({"snapshot": (0, RUNNING.replace("RECORDED no", "RECORDED yes"))})
+    monkeypatch.setattr(session, "connect_executor", lambda s, **kw: target)
+    seen = []
+
+    def after(ex, s, result, step):
+        seen.append((ex, s.env, result["status"]))
+        return {"network": []}
+
+    def certificates(s, started):
+        seen.append(("certificates for", s.env))
+        return None  # no TLS: no wait
+
+    out = session.deploy(settings, session.DeployRequest(after=after, certificates=certificates), Steps())
+    assert out["network"] == [] and out["status"] == "unchanged"
+    assert seen == [("certificates for", "local"), (target, "local", "unchanged")]
