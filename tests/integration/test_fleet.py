@@ -24,6 +24,9 @@ from tests.conftest import clean_environ, snapshot
 from tests.integration.conftest import TEST_IMAGES, docker
 from tests.integration.fleet import Fleet
 
+# The test hosts share this machine's kernel, whose conntrack and firewall settings are not
+# what a deploy asks of a host: the network group judges the machine, not the fleet.
+NOT_THE_MACHINE = ("--skip", "network")
 DUPLICATE_AND_GHOST = """
 [fleet.ghost]
 environments = ["fa", "fz"]
@@ -281,13 +284,13 @@ def test_status_and_health_check_of_every_host(fleet):
     for env, h in fleet.hosts(doc).items():
         assert h["status"] == "healthy" and h["current"] == fleet.by_name[env].current()
         assert {x["service"]: x["state"] for x in h["services"]} == {"tracker": "running", "proxy": "running"}
-    code, doc, err = fleet.run("health.check", "--fleet", "trio")
+    code, doc, err = fleet.run("health.check", "--fleet", "trio", *NOT_THE_MACHINE)
     assert code == 0, err
     for h in doc["hosts"]:
         udp = [p for p in h["probes"] if p["name"] == "udp tracker"]
         assert h["status"] == "healthy" and len(udp) == 1 and udp[0]["ok"]
         assert str(fleet.by_name[h["env"]].udp_port) in udp[0]["target"]
-    text = fleet.cli("health.check", "--fleet", "trio").stdout
+    text = fleet.cli("health.check", "--fleet", "trio", *NOT_THE_MACHINE).stdout
     assert all(f"{env}: healthy, " in text for env in ("fa", "fb", "fc"))
 
 
@@ -296,7 +299,7 @@ def test_a_stopped_service_fails_status_and_health_on_that_host_only(fleet):
     fc = fleet.by_name["fc"]
     docker("stop", fc.containers()["tracker"][0])
     try:
-        code, doc, err = fleet.run("health.check", "--fleet", "trio")
+        code, doc, err = fleet.run("health.check", "--fleet", "trio", *NOT_THE_MACHINE)
         assert code == 70, err  # some hosts healthy
         hosts = fleet.hosts(doc)
         assert (hosts["fc"]["status"], hosts["fc"]["code"]) == ("failing", 40)
