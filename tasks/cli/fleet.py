@@ -5,6 +5,7 @@ some did, 71 when none did; 130 after Ctrl-C, once every running host has ended.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -86,6 +87,37 @@ def check(name: str, env: str, family: str, only: str, skip: str, internal_ca: b
     _finish(result, {}, lambda d: _probe_text(result), "healthy", as_json)
 
 
+def watch(name: str, env: str, plan: Callable, *, once: bool, duration: str, as_json: bool) -> None:
+    """health.watch --fleet: `plan(settings)` -> (the watch config, the extra CA) of a host."""
+    from tasks.watch import fleet as watch_fleet
+
+    fleet = load(name, env)
+    plans = {m.env: plan(m.settings) for m in fleet.members}
+    ports: dict[int, str] = {}
+    for env_name, (cfg, _) in plans.items():
+        if cfg.metrics_port and cfg.metrics_port in ports:
+            raise ConfigError(
+                f"environments '{ports[cfg.metrics_port]}' and '{env_name}' both serve the watch's metrics on port "
+                f"{cfg.metrics_port}: set TORRUST_WATCH_METRICS_PORT apart in their .env.NAME (0: none)"
+            )
+        ports[cfg.metrics_port] = env_name
+    if once:
+        result = watch_fleet.once(fleet, plans)
+        _finish(result, {}, lambda d: _text(result, "watch"), "healthy", as_json)
+        return
+    started = time.monotonic()
+    found = watch_fleet.loop(fleet, plans, duration)
+    hosts = [
+        HostResult(m.env, m.where, ok=found[m.env]["ok"], status="watched" if found[m.env]["ok"] else "failed")
+        for m in fleet.members
+    ]
+    for h in hosts:
+        doc = found[h.env]
+        h.code, h.error, h.detail = (0 if h.ok else doc.get("code", 1)), doc.get("error"), doc
+    result = Rollout(fleet.name, views.everyone(fleet), hosts, duration=time.monotonic() - started)
+    _finish(result, {}, lambda d: _text(result, "watch"), "watched", as_json)
+
+
 # ------------------------------------------------------------------------ the end of a fleet task
 def _finish(result: Rollout, extra: dict, human: Callable[[dict], str], done: str, as_json: bool) -> None:
     emit({**result.as_dict(), **extra}, human, as_json)
@@ -124,6 +156,11 @@ def _standing(result: Rollout) -> str:
 
 
 # ------------------------------------------------------------------------ tables
+def _first(text: str | None, width: int = 160) -> str:
+    """The first line of an error, shortened for a table cell."""
+    return (text or "").partition("\n")[0][:width]
+
+
 def _release(h: HostResult) -> str:
     return h.detail.get("release") or h.detail.get("current") or "-"
 
@@ -134,7 +171,7 @@ def _seconds(h: HostResult) -> str:
 
 def _detail(h: HostResult) -> str:
     if h.error:
-        return h.error.splitlines()[0][:160]
+        return _first(h.error)
     if h.detail.get("recreated"):
         return "recreated: " + ", ".join(h.detail["recreated"])
     previous = h.detail.get("previous")
@@ -162,7 +199,7 @@ def _images(h: HostResult) -> str:
 
 
 def _drift(h: HostResult) -> str:
-    return ", ".join(h.detail.get("drift") or []) or ("-" if h.ok else h.error.splitlines()[0][:120])
+    return ", ".join(h.detail.get("drift") or []) or ("-" if h.ok else _first(h.error, 120))
 
 
 HOST = ("host", lambda h: h.env)
@@ -187,9 +224,17 @@ COLUMNS: dict[str, tuple[tuple[str, Callable[[HostResult], str]], ...]] = {
         STATUS,
         ("backup", lambda h: h.detail.get("id") or "-"),
         TIME,
-        ("detail", lambda h: h.error.splitlines()[0][:160] if h.error else ""),
+        ("detail", lambda h: _first(h.error)),
     ),
     "status": (HOST, TARGET, STATUS, ("current", _release), ("lock", _lock), ("services", _services)),
+    "watch": (
+        HOST,
+        STATUS,
+        ("probes", lambda h: str(h.detail.get("probes", "-"))),
+        ("rounds", lambda h: str(h.detail.get("rounds", "-"))),
+        ("store", lambda h: h.detail.get("store") or "-"),
+        ("failed", lambda h: "" if h.ok else "; ".join(h.detail.get("failed") or []) or _first(h.error)),
+    ),
     "releases": (
         ("host", lambda h: h.env + (" *" if h.detail.get("drift") else "")),
         ("current", _release),
@@ -212,7 +257,7 @@ def _probe_text(result: Rollout) -> str:
     for h in result.hosts:
         rows += [(h.env, *probe_row(p)) for p in h.detail.get("probes", [])]
         if h.error:
-            rows.append((h.env, "FAIL", h.status, h.target, "-", "-", h.error.splitlines()[0][:160]))
+            rows.append((h.env, "FAIL", h.status, h.target, "-", "-", _first(h.error)))
     lines = [table(rows, ("host", *PROBE_HEADERS))]
     for h in result.hosts:
         probes = h.detail.get("probes", [])

@@ -218,14 +218,41 @@ def _internal_ca(s, internal_ca: bool) -> str:
         "vantage": "name of this vantage in the store (default TORRUST_WATCH_VANTAGE or the host name)",
         "metrics_port": "serve Prometheus metrics of the watch on this port (default TORRUST_WATCH_METRICS_PORT)",
         "internal_ca": INTERNAL_CA_HELP,
+        "fleet": "watch every host of this fleet (fleets.toml) at once, each in its own store, instead of --env",
     }
 )
 @operation
-def watch(c, env="local", interval=0, once=False, for_="", vantage="", metrics_port=-1, internal_ca=False, json=False):
+def watch(
+    c,
+    env="local",
+    interval=0,
+    once=False,
+    for_="",
+    vantage="",
+    metrics_port=-1,
+    internal_ca=False,
+    fleet="",
+    json=False,
+):
     """Watch the tracker from outside on a schedule: every address and family, history, alerts, metrics."""
-    from tasks.errors import HealthFailed
+    from tasks.errors import ConfigError, HealthFailed
     from tasks.watch import service
 
+    if fleet:
+        from tasks.cli import fleet as fleet_cli
+
+        if int(metrics_port) >= 0:
+            raise ConfigError(
+                "--metrics-port with --fleet: one port cannot serve several watches; "
+                "set TORRUST_WATCH_METRICS_PORT in each .env.NAME"
+            )
+
+        def plan(s):
+            cfg = _watch_cfg(s, interval=float(interval) or None, vantage=vantage or None)
+            return cfg, _internal_ca(s, internal_ca)
+
+        fleet_cli.watch(fleet, env, plan, once=once, duration=for_, as_json=json)
+        return
     s = settings_mod.load(env, root=Path.cwd())
     cfg = _watch_cfg(
         s,

@@ -27,6 +27,9 @@ from tests.conftest import ROOT, clean_environ
 from tests.integration.conftest import ADMIN_TOKEN, TEST_IMAGES, SSHHost, docker, free_port
 
 INFO_HASH = bytes.fromhex("f1ee7f1e" * 5)
+# The hosts' public names (torrust.local) resolve nowhere: the probes, the gate's and the
+# watch's, go to the hosts' one address (loopback), IPv4 only.
+PROBED_AT = {"TORRUST_PROBE_IPV4": "127.0.0.1", "TORRUST_PROBE_IPV6": "none"}
 
 
 class Member:
@@ -137,7 +140,7 @@ class Fleet:
     def shared(self, values: dict[str, str]) -> None:
         """The settings every environment shares (the checkout's `.env`: the test images,
         and `values`, a fleet-wide change); `.env.NAME` holds only what is the host's own."""
-        shared = {**TEST_IMAGES, "TORRUST_RELEASES_KEEP": "3", **values}
+        shared = {**TEST_IMAGES, **PROBED_AT, "TORRUST_RELEASES_KEEP": "3", **values}
         (self.cwd / ".env").write_text("".join(f"{k}={v}\n" for k, v in shared.items()))
 
     def cli(self, *args: str, timeout: int = 600) -> subprocess.CompletedProcess:

@@ -325,3 +325,36 @@ def test_backup_and_rollback_of_every_host(fleet):
         assert fleet.by_name[env].current() == first[env] and fleet.by_name[env].announce_udp() == 300
     res = fleet.cli("app.rollback", "--fleet", "trio", "--to", first["fa"])
     assert res.returncode == 2 and "--to names one host's release" in res.stderr
+
+
+def test_watch_every_host_each_in_its_own_store(fleet):
+    settle(fleet, 300)
+    code, doc, err = fleet.run("health.watch", "--fleet", "trio", "--once")
+    assert code == 0, err
+    for h in doc["hosts"]:
+        store = fleet.cwd / ".torrust" / h["env"] / "watch.sqlite"
+        assert (h["status"], h["failed"], h["store"]) == ("healthy", [], str(store)) and h["probes"] >= 2, h
+        assert store.is_file()
+    code, doc, err = fleet.run("health.watch", "--fleet", "trio", "--for", "3s", "--interval", "1")
+    assert code == 0, err
+    assert all(h["status"] == "watched" and h["rounds"] >= 2 for h in doc["hosts"]), doc["hosts"]
+    code, doc, err = fleet.run("health.uptime", "--env", "fb")
+    assert code == 0, err
+
+
+def test_watch_names_the_failing_host(fleet):
+    settle(fleet, 300)
+    fb = fleet.by_name["fb"]
+    tracker = fb.containers()["tracker"][0]
+    docker("stop", tracker)
+    try:
+        code, doc, err = fleet.run("health.watch", "--fleet", "trio", "--once")
+        assert code == 70, err
+        hosts = fleet.hosts(doc)
+        assert (hosts["fb"]["status"], hosts["fb"]["code"]) == ("failing", 40) and hosts["fb"]["failed"]
+        assert hosts["fa"]["status"] == hosts["fc"]["status"] == "healthy"
+        res = fleet.cli("health.watch", "--fleet", "trio", "--once", "--metrics-port", "9469")
+        assert res.returncode == 2 and "one port cannot serve several watches" in res.stderr
+    finally:
+        docker("start", tracker)
+        settle(fleet, 300)
