@@ -308,7 +308,8 @@ def run_check(s: Settings, *, family: str = "both", only: str = "", skip: str = 
             expect = hn.expectations(s)
             probes += hn.network_probes(ex, expect, s.probe_timeout)
             public = [*r.addresses.values(), *s.public_addresses]
-            probes += hn.reply_source_probes(public, list(expect.udp_ports), s.probe_timeout, s.probe_attempts)
+            trackers = [b.port for b in s.udp_trackers]  # not the HTTP/3 port: it speaks QUIC, not BEP 15
+            probes += hn.reply_source_probes(public, trackers, s.probe_timeout, s.probe_attempts)
         probes = select(probes, only, skip)
         results = p.run(probes)
     wanted_public = any(x.group == "public" for x in probes)

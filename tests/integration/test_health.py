@@ -14,6 +14,7 @@ import time
 import pytest
 import requests
 
+from tasks.facts.network import CHECK_NAMES
 from tests.conftest import ROOT, clean_environ
 from tests.integration.conftest import DEVELOP_TRACKER, docker, free_port, local_env
 
@@ -79,9 +80,11 @@ def test_every_probe_passes_on_both_families_and_reaches_the_tracker(stack):
     for p in doc["probes"]:
         assert p["ok"], p
         by_family.setdefault(p["family"], []).append(p["name"])
-    for fam in (4, 6):
-        assert sorted(by_family[fam]) == ["api health", "api stats", "http tracker", "udp tracker", "udp tracker"]
-    assert sorted(by_family[None]) == ["containers", "database", "health-check api", "prometheus"]
+    public = ["api health", "api stats", "http tracker", "udp reply source", "udp reply source"]
+    assert sorted(by_family[4]) == [*public, "udp tracker", "udp tracker"]
+    assert sorted(by_family[6]) == sorted([*public, "ipv6 vantage", "udp tracker", "udp tracker"])
+    host = ["containers", "database", "health-check api", "prometheus"]
+    assert sorted(by_family[None]) == sorted([*host, *CHECK_NAMES])  # the host's network path too
     after = stats(env)
     # the tracker counted the probes: 2 UDP trackers x (started + stopped) x 2 families. Docker's
     # userland proxy hands ::1 traffic to the container over IPv4 here (no IPv6 Docker network in
@@ -97,8 +100,10 @@ def test_family_and_group_selection(stack):
     cli, _env = stack
     doc = json.loads(cli("health.check", "--family", "6", "--only", "udp", "--json").stdout)
     assert {(p["name"], p["family"]) for p in doc["probes"]} == {("udp tracker", 6)}
-    doc = json.loads(cli("health.check", "--skip", "host,api", "--family", "4", "--json").stdout)
+    doc = json.loads(cli("health.check", "--skip", "host,api,network", "--family", "4", "--json").stdout)
     assert sorted(p["name"] for p in doc["probes"]) == ["http tracker", "udp tracker", "udp tracker"]
+    doc = json.loads(cli("health.check", "--only", "network", "--family", "4", "--json").stdout)
+    assert sorted(p["name"] for p in doc["probes"]) == sorted([*CHECK_NAMES, "udp reply source", "udp reply source"])
     bad = cli("health.check", "--only", "dns")
     assert bad.returncode == 2 and "unknown probe group" in bad.stderr
 
