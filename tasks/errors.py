@@ -48,6 +48,8 @@ class ExitCode(IntEnum):
     CLOUD_INIT_TIMEOUT = 66  # infra.wait: cloud-init still running at the deadline
     CLOUD_INIT_FAILED = 67  # cloud-init (or the hardening script) failed on the host
     HOST_NOT_READY = 68  # infra.register: the host lacks Docker, Compose v2 or sudo
+    FLEET_PARTIAL = 70  # a fleet task succeeded on some hosts, not all (each host's own code is in the result)
+    FLEET_FAILED = 71  # a fleet task succeeded on no host
 
 
 class ToolError(Exception):
@@ -264,3 +266,11 @@ class CloudInitFailed(ToolError):
 
 class HostNotReady(ToolError):
     code = ExitCode.HOST_NOT_READY
+
+
+class FleetPartial(ToolError):
+    code = ExitCode.FLEET_PARTIAL
+
+
+class FleetFailed(ToolError):
+    code = ExitCode.FLEET_FAILED

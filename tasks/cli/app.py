@@ -8,7 +8,17 @@ from pathlib import Path
 from invoke import task
 
 from tasks.cli.boundary import operation
-from tasks.cli.options import ENV_HELP, FORCE_UNLOCK_HELP, JSON_HELP, NO_PROBES_HELP, WAIT_TIMEOUT_HELP, load
+from tasks.cli.options import (
+    CONTINUE_HELP,
+    ENV_HELP,
+    FLEET_HELP,
+    FORCE_UNLOCK_HELP,
+    JSON_HELP,
+    NO_PROBES_HELP,
+    PARALLEL_HELP,
+    WAIT_TIMEOUT_HELP,
+    load,
+)
 from tasks.cli.output import emit, note, step, table
 from tasks.config import settings as settings_mod
 from tasks.errors import NoBackupYet, PrerequisiteError, ValidationError
@@ -156,6 +166,10 @@ DEPLOY_HELP = {
     "allow_removal": "let the deploy remove a service, the backup cron job, a published port or switch the "
     "database driver (refused otherwise, exit 6)",
     "no_upgrade_backup": "do not back up the data before the tracker's or the database's image changes",
+    "fleet": FLEET_HELP,
+    "parallel": PARALLEL_HELP,
+    "canary": "with --fleet: deploy the first K hosts first; the rest start only when they all succeeded",
+    "continue_on_error": CONTINUE_HELP,
     "json": JSON_HELP,
 }
 
@@ -262,80 +276,58 @@ def deploy(
     no_probes=False,
     allow_removal=False,
     no_upgrade_backup=False,
+    fleet="",
+    parallel=None,
+    canary=None,
+    continue_on_error=False,
     json=False,
 ):
     """Deploy the release: locked, atomic, health-gated, rolled back automatically on failure."""
-    import time
+    from tasks.operations import session
 
-    from tasks.facts import target
-    from tasks.operations import deploy as deploy_mod
-    from tasks.release import cache
-    from tasks.runner.target import connect_executor
+    request = session.DeployRequest(
+        pull=not no_pull,
+        force_unlock=force_unlock,
+        accept_new_host_key=accept_new_host_key,
+        wait_timeout=int(wait_timeout),
+        probes=None if no_probes else gate_probes,
+        certificates=None if no_probes else certificate_wait,
+        after=network_check,
+        allow_removal=allow_removal,
+        upgrade_backup=not no_upgrade_backup,
+    )
+    if fleet:
+        from tasks.cli import fleet as fleet_cli
 
-    started = time.monotonic()
+        fleet_cli.deploy(fleet, env, request, dry_run, fleet_cli.Walk(parallel, canary, continue_on_error), json)
+        return
     s = load(env)
-
-    def render_and_remember():
-        release = render_mod.render(s)
-        cache.store(s, release.content_sha256, render_mod.services(s))
-        return release
-
-    known = None if dry_run else cache.lookup(s)
-    if known:  # rendered before with these exact inputs: render only if the host differs
-        candidate = deploy_mod.Candidate(*known, render_and_remember)
-    else:
-        with step(f"render release for '{env}'"):
-            candidate = deploy_mod.Candidate.of(render_and_remember())
-    with step(f"connect to the '{env}' target"):
-        ex = connect_executor(s, accept_new_host_key=accept_new_host_key)
-    extra: list = []
-    try:
-        if dry_run:
-            from tasks.operations import plan
-
-            with step("check the target"):
-                deploy_mod.check_target(target.read(ex, s.deploy_root))
-            result = plan.plan(ex, s, candidate.release())
-            emit(result, _plan_text, json)
-            return
-        opts = deploy_mod.DeployOptions(
-            pull=not no_pull,
-            force_unlock=force_unlock,
-            wait_timeout=int(wait_timeout),
-            probes=None if no_probes else gate_probes(s),
-            preflight=lambda e: deploy_mod.check_target(target.read(e, s.deploy_root)),
-            allow_removal=allow_removal,
-            upgrade_backup=s.upgrade_backup and not no_upgrade_backup,
-            certificates=None if no_probes else certificate_wait(s, started),
-        )
-
-        def reconnect():
-            fresh = connect_executor(s)
-            extra.append(fresh)
-            return fresh
-
-        outcome = deploy_mod.deploy(ex, s, candidate, opts, step, reconnect=reconnect)
-        result = outcome.as_dict()
-        if outcome.status == "deployed" and s.target == "ssh":  # a switch may have undone the host's network path
-            with step("check the host's network path"):
-                result["network"] = network_drift(ex, s)
-    finally:
-        for e in [ex, *extra]:
-            if e.remote:
-                e.ctx.close()
+    if dry_run:
+        emit(session.dry_run(s, request, step), _plan_text, json)
+        return
+    result = session.deploy(s, request, step)
     emit(result, lambda o: _summary(s, o), json)
-    _no_backup_yet(env, outcome)
+    _no_backup_yet(env, result)
 
 
-def _no_backup_yet(env: str, outcome) -> None:
+def _no_backup_yet(env: str, result: dict) -> None:
     """Exit 33 when the baseline backup failed: the release stays, CI must notice."""
-    if outcome.baseline_error:
+    if result.get("baseline_error"):
         raise NoBackupYet(
-            f"release {outcome.release} is deployed and healthy, but the baseline backup failed: "
-            f"{outcome.baseline_error}; '{env}' has no backup yet",
+            f"release {result['release']} is deployed and healthy, but the baseline backup failed: "
+            f"{result['baseline_error']}; '{env}' has no backup yet",
             hint=f"fix the cause (often a full backup disk), then `./tasks.py app.backup --env {env}`; "
             "the next deploy tries again too",
         )
+
+
+def network_check(ex, s, outcome: dict, step) -> dict:
+    """After a change over SSH, on the deploy's connection: a switch may have undone the
+    host's network path (`network` in the result; warnings, never a failure)."""
+    if outcome["status"] != "deployed" or s.target != "ssh":
+        return {}
+    with step("check the host's network path"):
+        return {"network": network_drift(ex, s)}
 
 
 def network_drift(ex, s) -> list[dict]:
@@ -345,7 +337,7 @@ def network_drift(ex, s) -> list[dict]:
 
     found = hn.drift(ex, s)
     for f in found:
-        note(f"warning: network {f['name']}: {f['detail']}")
+        note(f"warning: network {f['name']} on {s.env}: {f['detail']}")
     return found
 
 

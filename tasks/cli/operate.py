@@ -7,9 +7,18 @@ from invoke import task
 
 from tasks.cli.app import network_drift
 from tasks.cli.boundary import operation
-from tasks.cli.options import ENV_HELP, FORCE_UNLOCK_HELP, JSON_HELP, WAIT_TIMEOUT_HELP, load
+from tasks.cli.options import (
+    CONTINUE_HELP,
+    ENV_HELP,
+    FLEET_VIEW_HELP,
+    FORCE_UNLOCK_HELP,
+    JSON_HELP,
+    PARALLEL_HELP,
+    WAIT_TIMEOUT_HELP,
+    load,
+)
 from tasks.cli.output import emit, step, table
-from tasks.errors import PrerequisiteError
+from tasks.errors import ConfigError, PrerequisiteError
 from tasks.runner.target import open_target
 
 
@@ -19,12 +28,16 @@ def _with_target(env: str, fn, accept_new_host_key: bool = False):
         return s, fn(ex, s)
 
 
-@task(help={"env": ENV_HELP, "json": JSON_HELP})
+@task(help={"env": ENV_HELP, "fleet": FLEET_VIEW_HELP, "json": JSON_HELP})
 @operation
-def status(c, env="local", json=False):
+def status(c, env="local", fleet="", json=False):
     """Show the current release, the lock and every service with its state and health."""
     from tasks.operations import day2
 
+    if fleet:
+        from tasks.cli import fleet as fleet_cli
+
+        return fleet_cli.status(fleet, env, json)
     _, st = _with_target(env, day2.status)
 
     def human(r: dict) -> str:
@@ -49,12 +62,16 @@ def status(c, env="local", json=False):
         raise PrerequisiteError("not every service is running and healthy" if st["current"] else "nothing deployed")
 
 
-@task(help={"env": ENV_HELP, "json": JSON_HELP})
+@task(help={"env": ENV_HELP, "fleet": FLEET_VIEW_HELP + "; hosts that drift are marked", "json": JSON_HELP})
 @operation
-def releases(c, env="local", json=False):
+def releases(c, env="local", fleet="", json=False):
     """List the releases on the target, newest last, marking the current one."""
     from tasks.operations import day2
 
+    if fleet:
+        from tasks.cli import fleet as fleet_cli
+
+        return fleet_cli.releases(fleet, env, json)
     _, rows = _with_target(env, day2.releases)
     emit(
         {"ok": True, "releases": rows},
@@ -192,15 +209,40 @@ def down(c, env="local", purge_data=False, yes=False, json=False):
         "wait_timeout": WAIT_TIMEOUT_HELP,
         "with_data": "also restore the backup taken before the upgrade being undone (a safety backup first)",
         "yes": "confirm --with-data without a prompt (required when CI is set)",
+        "fleet": "every host of this fleet back to its own previous good release (not with --to)",
+        "parallel": PARALLEL_HELP,
+        "continue_on_error": CONTINUE_HELP,
         "json": JSON_HELP,
     }
 )
 @operation
-def rollback(c, env="local", to="", force_unlock=False, wait_timeout=300, with_data=False, yes=False, json=False):
+def rollback(
+    c,
+    env="local",
+    to="",
+    force_unlock=False,
+    wait_timeout=300,
+    with_data=False,
+    yes=False,
+    fleet="",
+    parallel=None,
+    continue_on_error=False,
+    json=False,
+):
     """Switch back to an earlier release and bring it up, health-gated; --with-data restores the pre-upgrade data."""
     from tasks.cli.output import confirm
     from tasks.operations import day2, upgrade
 
+    if fleet:
+        from tasks.cli import fleet as fleet_cli
+
+        if to or with_data:
+            raise ConfigError(
+                "--to and --with-data name one host's release and data; with --fleet each host goes back to its own "
+                "previous release"
+            )
+        walk = fleet_cli.Walk(parallel, None, continue_on_error)
+        return fleet_cli.rollback(fleet, env, walk, int(wait_timeout), force_unlock, json)
     s = load(env)
     if with_data and not yes:
         confirm(

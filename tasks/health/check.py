@@ -17,7 +17,7 @@ from tasks.commands import backup as backup_cmd
 from tasks.commands import docker, files
 from tasks.config import trackers
 from tasks.config.settings import Settings
-from tasks.errors import ConfigError
+from tasks.errors import ConfigError, HealthFailed
 from tasks.facts import releases, services
 from tasks.health import network as hn
 from tasks.health import probes as p
@@ -289,6 +289,21 @@ class CheckResult:
     @property
     def skipped(self) -> list[p.ProbeResult]:
         return [x for x in self.results if x.skipped]
+
+    @property
+    def ok(self) -> bool:
+        return self.error() is None
+
+    def error(self) -> HealthFailed | None:
+        """What health.check fails with (exit 40), or None: no address to probe, or failed probes."""
+        if not self.families and self.public_wanted:
+            return HealthFailed("no address to probe: set TORRUST_PROBE_IPV4/TORRUST_PROBE_IPV6 or DNS for the names")
+        if self.failed:
+            return HealthFailed(
+                f"{len(self.failed)} of {len(self.results)} probes failed: "
+                + "; ".join(f"{x.name} {x.target}: {x.detail}" for x in self.failed[:5])
+            )
+        return None
 
     def as_dict(self) -> dict:
         return {
