@@ -18,6 +18,7 @@ import dataclasses
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from tasks.commands import docker
 from tasks.commands import secrets as cmd
 from tasks.config.settings import Settings
 from tasks.errors import (
@@ -145,7 +146,12 @@ class Rotation:
         ex.feed(argv, self.new.grafana_admin_password.reveal().encode() + b"\n")
 
     def restore_db(self, ex: Executor) -> None:
-        """The old passwords again (root authenticated with the new one, or the old)."""
+        """The old passwords again (root authenticated with the new one, or the old). The
+        database is started first: a deploy cut off mid-`up` (a dropped connection) can
+        leave its container created but not running."""
+        lay = Layout(self.old.deploy_root)
+        up = ("up", "-d", "--wait", "--no-deps", "mysql")
+        ex.run(docker.compose(self.old.compose_project, lay.current, *up), timeout=300)
         old_root, new_root = self.old.mysql_root_password.reveal(), self.new.mysql_root_password.reveal()
         root, user = self.value(self.old, "mysql-root-password"), self.value(self.old, "mysql-password")
         set_db_passwords(ex, [new_root, old_root], self.old, root, user)
