@@ -342,7 +342,7 @@ def run_check(s: Settings, *, family: str = "both", only: str = "", skip: str = 
         if ex is not None:
             probes += host_probes(ex, s, s.probe_timeout)
             expect = hn.expectations(s)
-            probes += hn.network_probes(ex, expect, s.probe_timeout)
+            probes += hn.network_probes(ex, expect, s.probe_timeout, required=hn.required_on(s))
             public = [*r.addresses.values(), *s.public_addresses]
             # the tracker ports (not the HTTP/3 port: it speaks QUIC, not BEP 15), when they serve
             trackers = [b.port for b in s.udp_trackers] if p.udp_served(s) else []

@@ -84,6 +84,16 @@ def verdict(f: nf.Finding) -> str:
 # not help, so the gate shows those without failing (required=False).
 
 
+# The host-wide counters of a local target are the laptop's or the CI machine's (every
+# other process's UDP and connections): shown there, failing only on a server.
+HOST_WIDE = frozenset({"conntrack fill", "udp errors", "softirq spread"})
+
+
+def required_on(s) -> frozenset[str] | None:
+    """The findings whose failure fails health.check on this target (None: all)."""
+    return frozenset(nf.CHECK_NAMES) - HOST_WIDE if s.target == "local" else None
+
+
 def network_probes(
     ex: Executor,
     expect: nf.NetworkExpectations,

@@ -327,7 +327,7 @@ def test_backup_and_rollback_of_every_host(fleet):
         assert (h["status"], h["release"], h["previous"]) == ("rolled_back", first[env], second[env])
         assert fleet.by_name[env].current() == first[env] and fleet.by_name[env].announce_udp() == 300
     res = fleet.cli("app.rollback", "--fleet", "trio", "--to", first["fa"])
-    assert res.returncode == 2 and "--to names one host's release" in res.stderr
+    assert res.returncode == 2 and "--to and --with-data name one host's release" in res.stderr
 
 
 def test_watch_every_host_each_in_its_own_store(fleet):

@@ -209,3 +209,12 @@ def test_ipv6_udp_probes_from_here_use_the_public_probe():
         (result,) = p.run(probes)
     assert v.where == "here" and result.ok, result
     assert result.target.endswith("(from here)") and result.detail.startswith("connect, announce interval=120")
+
+
+def test_host_wide_counters_fail_health_check_only_on_a_server():
+    from types import SimpleNamespace
+
+    local = hn.required_on(SimpleNamespace(target="local"))
+    assert local == frozenset(nf.CHECK_NAMES) - {"conntrack fill", "udp errors", "softirq spread"}
+    assert "published udp ports" in local and "docker ipv6 rules" in local
+    assert hn.required_on(SimpleNamespace(target="ssh")) is None
