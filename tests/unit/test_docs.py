@@ -23,6 +23,8 @@ Rules (also in docs/design.md, "Documentation rules"):
 
 from __future__ import annotations
 
+import copy
+import itertools
 import re
 from pathlib import Path
 
@@ -233,9 +235,12 @@ CODES = {int(c) for c in ExitCode} | {130}
 
 
 def task_flags(task: str) -> set[str]:
+    """The long flags of a task (from a copy: Invoke's get_arguments() pops the help texts)."""
     from tasks import ns
 
-    return {n for a in ns[task].get_arguments() for n in a.names if len(n) > 1} | {"help"}
+    clone = copy.copy(ns[task])
+    clone.help = dict(ns[task].help)
+    return {n for a in clone.get_arguments() for n in a.names if len(n) > 1} | {"help"}
 
 
 def unknown_flags(text: str, known_tasks: set[str]) -> list[tuple[int, str, str]]:
@@ -243,7 +248,7 @@ def unknown_flags(text: str, known_tasks: set[str]) -> list[tuple[int, str, str]
     problems = []
     for number, line in enumerate(text.splitlines(), 1):
         starts = [m.start() for m in TASK_RE.finditer(line)] + [len(line)]
-        for start, end in zip(starts, starts[1:], strict=False):
+        for start, end in itertools.pairwise(starts):
             m = COMMAND_RE.match(line, start, end)
             if m is None or m.group(1) not in known_tasks:
                 continue
@@ -305,7 +310,9 @@ def test_the_deeper_checkers_can_fail(task_names):
     text = "`app.deploy --dry-run --no-such-flag`\n./tasks.py infra.wait --env x --accept-new-host-key --fleet f\n"
     assert unknown_flags(text, task_names) == [(1, "app.deploy", "no-such-flag"), (2, "infra.wait", "fleet")]
     assert unknown_flags("`app.deploy` with `--fleet` and `health.check --only network` | --x", task_names) == []
-    assert unknown_flags("app.rollback --with-data restores it. app.deploy --no-upgrade-backup skips it", task_names) == []
+    assert (
+        unknown_flags("app.rollback --with-data restores it. app.deploy --no-upgrade-backup skips it", task_names) == []
+    )
     assert unknown_flags("app.exec --service mysql --command 'mysql --version'", task_names) == []
     assert unknown_exit_codes("fails with exit 31; exit codes 63-67; it exits 99\n") == [(1, 99)]
     assert unknown_exit_codes("| Code | Meaning |\n|---|---|\n| 10, 11, 12 | x |\n| 77 | y |\n\nexit 0") == [(4, 77)]
