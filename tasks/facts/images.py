@@ -29,6 +29,14 @@ ID_RE = re.compile(r"sha256:[0-9a-f]{64}")
 SHORT_ID_RE = re.compile(r"(?:sha256:)?[0-9a-f]{12,64}")
 REPO_DIGEST_RE = re.compile(r"[a-z0-9][a-z0-9._/:-]{0,254}@sha256:[0-9a-f]{64}")
 FORMAT = "{{.Id}}|{{json .RepoDigests}}"
+# Docker's words when the daemon could not reach a registry at all (no DNS, no route, a
+# firewall or proxy in the way), as opposed to a registry that answered and refused
+# (an unknown tag: "manifest unknown"; "pull access denied").
+UNREACHABLE_RE = re.compile(
+    r"no such host|server misbehaving|temporary failure in name resolution|network is unreachable"
+    r"|no route to host|i/o timeout|TLS handshake timeout|Client\.Timeout exceeded|connection refused",
+    re.IGNORECASE,
+)
 
 
 @dataclass(frozen=True)
@@ -122,3 +130,9 @@ def same_image(running: str, new_id: str) -> bool:
     """Whether a running image (a full or short ID) is the image `new_id`."""
     short = running.removeprefix("sha256:")
     return bool(short) and new_id.removeprefix("sha256:").startswith(short)
+
+
+def registry_unreachable(pull_output: str) -> bool:
+    """Whether a failed `docker pull` says no registry could be reached (rather than that
+    the registry refused the image)."""
+    return bool(UNREACHABLE_RE.search(pull_output))

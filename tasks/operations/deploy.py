@@ -273,7 +273,7 @@ class Transaction:
                     run_probes = probes.result() if probes else None
             for image in to_pull:
                 with self.step(f"pull {image}"):
-                    ex.run(docker.image_pull(image), timeout=self.opts.wait_timeout)
+                    pull(ex, image, self.opts.wait_timeout)
             if to_pull:
                 resolved.update(images.resolve(ex, to_pull)[0])
         except ToolError as exc:
@@ -284,7 +284,7 @@ class Transaction:
             store.audit(ex, lay, {**self.audit_record("failed", release_id, previous), "error": reason})
             raise DeployFailed(
                 f"deploy of {release_id} failed before the switch: {exc.message}",
-                hint="the running release was not touched",
+                hint="the running release was not touched" + (f"; {exc.hint}" if isinstance(exc, PullFailed) else ""),
             ) from None
         return run_probes, resolved
 
@@ -436,6 +436,33 @@ class Transaction:
         if release is not None:
             record.update(release=release, previous=previous)
         return record
+
+
+NO_REGISTRY_HINT = (
+    "no container registry could be reached from the target to pull {image}. On a machine without "
+    "registry access, build the test images from Debian packages and select them: "
+    "`./tasks.py test.images && cp tests/images/images.env .env.local` (tests/images/images.env names them; "
+    "the tracker and Grafana images there are test stand-ins, never for production)"
+)
+
+
+class PullFailed(CommandFailed):
+    """`docker pull` failed; its hint says what to do when no registry is reachable."""
+
+
+def pull(ex: Executor, image: str, timeout: int) -> None:
+    """Pull one image on the target; a registry nobody can reach is named as such, with
+    the way to deploy without one (the test images), instead of Docker's bare DNS error."""
+    try:
+        ex.run(docker.image_pull(image), timeout=timeout)
+    except CommandFailed as exc:
+        unreachable = images.registry_unreachable(f"{exc.message}\n{exc.output}")
+        raise PullFailed(
+            exc.message,
+            exit_status=exc.exit_status,
+            output=exc.output,
+            hint=NO_REGISTRY_HINT.format(image=image) if unreachable else "check the image reference and the registry",
+        ) from None
 
 
 def _reason(exc: BaseException) -> str:
