@@ -70,7 +70,14 @@ def proxy(s, check) -> None:
             "TORRUST_ACME_CA",
             "contradicts TORRUST_ACME_STAGING=true (deprecated): remove TORRUST_ACME_STAGING and keep this one",
         )
-    if s.acme_ca_root is not None and s.acme_ca_root.is_file():
+    if s.acme_ca_root is not None and s.acme_ca in ("letsencrypt", "letsencrypt-staging"):
+        check.fail(
+            "TORRUST_ACME_CA_ROOT",
+            f"is for a private ACME server (TORRUST_ACME_CA=https://...): with {s.acme_ca} the proxy would trust "
+            "only this bundle to reach Let's Encrypt's directory and get no certificate (staging certificates are "
+            "checked for their names and the staging issuer without it)",
+        )
+    elif s.acme_ca_root is not None and s.acme_ca_root.is_file():
         _ca_bundle(s, check)
     if not s.tls:
         return

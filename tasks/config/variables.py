@@ -670,7 +670,8 @@ VARIABLES: tuple[Var, ...] = (
         "PEM file (on this machine) with the root certificate(s) of a private ACME server: the root of "
         "its HTTPS endpoint (the proxy trusts it to talk to the server) and the root its certificates "
         "chain to (health checks and the deploy gate verify against it); one bundle may hold both. "
-        "Shipped in the release as proxy/acme-ca-root.pem. Empty: the system's trust store.",
+        "Shipped in the release as proxy/acme-ca-root.pem. Empty: the system's trust store. Refused with "
+        "letsencrypt and letsencrypt-staging (the proxy would trust only this bundle to reach their directory).",
         optional=True,
         must_exist=True,
     ),

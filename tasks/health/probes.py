@@ -307,8 +307,17 @@ def certificate(reach: Reach, family: int, name: str, timeout: float) -> str:
 
     context = reach.context_for(name) or tls_context()
     facts = trust.parse(h.peer_certificate(reach.addresses[family], reach.port, name, context, timeout))
-    return certificate_verdict(
-        facts.not_before, facts.not_after, datetime.now(UTC), issuer=facts.issuer, renewal_from=facts.renewal_from
+    note = ""
+    if isinstance(context, trust.IssuerOnly):  # Let's Encrypt staging: no client trusts its roots
+        why = trust.check_issued(facts, name, context)
+        if why:
+            raise ProbeFailed(why)
+        note = " (staging: name and issuer checked, no chain; TORRUST_ACME_CA_ROOT with the staging roots verifies it)"
+    return (
+        certificate_verdict(
+            facts.not_before, facts.not_after, datetime.now(UTC), issuer=facts.issuer, renewal_from=facts.renewal_from
+        )
+        + note
     )
 
 

@@ -1,6 +1,6 @@
 """Which trust verifies a public name's certificate, and what a certificate says.
 
-Three trusts, chosen per name from the settings (issue 14):
+Four trusts, chosen per name from the settings (issue 14):
 
 - `system`: a public ACME CA (Let's Encrypt): the system's trust store.
 - `acme-root`: a private ACME server (TORRUST_ACME_CA is a URL with TORRUST_ACME_CA_ROOT):
@@ -9,6 +9,12 @@ Three trusts, chosen per name from the settings (issue 14):
   TORRUST_TLS_INTERNAL=always): that CA's root, read from the host when it is known;
   without it the name is checked against the system store (and fails, naming the flag
   that fetches it).
+- `staging`: Let's Encrypt's staging CA without TORRUST_ACME_CA_ROOT. Its roots are
+  trusted by no client, so no chain can verify: the handshake checks no chain and the
+  probe checks what staging is for, that the certificate was issued for the name by the
+  staging CA (its issuer's name starts with "(STAGING)"). Put the staging roots in
+  TORRUST_ACME_CA_ROOT for a verified chain. Such a context never carries a credential
+  (tasks/health/reach.py `verifies`).
 
 `contexts()` gives an `ssl.SSLContext` per name, built on first use (the internal CA may
 only exist once the proxy has started). `parse()` turns a DER certificate into the facts
@@ -28,12 +34,14 @@ from cryptography import x509
 
 from tasks.config.settings import Settings
 
-SYSTEM, ACME_ROOT, INTERNAL = "system", "acme-root", "internal"
+SYSTEM, ACME_ROOT, INTERNAL, STAGING = "system", "acme-root", "internal", "staging"
+STAGING_ISSUER = "(STAGING)"  # how every Let's Encrypt staging intermediate's name starts
 RENEWAL_RATIO = 1 / 3  # Caddy (certmagic) renews when this share of the lifetime is left
 TRUST_NAMES = {
     SYSTEM: "the system trust store",
     ACME_ROOT: "TORRUST_ACME_CA_ROOT",
     INTERNAL: "the proxy's internal CA",
+    STAGING: "no chain (Let's Encrypt's staging roots are trusted by no client)",
 }
 
 
@@ -41,11 +49,25 @@ def kind_for(s: Settings, name: str) -> str:
     """The trust that applies to a public name."""
     if s.uses_internal_ca(name):
         return INTERNAL
-    return ACME_ROOT if s.acme_ca_root is not None else SYSTEM
+    if s.acme_ca_root is not None:
+        return ACME_ROOT
+    return STAGING if s.acme_ca == "letsencrypt-staging" else SYSTEM
+
+
+class IssuerOnly(ssl.SSLContext):
+    """A handshake that verifies no chain: the caller checks the certificate's names and
+    that its issuer's name starts with `issuer_prefix` (`check_issued`)."""
+
+    issuer_prefix = STAGING_ISSUER
 
 
 def context(kind: str, pem: str | None) -> ssl.SSLContext:
-    """A verifying context: the system store, or only the given CA certificates."""
+    """A verifying context (the system store, or only the given CA certificates), or for
+    the staging CA one that checks no chain (`IssuerOnly`)."""
+    if kind == STAGING:
+        ctx = IssuerOnly(ssl.PROTOCOL_TLS_CLIENT)
+        ctx.check_hostname, ctx.verify_mode = False, ssl.CERT_NONE
+        return ctx
     if kind == SYSTEM or pem is None:
         return ssl.create_default_context()
     return ssl.create_default_context(cadata=pem)
@@ -71,7 +93,7 @@ class Contexts(Mapping):
             kind = kind_for(self._s, name)
             pem = self._pem(kind)
             ctx = context(kind, pem)
-            if kind == SYSTEM or pem is not None:  # an internal CA not had yet is asked again
+            if kind in (SYSTEM, STAGING) or pem is not None:  # an internal CA not had yet is asked again
                 self._built[name] = ctx
             return ctx
 
@@ -132,3 +154,21 @@ def parse(der: bytes) -> CertificateFacts:
     cn = cert.issuer.get_attributes_for_oid(x509.NameOID.COMMON_NAME)
     issuer = str(cn[0].value) if cn else cert.issuer.rfc4514_string()
     return CertificateFacts(names, issuer, cert.not_valid_before_utc, cert.not_valid_after_utc)
+
+
+def covers(names: tuple[str, ...], name: str) -> bool:
+    """Whether a certificate for `names` is valid for `name` (a wildcard covers one label)."""
+    name = name.lower().rstrip(".")
+    for n in (x.lower().rstrip(".") for x in names):
+        if n == name or (n.startswith("*.") and name.count(".") >= 2 and name.split(".", 1)[1] == n[2:]):
+            return True
+    return False
+
+
+def check_issued(facts: CertificateFacts, name: str, ctx: IssuerOnly) -> str | None:
+    """Why a certificate read through an `IssuerOnly` handshake is not the one wanted, or None."""
+    if not covers(facts.names, name):
+        return f"certificate not valid for {name} (it names {', '.join(facts.names) or 'no DNS name'})"
+    if not facts.issuer.startswith(ctx.issuer_prefix):
+        return f"certificate issued by {facts.issuer!r}, not by the staging CA ({ctx.issuer_prefix} ...)"
+    return None

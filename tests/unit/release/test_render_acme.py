@@ -110,7 +110,8 @@ def test_ca_root_must_be_pem_ca_certificates(workdir):
         path = workdir / "root.pem"
         path.write_bytes(content)
         with pytest.raises(SettingsError) as info:
-            load("prod", root=workdir, environ=prod_env(TORRUST_ACME_CA_ROOT=str(path)))
+            env = prod_env(TORRUST_ACME_CA="https://acme.internal.example:14000/dir", TORRUST_ACME_CA_ROOT=str(path))
+            load("prod", root=workdir, environ=env)
         assert any(p.startswith("TORRUST_ACME_CA_ROOT") and why in p for p in info.value.problems)
     with pytest.raises(SettingsError, match=r"TORRUST_ACME_CA_ROOT.*file not found"):
         load("prod", root=workdir, environ=prod_env(TORRUST_ACME_CA_ROOT=str(workdir / "missing.pem")))
