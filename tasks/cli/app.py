@@ -5,8 +5,6 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from invoke import task
-
 from tasks.cli.boundary import operation
 from tasks.cli.options import (
     CONTINUE_HELP,
@@ -18,6 +16,7 @@ from tasks.cli.options import (
     PARALLEL_HELP,
     WAIT_TIMEOUT_HELP,
     load,
+    task,
 )
 from tasks.cli.output import emit, note, step, table
 from tasks.config import settings as settings_mod

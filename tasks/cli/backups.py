@@ -4,8 +4,6 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from invoke import task
-
 from tasks.cli.app import gate_probes
 from tasks.cli.boundary import operation
 from tasks.cli.options import (
@@ -17,6 +15,7 @@ from tasks.cli.options import (
     PARALLEL_HELP,
     WAIT_TIMEOUT_HELP,
     load,
+    task,
 )
 from tasks.cli.output import emit, step, table
 from tasks.runner.target import open_target

@@ -4,9 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from invoke import task
-
 from tasks.cli.boundary import operation
+from tasks.cli.options import task
 from tasks.cli.output import emit, table
 from tasks.config import settings as settings_mod
 

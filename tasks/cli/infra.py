@@ -11,10 +11,8 @@ import os
 import shlex
 from pathlib import Path
 
-from invoke import task
-
 from tasks.cli.boundary import operation
-from tasks.cli.options import ENV_HELP, JSON_HELP, load
+from tasks.cli.options import ENV_HELP, JSON_HELP, load, task
 from tasks.cli.output import confirm, emit, note, step, table
 from tasks.config import settings as settings_mod
 from tasks.errors import InfraMissing, Protected, SettingsError

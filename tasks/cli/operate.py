@@ -3,8 +3,6 @@ exec, restart/stop/start, down, rollback)."""
 
 from __future__ import annotations
 
-from invoke import task
-
 from tasks.cli.app import network_drift
 from tasks.cli.boundary import operation
 from tasks.cli.options import (
@@ -16,6 +14,7 @@ from tasks.cli.options import (
     PARALLEL_HELP,
     WAIT_TIMEOUT_HELP,
     load,
+    task,
 )
 from tasks.cli.output import emit, step, table
 from tasks.errors import ConfigError, PrerequisiteError

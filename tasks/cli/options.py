@@ -1,11 +1,26 @@
-"""What the tasks share: the help of common flags and loading an environment's settings."""
+"""What the tasks share: the task decorator, the help of common flags and loading an
+environment's settings."""
 
 from __future__ import annotations
 
+import functools
 from pathlib import Path
+
+import invoke
 
 from tasks.cli.output import note
 from tasks.config import settings as settings_mod
+
+
+class Task(invoke.Task):
+    """Invoke's Task, without one quirk: it gives a flag the first free character of its
+    name as the short flag, the dash included (`--no-upgrade-backup` got `--`)."""
+
+    def arg_opts(self, name, default, taken_names):
+        return super().arg_opts(name, default, set(taken_names) | {"-"})
+
+
+task = functools.partial(invoke.task, klass=Task)
 
 ENV_HELP = "environment name: reads .env then .env.NAME (default: local)"
 JSON_HELP = "print one machine-readable JSON result on stdout"

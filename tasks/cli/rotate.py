@@ -5,10 +5,8 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from pathlib import Path
 
-from invoke import task
-
 from tasks.cli.boundary import operation
-from tasks.cli.options import ENV_HELP, JSON_HELP, WAIT_TIMEOUT_HELP, load
+from tasks.cli.options import ENV_HELP, JSON_HELP, WAIT_TIMEOUT_HELP, load, task
 from tasks.cli.output import confirm, emit, note, step
 from tasks.config import envfile
 from tasks.config import secrets as sec

@@ -5,8 +5,9 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-from invoke import task
 from invoke.exceptions import Exit, UnexpectedExit
+
+from tasks.cli.options import task
 
 ROOT = Path(__file__).resolve().parents[2]
 
