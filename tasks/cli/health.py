@@ -98,8 +98,9 @@ def check(c, env="local", family="both", only="", skip="", internal_ca=False, js
         results = pr.run(probes)
     wall = time.monotonic() - started
     failed = [x for x in results if x.required and not x.ok]
+    unprobed = not r.addresses and hc.wants_public(only, skip)
     doc = {
-        "ok": not failed,
+        "ok": not failed and not unprobed,
         "env": env,
         "families": sorted(r.addresses),
         "wall": round(wall, 3),
@@ -124,7 +125,7 @@ def check(c, env="local", family="both", only="", skip="", internal_ca=False, js
         )
 
     emit(doc, human, json)
-    if not r.addresses and any(pr_.group == "public" for pr_ in probes):
+    if unprobed:
         raise HealthFailed("no address to probe: set TORRUST_PROBE_IPV4/TORRUST_PROBE_IPV6 or DNS for the names")
     if failed:
         raise HealthFailed(

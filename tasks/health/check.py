@@ -176,16 +176,26 @@ def group_of(probe: p.Probe) -> str:
     return NAME_GROUP.get(probe.name, probe.group)
 
 
-def select(probes: list[p.Probe], only: str, skip: str) -> list[p.Probe]:
-    def parse(text: str) -> set[str]:
-        names = {x.strip() for x in text.split(",") if x.strip()}
-        unknown = names - set(GROUPS)
-        if unknown:
-            raise ConfigError(f"unknown probe group(s) {', '.join(sorted(unknown))}; allowed: {', '.join(GROUPS)}")
-        return names
+def parse_groups(text: str) -> set[str]:
+    """A comma-separated --only/--skip value: known probe groups, or ConfigError."""
+    names = {x.strip() for x in text.split(",") if x.strip()}
+    unknown = names - set(GROUPS)
+    if unknown:
+        raise ConfigError(f"unknown probe group(s) {', '.join(sorted(unknown))}; allowed: {', '.join(GROUPS)}")
+    return names
 
-    only_set, skip_set = parse(only), parse(skip)
+
+def select(probes: list[p.Probe], only: str, skip: str) -> list[p.Probe]:
+    only_set, skip_set = parse_groups(only), parse_groups(skip)
     return [pr for pr in probes if (not only_set or group_of(pr) in only_set) and group_of(pr) not in skip_set]
+
+
+def wants_public(only: str, skip: str) -> bool:
+    """Whether --only/--skip leave a group probed from outside (anything but host): with no
+    address to probe from (both families 'none', or --family of one the target lacks)
+    such a check has nothing to run, which is a failure, not a pass."""
+    chosen = (parse_groups(only) or set(GROUPS)) - parse_groups(skip)
+    return bool(chosen - {"host"})
 
 
 def reach(s: Settings, want: str, extra_ca_pem: str | None) -> p.Reach:

@@ -116,12 +116,10 @@ def test_a_stopped_tracker_fails_tracker_probes_and_container_health(stack):
     cli, _env = stack
     assert cli("app.stop", "--service", "tracker").returncode == 0
     try:
-        started = time.monotonic()
         res = cli("health.check", "--json")
         assert res.returncode == 40
         failed = {p["name"] for p in json.loads(res.stdout)["probes"] if not p["ok"]}
         assert {"udp tracker", "http tracker", "api health", "containers", "health-check api"} <= failed
-        assert time.monotonic() - started < 60  # timeouts are bounded
     finally:
         assert cli("app.start", "--service", "tracker").returncode == 0
     deadline = time.monotonic() + 60

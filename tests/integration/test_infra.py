@@ -317,11 +317,17 @@ def test_changed_host_key_stops_the_wait_at_once(flow):
 def test_destroy_needs_confirmation_and_respects_protection(flow):
     res = flow.cli("infra.destroy")
     assert res.returncode == 5, res.stderr
-    res = flow.cli("infra.destroy", "--yes", env={"TORRUST_DELETION_PROTECTION": "true"})
+    protected = {"TORRUST_DELETION_PROTECTION": "true"}
+    res = flow.cli("infra.destroy", "--yes", env=protected)
     assert res.returncode == 62, res.stderr
+    assert "'prov' is protected (TORRUST_DELETION_PROTECTION=true)" in res.stderr and "--force-protected" in res.stderr
     assert "server" in flow.state["resources"]
-    res = flow.cli("infra.destroy", "--yes")
+    res = flow.cli("infra.destroy", "--force-protected", env={**protected, "CI": "1"})
+    assert res.returncode == 5 and "--yes" in res.stderr, res.stderr  # still a destructive action to confirm
+    assert "server" in flow.state["resources"]
+    res = flow.cli("infra.destroy", "--yes", "--force-protected", "--json", env=protected)
     assert res.returncode == 0, res.stderr
+    assert json.loads(res.stdout) == {"ok": True, "env": "prov", "destroyed": True}
     assert flow.state["resources"] == {}
     assert not (flow.cwd / ".torrust/prov/host.env").exists()
     assert f"[127.0.0.1]:{flow.host.port}" not in (flow.cwd / ".torrust/prov/known_hosts").read_text()
@@ -420,8 +426,9 @@ def test_register_then_bootstrap_then_wait(flow):
 
     res = flow.cli("infra.wait", name="own")
     assert res.returncode == 0, res.stderr
-    res = flow.cli("infra.destroy", "--yes", name="own")
-    assert res.returncode == 62 and "never deletes" in res.stderr, res.stderr
+    for flags in (("--yes",), ("--yes", "--force-protected")):  # never, whatever the flags
+        res = flow.cli("infra.destroy", *flags, name="own")
+        assert res.returncode == 62 and "never deletes" in res.stderr, res.stderr
 
 
 def test_register_a_host_without_docker_keeps_the_record_for_bootstrap(flow):
