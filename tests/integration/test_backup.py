@@ -36,26 +36,9 @@ INSERT INTO `keys` (`key`, valid_until) SELECT MD5(seq), IF(seq % 3 = 0, NULL, 1
 """  # into the tracker's own tables (the stand-in creates them like the tracker does)
 TABLES = ("keys", "torrents", "whitelist")
 SCRIPT = "bin/torrust-backu[p]"  # pgrep pattern of the host script (never matches pgrep itself)
-MYSQL = 'MYSQL_PWD="$MYSQL_ROOT_PASSWORD" exec mysql -uroot -N -B'
 
 
 class BackupDeployment(Deployment):
-    def mysql(self, *client_args: str) -> list[str]:
-        """The stack's MySQL client as root (the password is read inside the container)."""
-        return [
-            "docker", "compose", "--project-name", self.project, "exec", "-T", "mysql",
-            "sh", "-c", f'{MYSQL} {" ".join(client_args)} "$MYSQL_DATABASE"',
-        ]  # fmt: skip
-
-    def sql(self, statement: str, check: bool = True) -> str:
-        """Run SQL in the stack's database container."""
-        out = subprocess.run(
-            self.mysql(), input=statement, capture_output=True, text=True, timeout=120, cwd=self.workdir
-        )
-        if check:
-            assert out.returncode == 0, out.stderr
-        return out.stdout
-
     def rows(self) -> dict[str, str]:
         return {t: self.sql(f"SELECT * FROM `{t}` ORDER BY id;") for t in TABLES}
 

@@ -45,6 +45,7 @@ STRONG = {
 }  # ':/@#%+' and '%XX' sequences a double decoding would change
 INFO_HASH = bytes.fromhex("d1ce5eed" * 5)
 FAILED_MARKER = "FAILED"  # tasks/release/layout.py: a release that failed its gate
+MYSQL = 'MYSQL_PWD="$MYSQL_ROOT_PASSWORD" exec mysql -uroot -N -B'
 
 
 def secrets_found(text: str, secrets: dict[str, str]) -> list[str]:
@@ -115,6 +116,22 @@ class Deployment:
             cwd=self.workdir,
         )
         self.host.stop()
+
+    def mysql(self, *client_args: str) -> list[str]:
+        """The stack's MySQL client as root (the password is read inside the container)."""
+        return [
+            "docker", "compose", "--project-name", self.project, "exec", "-T", "mysql",
+            "sh", "-c", f'{MYSQL} {" ".join(client_args)} "$MYSQL_DATABASE"',
+        ]  # fmt: skip
+
+    def sql(self, statement: str, check: bool = True) -> str:
+        """Run SQL in the stack's database container."""
+        out = subprocess.run(
+            self.mysql(), input=statement, capture_output=True, text=True, timeout=120, cwd=self.workdir
+        )
+        if check:
+            assert out.returncode == 0, out.stderr
+        return out.stdout
 
     # ------------------------------------------------------------ the host, read directly
     def current(self) -> str:
@@ -688,28 +705,42 @@ def test_health_check_probes_the_addresses_it_is_given(dep):
     assert code == 40 and "no address to probe: set TORRUST_PROBE_IPV4/TORRUST_PROBE_IPV6" in err, err
 
 
+def _marker_row(dep: Deployment) -> str:
+    """A row in the tracker's database that only the storage keeps."""
+    marker = os.urandom(20).hex()
+    dep.sql(f"INSERT INTO whitelist (info_hash) VALUES ('{marker}');")
+    return marker
+
+
+def _has_row(dep: Deployment, marker: str) -> bool:
+    return dep.sql(f"SELECT COUNT(*) FROM whitelist WHERE info_hash = '{marker}';").strip() == "1"
+
+
 def test_down_keeps_data_and_purge_needs_confirmation(dep):
     dep.ensure_deployed()
-    db_dir = dep.root / "storage" / "mysql" / "data"
-    files = sorted(p.name for p in db_dir.iterdir())
-    assert "ibdata1" in files
+    marker = _marker_row(dep)
     try:
-        assert dep.cli("app.down").returncode == 0
-        assert dep.containers() == {} and sorted(p.name for p in db_dir.iterdir()) == files
+        code, doc, err = dep.json_cli("app.down")
+        assert code == 0 and doc == {"ok": True, "purged": False}, err
+        assert dep.containers() == {} and (dep.root / "storage" / "mysql" / "data" / "ibdata1").is_file()
+        last = dep.audit()[-1]
+        assert (last["event"], last["purge_data"]) == ("down", False)
         refused = dep.cli("app.down", "--purge-data", env={"CI": "1"})
         assert refused.returncode == 5 and "--yes" in refused.stderr
-        assert sorted(p.name for p in db_dir.iterdir()) == files
-        assert dep.audit()[-1] == {**dep.audit()[-1], "event": "down", "purge_data": False}
+        assert (dep.root / "storage" / "mysql" / "data" / "ibdata1").is_file()
     finally:
         code, out = dep.deploy()  # up again on the kept data
     assert code == 0 and out["status"] == "deployed", out["_stderr"]
+    assert _has_row(dep, marker)
     assert dep.announce_http()[b"interval"] == dep.interval()
 
 
 def test_down_purge_data_deletes_the_storage_and_keeps_the_backups(dep):
     """Issue #19, item 10: `app.down --purge-data --yes` deletes <root>/storage (the
-    database with it) and keeps the backups in the default <root>/backups."""
+    database with it, whichever user the containers wrote it as) and keeps the backups
+    in the default <root>/backups."""
     dep.ensure_deployed()
+    marker = _marker_row(dep)
     code, backup, err = dep.json_cli("app.backup")
     assert code == 0, err
     kept = dep.root / "backups" / backup["id"]
@@ -727,6 +758,7 @@ def test_down_purge_data_deletes_the_storage_and_keeps_the_backups(dep):
     finally:
         code, out = dep.deploy()  # a fresh, empty database
     assert code == 0 and out["status"] == "deployed", out["_stderr"]
+    assert not _has_row(dep, marker)
     assert dep.announce_http()[b"interval"] == dep.interval()
 
 
