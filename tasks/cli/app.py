@@ -149,24 +149,11 @@ DEPLOY_HELP = {
 
 
 def gate_probes(s: settings_mod.Settings):
-    """The protocol probes of the deploy gate: UDP, HTTP through the proxy, API. The
-    certificate is not verified here (ACME may still be issuing it); health.check does."""
-    import ssl
+    """The gate's protocol probes, built once an executor on the target exists (it reads
+    the proxy's internal CA for internal names): tasks/health/gate_probes.py."""
+    from tasks.health import gate_probes as gate
 
-    from tasks.health import check as hc
-    from tasks.health import probes as pr
-
-    r = hc.reach(s, "both", None)
-    if s.tls:
-        ctx = ssl.create_default_context()
-        ctx.check_hostname, ctx.verify_mode = False, ssl.CERT_NONE
-        r = pr.Reach(r.addresses, r.tls, r.port, ctx)
-    probes = [
-        x
-        for x in pr.public_probes(s, r, sorted(r.addresses), s.probe_timeout, s.probe_attempts)
-        if x.name != "tls certificate"
-    ]
-    return lambda: pr.run(probes)
+    return lambda ex: gate.gate_probes(s, ex)
 
 
 def _summary(s: settings_mod.Settings, outcome: dict) -> str:
@@ -230,7 +217,7 @@ def deploy(
             pull=not no_pull,
             force_unlock=force_unlock,
             wait_timeout=int(wait_timeout),
-            probes=None if no_probes else lambda: gate_probes(s),
+            probes=None if no_probes else gate_probes(s),
             preflight=lambda e: deploy_mod.check_target(target.read(e, s.deploy_root)),
         )
 

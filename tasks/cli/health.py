@@ -68,67 +68,36 @@ def endpoints(c, env="local", json=False):
 @operation
 def check(c, env="local", family="both", only="", skip="", internal_ca=False, json=False):
     """Probe the deployed tracker from outside (UDP, HTTP, API, TLS) and on the host, in parallel."""
-    import time
-
     from tasks.errors import HealthFailed
     from tasks.health import check as hc
-    from tasks.health import probes as pr
-    from tasks.runner.target import open_target
 
     s = settings_mod.load(env, root=Path.cwd())
-    wants_host = "host" not in {x.strip() for x in skip.split(",")} and (
-        not only or "host" in {x.strip() for x in only.split(",")}
-    )
-    needs_target = wants_host or (internal_ca and s.tls)
-    started = time.monotonic()
-    if needs_target:
-        with open_target(s) as ex:
-            ca = hc.internal_ca(ex, s) if internal_ca and s.tls else None
-            r = hc.reach(s, family, ca)
-            probes = hc.select(
-                pr.public_probes(s, r, sorted(r.addresses), s.probe_timeout, s.probe_attempts)
-                + hc.host_probes(ex, s, s.probe_timeout),
-                only,
-                skip,
-            )
-            results = pr.run(probes)
-    else:
-        r = hc.reach(s, family, None)
-        probes = hc.select(pr.public_probes(s, r, sorted(r.addresses), s.probe_timeout, s.probe_attempts), only, skip)
-        results = pr.run(probes)
-    wall = time.monotonic() - started
-    failed = [x for x in results if x.required and not x.ok]
-    unprobed = not r.addresses and hc.wants_public(only, skip)
-    doc = {
-        "ok": not failed and not unprobed,
-        "env": env,
-        "families": sorted(r.addresses),
-        "wall": round(wall, 3),
-        "probes": [x.as_dict() for x in results],
-    }
-
-    def human(d: dict) -> str:
-        rows = [
-            (
-                "ok" if x.ok else "FAIL",
-                x.name,
-                x.target,
-                f"IPv{x.family}" if x.family else "host",
-                f"{x.latency * 1000:.0f} ms",
-                x.detail,
-            )
-            for x in results
-        ]
-        fams = ", ".join(f"IPv{f}" for f in d["families"]) or "none"
-        return table(rows, ("", "probe", "target", "family", "latency", "detail")) + (
-            f"\n{len(results) - len(failed)}/{len(results)} probes passed in {wall:.2f}s (families: {fams})"
-        )
-
-    emit(doc, human, json)
-    if unprobed:
+    result = hc.run_check(s, family=family, only=only, skip=skip, trust_internal_ca=internal_ca)
+    emit(result.as_dict(), lambda d: check_table(result), json)
+    if result.unprobed:
         raise HealthFailed("no address to probe: set TORRUST_PROBE_IPV4/TORRUST_PROBE_IPV6 or DNS for the names")
-    if failed:
+    if result.failed:
         raise HealthFailed(
-            f"{len(failed)} of {len(results)} probes failed: "
-            + "; ".join(f"{x.name} {x.target}: {x.detail}" for x in failed[:5])
+            f"{len(result.failed)} of {len(result.results)} probes failed: "
+            + "; ".join(f"{x.name} {x.target}: {x.detail}" for x in result.failed[:5])
         )
+
+
+def check_table(result) -> str:
+    """The probes as a table, then one summary line (passed, skipped, time, families)."""
+
+    def verdict(x) -> str:
+        return "skip" if x.skipped else "ok" if x.ok else "FAIL"
+
+    rows = [
+        (verdict(x), x.name, x.target, f"IPv{x.family}" if x.family else "host", f"{x.latency * 1000:.0f} ms", x.detail)
+        for x in result.results
+    ]
+    fams = ", ".join(f"IPv{f}" for f in result.families) or "none"
+    n, skipped = len(result.results), len(result.skipped)
+    passed = n - len(result.failed) - skipped
+    return table(rows, ("", "probe", "target", "family", "latency", "detail")) + (
+        f"\n{passed}/{n} probes passed"
+        + (f", {skipped} skipped" if skipped else "")
+        + f" in {result.wall:.2f}s (families: {fams})"
+    )

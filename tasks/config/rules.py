@@ -9,6 +9,9 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
+from tasks.config import trackers
+from tasks.errors import ConfigError
+
 INTERNAL_SUFFIXES = (".local", ".localhost", ".test", ".internal")
 
 
@@ -80,6 +83,19 @@ def monitoring(s, check) -> None:
         _required(s, check, ["TORRUST_GRAFANA_ADMIN_PASSWORD"])
 
 
+def tracker_release(s, check) -> None:
+    """The image must be a release the tool knows (or be named by TORRUST_TRACKER_RELEASE),
+    and the stack must be one that release can serve (e.g. no dashboards without metrics)."""
+    try:
+        release = trackers.release_of(s).release
+    except ConfigError as exc:
+        culprit = "TORRUST_TRACKER_RELEASE" if s.tracker_release else "TORRUST_TRACKER_IMAGE"
+        check.fail(culprit, exc.message)
+        return
+    for problem in trackers.problems(release, trackers.choice_of(s)):
+        check.fail(problem.split("=", 1)[0], problem)
+
+
 def published_ports(s, check) -> None:
     """Ports published on the host must not collide."""
     wanted = [(b.port, "udp", "TORRUST_UDP_TRACKERS") for b in s.udp_trackers]
@@ -105,7 +121,16 @@ def _required(s, check, names: list[str]) -> None:
             check.fail(name, f"required; run ./tasks.py app.config --env {s.env} to generate it, or set it")
 
 
-RULES: tuple[Callable, ...] = (infrastructure, domains, tracker, database, proxy, monitoring, published_ports)
+RULES: tuple[Callable, ...] = (
+    infrastructure,
+    domains,
+    tracker,
+    tracker_release,
+    database,
+    proxy,
+    monitoring,
+    published_ports,
+)
 
 
 def check_all(s, check) -> None:

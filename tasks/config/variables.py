@@ -16,6 +16,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+from tasks.config.trackers import RELEASES
+
 # Kinds: how a raw string is parsed and checked (the converters are in kinds.py).
 STR, INT, BOOL, ENUM, SECRET, BINDS, BIND, DOMAIN, DOMAINS, EMAIL, IMAGE, CRON = (
     "str int bool enum secret binds bind domain domains email image cron".split()
@@ -656,7 +658,6 @@ VARIABLES: tuple[Var, ...] = (
         BOOL,
         "false",
         "Run Grafana with the Prometheus datasource and the Torrust dashboards (needs TORRUST_PROMETHEUS=true).",
-        production="true",
     ),
     Var(
         "TORRUST_GRAFANA_ADMIN_USER",
@@ -741,6 +742,17 @@ VARIABLES: tuple[Var, ...] = (
         "Tracker image, pinned to a release tag (never a moving tag such as develop).",
         allowed="NAME:TAG or NAME@sha256:DIGEST",
         field="images.tracker",
+    ),
+    Var(
+        "TORRUST_TRACKER_RELEASE",
+        "Images",
+        ENUM,
+        "",
+        "The tracker release the image runs, when the image reference does not say (a "
+        "digest-pinned development build, a private registry's name). Empty: known from "
+        "TORRUST_TRACKER_IMAGE. docs/guides/tracker-releases.md lists what each release can do.",
+        choices=tuple(RELEASES),
+        optional=True,
     ),
     Var(
         "TORRUST_MYSQL_IMAGE",

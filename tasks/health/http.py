@@ -48,6 +48,24 @@ def get(
     timeout: float = 5.0,
     headers: dict[str, str] | None = None,
 ) -> Response:
+    return request("GET", address, port, name, path, tls=tls, context=context, timeout=timeout, headers=headers)
+
+
+def request(
+    method: str,
+    address: str,
+    port: int,
+    name: str,
+    path: str,
+    *,
+    tls: bool = False,
+    context: ssl.SSLContext | None = None,
+    timeout: float = 5.0,
+    headers: dict[str, str] | None = None,
+    body: bytes | None = None,
+) -> Response:
+    """One request; with TLS the certificate is checked by `context` (a verifying default
+    when None) during the handshake, before anything of the request is sent."""
     if tls:
         conn: http.client.HTTPConnection = _TLSConn(
             address, port, name, context or ssl.create_default_context(), timeout
@@ -58,8 +76,9 @@ def get(
         default_port = 443 if tls else 80
         host_header = name if port == default_port else f"{name}:{port}"
         conn.request(
-            "GET",
+            method,
             path,
+            body=body,
             headers={
                 "Host": host_header,
                 "User-Agent": "torrust-deploy-health/0.1",
@@ -68,10 +87,10 @@ def get(
             },
         )
         resp = conn.getresponse()
-        body = resp.read(MAX_BODY + 1)
-        if len(body) > MAX_BODY:
+        data = resp.read(MAX_BODY + 1)
+        if len(data) > MAX_BODY:
             raise ValueError("response larger than 1 MB")
-        return Response(resp.status, body, {k.lower(): v for k, v in resp.getheaders()})
+        return Response(resp.status, data, {k.lower(): v for k, v in resp.getheaders()})
     finally:
         conn.close()
 

@@ -26,17 +26,19 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 
+from tasks.config import trackers
 from tasks.config.settings import Settings
+from tasks.config.trackers import TrackerRelease
 from tasks.health import bencode
 from tasks.health import http as h
+from tasks.health.api import AdminSetup, Api, mask
+from tasks.health.reach import ProbeFailed, ProbeSkipped, Reach, credential_refusal, tls_context
 from tasks.health.udp import UDPTrackerClient, UDPTrackerError
+
+__all__ = ["ProbeFailed", "ProbeSkipped", "Reach", "credential_refusal", "tls_context"]  # re-exported
 
 CANARY_INFO_HASH = hashlib.sha1(b"torrust-deploy health canary").digest()  # noqa: S324 - an identifier
 TLS_MIN_DAYS = 14
-
-
-class ProbeFailed(Exception):
-    """A probe's verdict (not a crash): the message is the probe's detail."""
 
 
 @dataclass(frozen=True)
@@ -48,10 +50,16 @@ class ProbeResult:
     latency: float
     detail: str
     required: bool = True
+    skipped: bool = False  # did not run (or only partly), with the reason in detail: not a failure
+
+    @property
+    def status(self) -> str:
+        return "skipped" if self.skipped else ("ok" if self.ok else "failed")
 
     def as_dict(self) -> dict:
         d = asdict(self)
         d["latency"] = round(self.latency, 4)
+        d["status"] = self.status
         return d
 
 
@@ -91,6 +99,9 @@ def _attempt(p: Probe) -> ProbeResult:
         try:
             detail = p.check()
             return ProbeResult(p.name, p.target, p.family, True, time.monotonic() - started, detail, p.required)
+        except ProbeSkipped as exc:
+            elapsed = time.monotonic() - started
+            return ProbeResult(p.name, p.target, p.family, True, elapsed, f"skipped: {exc}", p.required, True)
         except ProbeFailed as exc:
             detail = str(exc)
             break  # a verdict, not a transient error: no retry
@@ -125,23 +136,6 @@ def run(probes: list[Probe]) -> list[ProbeResult]:
 
 
 # ------------------------------------------------------------------------ public probes
-@dataclass(frozen=True)
-class Reach:
-    """Where public probes connect: one address per family, the ports, TLS trust."""
-
-    addresses: dict[int, str]  # {4: "203.0.113.10", 6: "2001:db8::10"}
-    tls: bool
-    port: int  # the proxy's HTTP or HTTPS port
-    context: ssl.SSLContext | None = None  # verification context when TLS is on
-
-
-def tls_context(extra_ca_pem: str | None = None) -> ssl.SSLContext:
-    ctx = ssl.create_default_context()
-    if extra_ca_pem:
-        ctx.load_verify_locations(cadata=extra_ca_pem)
-    return ctx
-
-
 def _get(reach: Reach, family: int, name: str, path: str, timeout: float) -> h.Response:
     return h.get(reach.addresses[family], reach.port, name, path, tls=reach.tls, context=reach.context, timeout=timeout)
 
@@ -159,25 +153,20 @@ def api_health(reach: Reach, family: int, name: str, timeout: float) -> str:
 STATS_FIELDS = ("torrents", "seeders", "completed", "leechers", "udp4_announces_handled", "tcp4_announces_handled")
 
 
-def api_stats(reach: Reach, family: int, name: str, token: str, timeout: float) -> str:
-    r = _get(reach, family, name, "/api/v1/stats?" + urllib.parse.urlencode({"token": token}), timeout)
-    if r.status != 200:
-        text = _mask(r.body.decode("utf-8", "replace"), token)[:160]  # mask first, then cut
-        raise ProbeFailed(
-            f"HTTP {r.status}: {text}" + (" (is the admin token right?)" if r.status in (401, 403, 500) else "")
-        )
-    body = json.loads(r.body)
+def api_stats(
+    reach: Reach, family: int, name: str, token: str, timeout: float, *, release: TrackerRelease = trackers.BASELINE
+) -> str:
+    """The stats route with the admin token (header or query, as the release accepts)."""
+    api = Api(reach, family, name, token, release, timeout)
+    body = api.ok_status(api.call("GET", release.stats_route), "stats")
     missing = [f for f in STATS_FIELDS if f not in body]
     if missing:
         raise ProbeFailed(f"stats lack {', '.join(missing)}")
-    return f"torrents={body['torrents']} seeders={body['seeders']} leechers={body['leechers']}"
+    how = "Bearer header" if release.header_token else "query token"
+    return f"torrents={body['torrents']} seeders={body['seeders']} leechers={body['leechers']} ({how})"
 
 
-def _mask(text: str, secret: str) -> str:
-    """Hide a secret in any form a server might echo it: raw or URL-encoded."""
-    for form in {secret, urllib.parse.quote(secret, safe=""), urllib.parse.quote_plus(secret)}:
-        text = text.replace(form, "********")
-    return text
+_mask = mask  # kept for callers of the old name
 
 
 def _announce_query(pid: bytes, event: str | None) -> str:
@@ -207,40 +196,103 @@ def _tracker_reply(r: h.Response, what: str) -> dict:
     return reply
 
 
-def http_tracker(reach: Reach, family: int, name: str, timeout: float) -> str:
+@dataclass(frozen=True)
+class Mode:
+    """What the tracker probes must expect: the release and its private/listed modes, and
+    the admin actions (whitelist, keys) they may use; None: none possible."""
+
+    release: TrackerRelease = trackers.BASELINE
+    private: bool = False
+    listed: bool = False
+    setup: AdminSetup | None = None
+
+
+PUBLIC = Mode()
+
+
+def _announce_cycle(reach: Reach, family: int, name: str, timeout: float, key: str = "") -> str:
+    """started, stopped, scrape of the canary; `key`: the private tracker's /announce/{key}."""
+    suffix = f"/{key}" if key else ""
     pid = peer_id()
-    reply = _tracker_reply(
-        _get(reach, family, name, "/announce?" + _announce_query(pid, "started"), timeout), "announce"
-    )
+
+    def get(path: str) -> h.Response:
+        return _get(reach, family, name, path, timeout)
+
+    reply = _tracker_reply(get(f"/announce{suffix}?" + _announce_query(pid, "started")), "announce")
     if b"interval" not in reply:
         raise ProbeFailed("announce: reply has no interval")
     peers = reply.get(b"peers", b"")
     if not isinstance(peers, bytes | list):
         raise ProbeFailed("announce: peers is neither compact nor a list")
-    _tracker_reply(_get(reach, family, name, "/announce?" + _announce_query(pid, "stopped"), timeout), "stopped")
-    scrape = _tracker_reply(
-        _get(
-            reach,
-            family,
-            name,
-            "/scrape?" + urllib.parse.urlencode({"info_hash": CANARY_INFO_HASH}, quote_via=urllib.parse.quote),
-            timeout,
-        ),
-        "scrape",
-    )
+    _tracker_reply(get(f"/announce{suffix}?" + _announce_query(pid, "stopped")), "stopped")
+    query = urllib.parse.urlencode({"info_hash": CANARY_INFO_HASH}, quote_via=urllib.parse.quote)
+    scrape = _tracker_reply(get(f"/scrape{suffix}?{query}"), "scrape")
     if b"files" not in scrape:
         raise ProbeFailed("scrape: reply has no files")
     return f"announce interval={reply[b'interval']}, stopped, scrape ok"
 
 
-def udp_tracker(address: str, port: int, timeout: float) -> str:
+def _expect_refusal(r: h.Response, expected: str, what: str) -> None:
+    """The tracker must refuse exactly as the release does (its message, then a location)."""
+    reply = bencode.decode(r.body) if r.status == 200 else None
+    said = reply.get(b"failure reason", b"").decode("utf-8", "replace") if isinstance(reply, dict) else ""
+    if not said.startswith(expected):
+        got = said or f"HTTP {r.status}: {r.body[:80].decode('utf-8', 'replace')}"
+        raise ProbeFailed(f"{what}: expected the refusal {expected!r}, got {got!r}")
+
+
+def http_tracker(reach: Reach, family: int, name: str, timeout: float, *, mode: Mode = PUBLIC) -> str:
+    """announce (started), stopped, scrape of the canary info-hash; in private mode with a
+    key made through the API, in listed mode after whitelisting the canary. When the admin
+    action cannot be done, the release's exact refusal is checked and the probe skipped."""
+    release, setup = mode.release, mode.setup
+    prefix = ("private, " if mode.private else "") + ("listed, " if mode.listed else "")
+    if mode.listed:
+        why = setup.whitelist(family) if setup else "no admin access"
+        if why:
+            query = _announce_query(peer_id(), "started")
+            refused = release.listed_refusal.format(info_hash=CANARY_INFO_HASH.hex())
+            _expect_refusal(_get(reach, family, name, "/announce?" + query, timeout), refused, "announce")
+            raise ProbeSkipped(f"{why}; the canary was refused as {release.key} refuses a torrent not whitelisted")
+    if not mode.private:
+        return prefix + _announce_cycle(reach, family, name, timeout)
+    key, why = setup.new_key(family) if setup else (None, "no admin access")
+    if key is None:
+        query = _announce_query(peer_id(), "started")
+        _expect_refusal(_get(reach, family, name, "/announce?" + query, timeout), release.private_refusal, "announce")
+        raise ProbeSkipped(f"{why}; an announce without a key was refused as {release.key} refuses it")
+    try:
+        return prefix + "with a key: " + _announce_cycle(reach, family, name, timeout, key)
+    finally:
+        setup.delete_key(family, key)
+
+
+def udp_tracker(address: str, port: int, timeout: float, *, mode: Mode = PUBLIC, family: int | None = None) -> str:
+    """BEP 15 connect, announce, scrape, stopped of the canary. Private mode: the release
+    starts no UDP tracker (skipped). Listed mode: the canary is whitelisted first, or the
+    release's exact refusal is expected."""
+    release = mode.release
+    if mode.private and not release.udp_in_private_mode:
+        raise ProbeSkipped(f"release {release.key} does not start UDP trackers in private mode")
+    why = ""
+    if mode.listed:
+        fam = family or (6 if ":" in address else 4)
+        why = mode.setup.whitelist(fam) if mode.setup else "no admin access"
     with UDPTrackerClient(address, port, timeout=timeout, attempts=1) as udp:
         udp.connect()
         pid = peer_id()
-        ann = udp.announce(CANARY_INFO_HASH, pid, 6881, event="started", left=0, numwant=10)
+        try:
+            ann = udp.announce(CANARY_INFO_HASH, pid, 6881, event="started", left=0, numwant=10)
+        except UDPTrackerError as exc:
+            refused = "tracker error: " + release.udp_listed_refusal.format(info_hash=CANARY_INFO_HASH.hex())
+            if why and str(exc).startswith(refused):
+                raise ProbeSkipped(f"{why}; the canary was refused as {release.key} refuses it") from None
+            raise
         ((seeders, _completed, _leechers),) = udp.scrape([CANARY_INFO_HASH])
         udp.announce(CANARY_INFO_HASH, pid, 6881, event="stopped", left=0, numwant=0)
-    return f"connect, announce interval={ann.interval}, scrape seeders={seeders}, stopped"
+    return ("listed, " if mode.listed else "") + (
+        f"connect, announce interval={ann.interval}, scrape seeders={seeders}, stopped"
+    )
 
 
 def certificate(reach: Reach, family: int, name: str, timeout: float) -> str:
@@ -263,63 +315,55 @@ def certificate(reach: Reach, family: int, name: str, timeout: float) -> str:
     return f"valid, expires in {left} ({when})"
 
 
+def mode_of(s: Settings, reach: Reach, timeout: float) -> Mode:
+    """The tracker probes' expectations for an environment (its release and modes)."""
+    release = trackers.release_of(s).release
+    token = s.admin_token.reveal()
+    setup = AdminSetup(lambda fam: Api(reach, fam, s.api_domain, token, release, timeout), CANARY_INFO_HASH.hex())
+    return Mode(release, s.private, s.listed, setup if (s.private or s.listed) else None)
+
+
 def public_probes(s: Settings, reach: Reach, families: list[int], timeout: float, attempts: int) -> list[Probe]:
     probes: list[Probe] = []
     token = s.admin_token.reveal()
+    mode = mode_of(s, reach, timeout)
+
+    def probe(name: str, target: str, fam: int, check: Callable[[], str]) -> Probe:
+        return Probe(name, target, fam, check, timeout, attempts)
+
     for fam in families:
         addr = reach.addresses[fam]
         for b in s.udp_trackers:
-            probes.append(
-                Probe(
-                    "udp tracker",
-                    f"udp://{s.domain}:{b.port} via {addr}",
-                    fam,
-                    lambda a=addr, p=b.port: udp_tracker(a, p, timeout),
-                    timeout,
-                    attempts,
-                )
-            )
+            check = lambda a=addr, p=b.port, f=fam: udp_tracker(a, p, timeout, mode=mode, family=f)  # noqa: E731
+            probes.append(probe("udp tracker", f"udp://{s.domain}:{b.port} via {addr}", fam, check))
         for name in s.http_tracker_domains:
-            probes.append(
-                Probe(
-                    "http tracker",
-                    f"{name} via {addr}",
-                    fam,
-                    lambda f=fam, n=name: http_tracker(reach, f, n, timeout),
-                    timeout,
-                    attempts,
-                )
-            )
-        probes.append(
-            Probe(
-                "api health",
-                f"{s.api_domain} via {addr}",
-                fam,
-                lambda f=fam: api_health(reach, f, s.api_domain, timeout),
-                timeout,
-                attempts,
-            )
-        )
-        probes.append(
-            Probe(
-                "api stats",
-                f"{s.api_domain} via {addr}",
-                fam,
-                lambda f=fam: api_stats(reach, f, s.api_domain, token, timeout),
-                timeout,
-                attempts,
-            )
-        )
+            check = lambda f=fam, n=name: http_tracker(reach, f, n, timeout, mode=mode)  # noqa: E731
+            probes.append(probe("http tracker", f"{name} via {addr}", fam, check))
+        api = f"{s.api_domain} via {addr}"
+        probes.append(probe("api health", api, fam, lambda f=fam: api_health(reach, f, s.api_domain, timeout)))
+        stats = lambda f=fam: api_stats(reach, f, s.api_domain, token, timeout, release=mode.release)  # noqa: E731
+        probes.append(probe("api stats", api, fam, stats))
         if s.tls:
             for name in s.public_names:
-                probes.append(
-                    Probe(
-                        "tls certificate",
-                        f"{name} via {addr}",
-                        fam,
-                        lambda f=fam, n=name: certificate(reach, f, n, timeout),
-                        timeout,
-                        attempts,
-                    )
-                )
+                check = lambda f=fam, n=name: certificate(reach, f, n, timeout)  # noqa: E731
+                probes.append(probe("tls certificate", f"{name} via {addr}", fam, check))
     return probes
+
+
+# ------------------------------------------------------------------- host expectations
+def prometheus_targets(active: list[dict], release: TrackerRelease) -> tuple[list[dict], str]:
+    """The tracker targets Prometheus must have for this release, checked against what
+    it has: (targets to judge, "" ) or ([], a verdict when the release has none)."""
+    expected = {j.name for j in release.scrape_jobs}
+    have = {t["labels"].get("job", "") for t in active}
+    if not expected:
+        if have:
+            raise ProbeFailed(
+                f"tracker scrape jobs {', '.join(sorted(have))} configured, but release {release.key} "
+                "has no Prometheus endpoint"
+            )
+        return [], f"no tracker scrape job: release {release.key} has no Prometheus endpoint"
+    missing = expected - have
+    if missing:
+        raise ProbeFailed(f"tracker scrape jobs missing: {', '.join(sorted(missing))}")
+    return active, ""

@@ -167,8 +167,8 @@ def restore(
         )
         try:
             gate.wait_healthy(ex, s, list(current.services), wait_timeout)
-            if probes is not None:
-                result["probes"] = gate.probe_gate(probes)
+            if probes is not None:  # a factory of the gate's probes, given the executor
+                result["probes"] = gate.probe_gate(probes(ex))
         except ToolError as exc:
             raise HealthFailed(
                 f"backup {backup_id} was restored but the stack is not healthy: {exc.message}",

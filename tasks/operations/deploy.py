@@ -62,7 +62,7 @@ class DeployOptions:
     force_unlock: bool = False
     wait_timeout: int = 300
     command: str = "app.deploy"
-    probes: Callable[[], gate.ProbeRunner] | None = None  # builds the health gate's protocol probes
+    probes: Callable[[Executor], gate.ProbeRunner] | None = None  # builds the gate's protocol probes
     preflight: Callable[[Executor], None] | None = None  # target checks before the first change
     gate_rounds: int = 5  # protocol probe rounds after Compose health ...
     gate_pause: float = 2.0  # ... and the pause between them
@@ -182,7 +182,7 @@ class Transaction:
                     missing = pool.submit(images.missing, ex, self.candidate.images) if self.opts.pull else None
                     # the gate's probes are prepared meanwhile (imports, addresses): a problem
                     # with them stops the deploy here, before the switch
-                    probes = pool.submit(self.opts.probes) if self.opts.probes is not None else None
+                    probes = pool.submit(self.opts.probes, ex) if self.opts.probes is not None else None
                     config.result()
                     to_pull = missing.result() if missing else []
                     run_probes = probes.result() if probes else None

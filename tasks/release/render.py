@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 from urllib.parse import quote
 
+from tasks.config import trackers
 from tasks.config.settings import PART_TYPES, Settings
 from tasks.config.variables import VARIABLES
 from tasks.errors import ConfigError, ToolError
@@ -123,6 +124,7 @@ def context(s: Settings) -> dict:
         "internal_names": any(site["internal_ca"] for site in sites),
         "cron_user": s.ssh.user,
         "secrets": secrets,
+        "tracker": trackers.capabilities_for(s),  # the release's capabilities (tasks/config/trackers.py)
     }
 
 
@@ -138,6 +140,7 @@ def _site(s: Settings, name: str, upstream: str, comment: str, *, tracker: bool 
 
 # (template or static file under application/, output path, mode, secret, condition)
 def _plan(s: Settings) -> list[tuple[str, str, int, bool, bool]]:
+    boards = trackers.dashboards(trackers.release_of(s).release)  # only what the tracker can feed
     plan = [
         ("env.j2", ".env", 0o600, True, True),
         ("tracker/tracker.toml.j2", "tracker/tracker.toml", 0o644, False, True),
@@ -157,8 +160,20 @@ def _plan(s: Settings) -> list[tuple[str, str, int, bool, bool]]:
             False,
             s.grafana,
         ),
-        ("grafana/dashboards/stats.json", "grafana/dashboards/stats.json", 0o644, False, s.grafana),
-        ("grafana/dashboards/metrics.json", "grafana/dashboards/metrics.json", 0o644, False, s.grafana),
+        (
+            "grafana/dashboards/stats.json",
+            "grafana/dashboards/stats.json",
+            0o644,
+            False,
+            s.grafana and "stats.json" in boards,
+        ),
+        (
+            "grafana/dashboards/metrics.json",
+            "grafana/dashboards/metrics.json",
+            0o644,
+            False,
+            s.grafana and "metrics.json" in boards,
+        ),
         ("bin/torrust-backup", "bin/torrust-backup", 0o755, False, True),
         ("bin/backup.conf.j2", "bin/backup.conf", 0o644, False, True),
         ("cron/torrust-backup.j2", "cron/torrust-backup", 0o644, False, True),

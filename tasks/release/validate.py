@@ -3,7 +3,8 @@
 Checks: `docker compose config --quiet`; `caddy validate` and `promtool check config`
 in throw-away containers of the environment's own images (so tests and users select
 validator images through the same settings); host scripts (`shellcheck`, a Python compile); the tracker
-TOML against the schema 2.0.0 key set; the publishing and network policy of the compose
+release of the image and whether the settings can work with it (tasks/config/trackers.py); the
+tracker TOML as that release's configuration loader reads it; the publishing and network policy of the compose
 model; Grafana provisioning and dashboards parse. A validator that cannot run here is
 reported as skipped with the reason, never silently passed.
 """
@@ -22,40 +23,13 @@ from pathlib import Path
 import yaml
 
 from tasks.commands import docker
+from tasks.config import trackers
 from tasks.config.settings import Settings
-from tasks.errors import CommandFailed
+from tasks.errors import CommandFailed, ConfigError
 from tasks.runner.executor import Executor
 
 OK, FAILED, SKIPPED = "ok", "failed", "skipped"
 
-# Torrust Tracker configuration schema 2.0.0: every table and the keys it may hold.
-TRACKER_SCHEMA: dict[str, set[str]] = {
-    "": {"metadata", "logging", "core", "udp_trackers", "http_trackers", "http_api", "health_check_api"},
-    "metadata": {"app", "purpose", "schema_version"},
-    "logging": {"threshold"},
-    "core": {
-        "listed",
-        "private",
-        "inactive_peer_cleanup_interval",
-        "tracker_usage_statistics",
-        "private_mode",
-        "announce_policy",
-        "database",
-        "net",
-        "tracker_policy",
-    },
-    "core.private_mode": {"check_keys_expiration"},
-    "core.announce_policy": {"interval", "interval_min"},
-    "core.database": {"driver", "path"},
-    "core.net": {"external_ip", "on_reverse_proxy"},
-    "core.tracker_policy": {"max_peer_timeout", "persistent_torrent_completed_stat", "remove_peerless_torrents"},
-    "udp_trackers": {"bind_address"},
-    "http_trackers": {"bind_address", "tsl_config"},
-    "http_trackers.tsl_config": {"ssl_cert_path", "ssl_key_path"},
-    "http_api": {"bind_address", "tsl_config", "access_tokens"},
-    "http_api.tsl_config": {"ssl_cert_path", "ssl_key_path"},
-    "health_check_api": {"bind_address"},
-}
 FREE_FORM = {"http_api.access_tokens"}  # label = token
 
 
@@ -70,19 +44,46 @@ class Check:
         return {"name": self.name, "status": self.status, "detail": self.detail, "duration": round(self.duration, 3)}
 
 
-def tracker_toml_problems(text: str) -> list[str]:
+def tracker_toml_problems(text: str, release: trackers.TrackerRelease = trackers.BASELINE) -> list[str]:
+    """What the release's configuration loader would refuse (or silently ignore) in the
+    rendered tracker.toml: unknown keys, mandatory options, enum values, the schema
+    version and `[core.private_mode]` outside private mode."""
     try:
         data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
         return [f"not valid TOML: {exc}"]
+    problems = _unknown_keys(data, release)
+    meta = data.get("metadata", {})
+    if meta.get("schema_version") != release.schema_version:
+        problems.append(
+            f"metadata.schema_version is {meta.get('schema_version')!r}, expected {release.schema_version!r}"
+        )
+    for option in release.mandatory_options:
+        if _lookup(data, option) is None:
+            problems.append(f"mandatory option {option} is missing (release {release.key} refuses to start)")
+    for option, allowed in release.enums:
+        value = _lookup(data, option)
+        if value is not None and value not in allowed:
+            problems.append(f"{option} = {value!r}: allowed {', '.join(allowed)}")
+    core = data.get("core", {})
+    if "private_mode" in core and not core.get("private"):
+        problems.append("[core.private_mode] without core.private = true (the tracker refuses it)")
+    for section in ("udp_trackers", "http_trackers"):
+        for item in data.get(section, []):
+            if "bind_address" not in item:
+                problems.append(f"a [[{section}]] entry has no bind_address")
+    return problems
+
+
+def _unknown_keys(data: dict, release: trackers.TrackerRelease) -> list[str]:
     problems: list[str] = []
 
     def walk(table: dict, path: str) -> None:
-        allowed = TRACKER_SCHEMA.get(path)
+        allowed = release.config_tables.get(path)
         for key, value in table.items():
             full = f"{path}.{key}" if path else key
             if allowed is not None and key not in allowed:
-                problems.append(f"unknown key '{full}' (not in schema 2.0.0)")
+                problems.append(f"unknown key '{full}' (not in schema {release.schema_version} of {release.key})")
                 continue
             if full in FREE_FORM:
                 continue
@@ -93,16 +94,16 @@ def tracker_toml_problems(text: str) -> list[str]:
                     walk(item, full)
 
     walk(data, "")
-    meta = data.get("metadata", {})
-    if meta.get("schema_version") != "2.0.0":
-        problems.append(f"metadata.schema_version is {meta.get('schema_version')!r}, expected '2.0.0'")
-    if data.get("core", {}).get("database", {}).get("driver") not in ("sqlite3", "mysql"):
-        problems.append("core.database.driver must be sqlite3 or mysql")
-    for section in ("udp_trackers", "http_trackers"):
-        for item in data.get(section, []):
-            if "bind_address" not in item:
-                problems.append(f"a [[{section}]] entry has no bind_address")
     return problems
+
+
+def _lookup(data: dict, dotted: str):
+    node = data
+    for part in dotted.split("."):
+        if not isinstance(node, dict) or part not in node:
+            return None
+        node = node[part]
+    return node
 
 
 def policy_problems(compose_text: str, s: Settings) -> list[str]:
@@ -190,9 +191,18 @@ def validate(release_dir: Path, s: Settings, ex: Executor, *, pull: bool = False
         r = ex.run(docker.promtool_check(image, str(d / "prometheus/prometheus.yml"), user), check=False, timeout=120)
         return (OK, f"promtool check config ({image})") if r.ok else (FAILED, _tail(r.stdout + r.stderr))
 
+    def release_check() -> tuple[str, str]:
+        return _release_check(s)
+
     def toml_check() -> tuple[str, str]:
-        problems = tracker_toml_problems((d / "tracker/tracker.toml").read_text())
-        return (FAILED, "; ".join(problems)) if problems else (OK, "schema 2.0.0 keys only")
+        try:
+            release = trackers.release_of(s).release
+        except ConfigError as exc:
+            return FAILED, exc.message
+        problems = tracker_toml_problems((d / "tracker/tracker.toml").read_text(), release)
+        if problems:
+            return FAILED, "; ".join(problems)
+        return OK, f"schema {release.schema_version} as {release.key} loads it"
 
     def policy_check() -> tuple[str, str]:
         problems = policy_problems((d / "compose.yaml").read_text(), s)
@@ -212,6 +222,7 @@ def validate(release_dir: Path, s: Settings, ex: Executor, *, pull: bool = False
         ok = len(jobs) == 1 and len(jobs[0].split()) >= fields + 2
         return (OK, "one job: " + " ".join(jobs[0].split()[: fields + 1])) if ok else (FAILED, "malformed cron.d entry")
 
+    timed("tracker release", release_check)
     timed("compose config", compose_check)
     timed("tracker.toml schema", toml_check)
     timed("compose policy", policy_check)
@@ -223,6 +234,23 @@ def validate(release_dir: Path, s: Settings, ex: Executor, *, pull: bool = False
     timed("host scripts", lambda: _scripts_check(d, ex))
     timed("cron entry", cron_check)
     return checks
+
+
+def _release_check(s: Settings) -> tuple[str, str]:
+    """Which tracker release the image is, and whether the stack's settings can work
+    with it: an impossible combination fails, a reduced stack says so."""
+    try:
+        resolution = trackers.release_of(s)
+    except ConfigError as exc:
+        return FAILED, exc.message
+    release, choice = resolution.release, trackers.choice_of(s)
+    problems = trackers.problems(release, choice)
+    if problems:
+        return FAILED, "; ".join(problems)
+    said = [n for n in (resolution.warning, *trackers.notes(release, choice)) if n]
+    jobs = ", ".join(j.name for j in release.scrape_jobs) or "none"
+    detail = f"{release.key} ({resolution.how}): scrape jobs {jobs}; token {release.token_auth}"
+    return OK, "; ".join([detail, *said])
 
 
 def _scripts_check(d: Path, ex: Executor) -> tuple[str, str]:

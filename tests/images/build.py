@@ -66,6 +66,7 @@ class ImageSpec:
     ref: str
     context: str | None = None  # directory under tests/images/ (None: the debootstrap base)
     labels: dict[str, str] = field(default_factory=dict)
+    build_args: dict[str, str] = field(default_factory=dict)  # one recipe, several images
     # file name in the build context -> function returning the host path to copy there
     extras: dict[str, Callable[[], Path]] = field(default_factory=dict)
 
@@ -99,11 +100,21 @@ IMAGES: dict[str, ImageSpec] = {
             extras={"docker-compose": compose_plugin_path},
         ),
         ImageSpec("cloudinit", "torrust-test/cloudinit:1", "cloudinit"),
+        # One recipe, one image per tracker release it behaves like (tracker-standin/README.md);
+        # the tags name the release, as tasks/config/trackers.py lists them.
         ImageSpec(
             "tracker-standin",
-            "torrust-test/tracker-standin:1",
+            "torrust-test/tracker-standin:v3.0.0",
             "tracker-standin",
-            labels={"org.torrust.stand-in-for": "torrust/tracker"},
+            labels={"org.torrust.stand-in-for": "torrust/tracker:v3.0.0"},
+            build_args={"STANDIN_PROFILE": "v3.0.0"},
+        ),
+        ImageSpec(
+            "tracker-standin-develop",
+            "torrust-test/tracker-standin:develop-02c33f69",
+            "tracker-standin",
+            labels={"org.torrust.stand-in-for": "torrust/tracker develop (02c33f69)"},
+            build_args={"STANDIN_PROFILE": "develop-02c33f69"},
         ),
         ImageSpec(
             "grafana-standin",
@@ -363,6 +374,8 @@ def _recipe(spec: ImageSpec, base_id: str) -> tuple[str, dict[str, Path]]:
     h = hashlib.sha256()
     h.update(f"key={spec.key}\0ref={spec.ref}\0base={base_id}\0".encode())
     h.update(json.dumps(spec.labels, sort_keys=True).encode())
+    if spec.build_args:  # (only then: the other images keep the recipes they had)
+        h.update(json.dumps(spec.build_args, sort_keys=True).encode())
     _hash_tree(h, HERE / spec.context)
     extras: dict[str, Path] = {}
     for name, locate in sorted(spec.extras.items()):
@@ -403,6 +416,8 @@ def _build_image(spec: ImageSpec, base_id: str, force: bool, logdir: Path) -> bo
         ]
         for k, v in sorted(spec.labels.items()):
             cmd += ["--label", f"{k}={v}"]
+        for k, v in sorted(spec.build_args.items()):
+            cmd += ["--build-arg", f"{k}={v}"]
         cmd += ["-t", spec.ref, str(ctx)]
         with open(log_path, "wb") as log:
             proc = _run(cmd, stdout=log, stderr=subprocess.STDOUT)

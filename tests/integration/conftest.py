@@ -25,12 +25,15 @@ pytestmark = pytest.mark.integration
 ADMIN_TOKEN = "Tq7-Wm2Zr9Xk4Lp8Yv3Nb6Hc1Jd5Fs0G"  # a strong test value, never a real one
 
 TEST_IMAGES = {
-    "TORRUST_TRACKER_IMAGE": "torrust-test/tracker-standin:1",
+    "TORRUST_TRACKER_IMAGE": "torrust-test/tracker-standin:v3.0.0",
     "TORRUST_MYSQL_IMAGE": "torrust-test/mariadb:10.11",
     "TORRUST_CADDY_IMAGE": "torrust-test/caddy:2.6",
     "TORRUST_PROMETHEUS_IMAGE": "torrust-test/prometheus:2.42",
     "TORRUST_GRAFANA_IMAGE": "torrust-test/grafana-standin:1",
 }
+# The stand-in of the develop build with metrics (tasks/config/trackers.py DEVELOP): for
+# stacks with Prometheus scraping the tracker and Grafana.
+DEVELOP_TRACKER = "torrust-test/tracker-standin:develop-02c33f69"
 
 
 def pytest_collection_modifyitems(items):

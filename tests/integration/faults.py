@@ -61,10 +61,12 @@ class _Server(http.server.ThreadingHTTPServer):
 
 
 class HTTPServer:
-    """An HTTP (or HTTPS, with `tls`) server on 127.0.0.1 answering GETs with `reply(path, headers)`."""
+    """An HTTP (or HTTPS, with `tls`) server on 127.0.0.1 answering GETs (and POSTs, DELETEs)
+    with `reply(path, headers)`."""
 
     def __init__(self, reply: Callable[[str, dict[str, str]], Reply], tls: ssl.SSLContext | None = None):
         self.requests: list[tuple[str, dict[str, str]]] = []
+        self.calls: list[tuple[str, str, dict[str, str], bytes]] = []  # (method, path, headers, body)
         outer = self
 
         class Handler(http.server.BaseHTTPRequestHandler):
@@ -73,7 +75,9 @@ class HTTPServer:
 
             def do_GET(self) -> None:
                 headers = {k.lower(): v for k, v in self.headers.items()}
+                body = self.rfile.read(int(headers.get("content-length") or 0))
                 outer.requests.append((self.path, headers))
+                outer.calls.append((self.command, self.path, headers, body))
                 status, body, ctype = reply(self.path, headers)
                 self.send_response(status)
                 self.send_header("Content-Type", ctype)
@@ -81,6 +85,8 @@ class HTTPServer:
                 self.send_header("Connection", "close")
                 self.end_headers()
                 self.wfile.write(body)
+
+            do_POST = do_DELETE = do_GET  # `reply` sees the path; `calls` records the method and body
 
             def log_message(self, *args) -> None:
                 pass

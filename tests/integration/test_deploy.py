@@ -287,13 +287,21 @@ def _build(ref: str, dockerfile: str, files: dict[str, str] | None = None) -> st
     return ref
 
 
+BROKEN_COPY = "localhost:5999/torrust/tracker:v3.0.0"  # a registry copy of the release tag, never pushed
+MISSING = "torrust/tracker:v3.0.0"  # a known release no registry here serves
+
+
 @pytest.fixture(scope="module")
 def unhealthy_image(images):
-    """A container that runs but never becomes healthy: a broken tracker release."""
-    return _build(
+    """A container that runs but never becomes healthy: a broken build of a tracker release,
+    tagged as a copy of v3.0.0 in another registry (the tool knows which release it is)."""
+    ref = _build(
         "torrust-test/never-healthy:1",
         f'FROM {images["base"]}\nHEALTHCHECK --interval=1s --retries=1 CMD false\nCMD ["sleep", "infinity"]\n',
     )
+    docker("tag", ref, BROKEN_COPY)
+    yield BROKEN_COPY
+    docker("image", "rm", BROKEN_COPY, check=False)  # the tag only
 
 
 @pytest.fixture(scope="module")
@@ -365,7 +373,8 @@ def test_dry_run_masks_secrets(dep):
     plan = json.loads(res.stdout)
     assert ".env: secret values changed for: TRACKER_ADMIN_TOKEN" in plan["diff"]
     assert secrets_found(res.stdout + res.stderr, {**STRONG, "new token": new_token}) == []
-    assert sorted(plan["recreate"]) == ["prometheus", "tracker"]
+    # v3.0.0 has no Prometheus endpoint: Prometheus holds no token, only the tracker changes
+    assert sorted(plan["recreate"]) == ["tracker"]
 
 
 def test_one_setting_change_recreates_only_the_tracker(dep):
@@ -438,21 +447,22 @@ def test_release_that_never_gets_healthy_rolls_back(dep, unhealthy_image):
 
 def test_missing_image_fails_before_the_switch(dep):
     good = dep.ensure_deployed()
+    assert docker("image", "inspect", MISSING, check=False).returncode != 0  # no registry here
     before, releases = dep.containers(), dep.release_ids()
-    code, out = dep.deploy(env={"TORRUST_TRACKER_IMAGE": "torrust-test/does-not-exist:1"})
+    code, out = dep.deploy(env={"TORRUST_TRACKER_IMAGE": MISSING})
     assert code == 30, out["_stderr"]
     assert "running release was not touched" in out["_stderr"]
     assert dep.current() == good and dep.containers() == before
     assert dep.release_ids() == releases  # the upload was removed
     last = dep.audit()[-1]
     assert (last["event"], last["result"], last["previous"]) == ("deploy", "failed", good)
-    assert last["release"] not in releases and "does-not-exist" in last["error"]
+    assert last["release"] not in releases and MISSING in last["error"]
 
 
 def test_missing_image_without_pull_rolls_back(dep):
     good = dep.ensure_deployed()
     before = _before(dep)
-    code, out = dep.deploy("--no-pull", env={"TORRUST_TRACKER_IMAGE": "torrust-test/does-not-exist:1"})
+    code, out = dep.deploy("--no-pull", env={"TORRUST_TRACKER_IMAGE": MISSING})
     assert code == 31, out["_stderr"]
     _assert_rolled_back(dep, out, good, before, error="")
 
@@ -764,7 +774,7 @@ def test_down_purge_data_deletes_the_storage_and_keeps_the_backups(dep):
 
 def test_no_secret_on_a_host_command_line_or_in_output_during_a_deploy(dep):
     """Issue #19, item 9: while a deploy rotates the admin token (a new .env goes up,
-    two services are recreated) and a backup runs, no command line on the SSH host, in
+    the tracker is recreated) and a backup runs, no command line on the SSH host, in
     the stack's containers or of the tool itself holds a secret, raw or encoded; nor
     does any output or the audit log."""
     dep.ensure_deployed()
@@ -775,7 +785,7 @@ def test_no_secret_on_a_host_command_line_or_in_output_during_a_deploy(dep):
     with CmdlineWatcher() as seen:
         dep.env["TORRUST_TRACKER_ADMIN_TOKEN"] = new_token  # the module's settings from now on
         code, out = dep.deploy()
-        assert code == 0 and sorted(out["recreated"]) == ["prometheus", "tracker"], out["_stderr"]
+        assert code == 0 and out["recreated"] == ["tracker"], out["_stderr"]  # v3.0.0: Prometheus holds no token
         code, _doc, err = dep.json_cli("app.backup")
         assert code == 0, err
         # the watcher sees a short command the deploy user runs on the SSH host

@@ -16,7 +16,7 @@ import time
 import pytest
 import requests
 
-from tests.integration.conftest import docker, free_port, local_env
+from tests.integration.conftest import DEVELOP_TRACKER, docker, free_port, local_env
 
 
 @pytest.fixture
@@ -27,6 +27,7 @@ def local_stack_with_grafana(images, tmp_path, cli):
         TORRUST_PROMETHEUS="true",
         TORRUST_PROMETHEUS_PORT=str(free_port()),
         TORRUST_GRAFANA="true",
+        TORRUST_TRACKER_IMAGE=DEVELOP_TRACKER,  # dashboards need a tracker with metrics
     )
     res = cli("app.deploy", "--env", "local", "--json", env=env)
     try:

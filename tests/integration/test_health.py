@@ -15,17 +15,19 @@ import pytest
 import requests
 
 from tests.conftest import ROOT, clean_environ
-from tests.integration.conftest import docker, free_port, local_env
+from tests.integration.conftest import DEVELOP_TRACKER, docker, free_port, local_env
 
 TOKEN = "Hk5-Tq2Wz8Lm4Xr7Vb1Nc9Pd3Fs6Gy0J"
 
 
 def probed_stack_env(root, project: str) -> dict[str, str]:
-    """The stack every probe has a target in: two UDP trackers, MySQL, Prometheus (also
-    what tests/benchmarks/health.py measures)."""
+    """The stack every probe has a target in: two UDP trackers, MySQL, Prometheus scraping
+    the tracker (the develop build: v3.0.0 has no Prometheus endpoint), also what
+    tests/benchmarks/health.py measures."""
     return local_env(
         root,
         project,
+        TORRUST_TRACKER_IMAGE=DEVELOP_TRACKER,
         TORRUST_UDP_TRACKERS=f"[::]:{free_port(socket.SOCK_DGRAM)},[::]:{free_port(socket.SOCK_DGRAM)}",
         TORRUST_DB_DRIVER="mysql",
         TORRUST_PROMETHEUS="true",
@@ -157,11 +159,16 @@ def test_tls_with_the_proxys_internal_ca(images, tmp_path):
         assert untrusted.returncode == 40
         details = {p["name"]: p["detail"] for p in json.loads(untrusted.stdout)["probes"] if not p["ok"]}
         assert "certificate not trusted" in details["tls certificate"] and "http tracker" in details
+        # the admin token is never sent to a certificate that does not verify: skipped, not run blind
+        (stats,) = [p for p in json.loads(untrusted.stdout)["probes"] if p["name"] == "api stats"]
+        assert stats["status"] == "skipped" and "is not trusted" in stats["detail"], stats
+        assert "the admin token was not sent" in stats["detail"]
         trusted = cli("health.check", "--internal-ca", "--json")
         assert trusted.returncode == 0, trusted.stdout + trusted.stderr
         probes = json.loads(trusted.stdout)["probes"]
         tls = [p for p in probes if p["name"] == "tls certificate"]
         assert len(tls) == 4 and all(p["ok"] and "hours" in p["detail"] for p in tls)  # 2 names x 2 families
+        assert all(p["status"] == "ok" for p in probes if p["name"] == "api stats")  # verified: the token went
     finally:
         cli("app.down")
 

@@ -9,6 +9,7 @@ the tracker stand-in behind a forwarding proxy that drops X-Forwarded-For.
 from __future__ import annotations
 
 import datetime as dt
+import json
 import socket
 import ssl
 import struct
@@ -24,6 +25,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.serialization import Encoding, NoEncryption, PrivateFormat
 from cryptography.x509.oid import NameOID
 
+from tasks.config import trackers
 from tasks.health import bencode, probes
 from tasks.health.probes import Probe, Reach
 from tasks.health.udp import ANNOUNCE, CONNECT, ERROR
@@ -385,9 +387,16 @@ def test_http_tracker_behind_a_proxy(serve, standin, proxy_headers, ok):
 
 def test_the_stand_in_itself_answers_with_a_bencoded_failure(standin):
     # what the proxy relays: a 200 with a bencoded failure reason, not an HTTP error
-    reply = requests.get(f"http://127.0.0.1:{standin}/announce?info_hash=x", timeout=5)
+    # (a well-formed announce: like Torrust, the peer's address is resolved after the
+    # request's parameters are parsed, so a malformed one gets the parameter error first)
+    query = urllib.parse.urlencode(
+        {"info_hash": b"\x01" * 20, "peer_id": b"-TT0001-" + b"x" * 12, "port": 6881}, quote_via=urllib.parse.quote
+    )
+    reply = requests.get(f"http://127.0.0.1:{standin}/announce?{query}", timeout=5)
     assert reply.status_code == 200
     assert b"X-Forwarded-For" in bencode.decode(reply.content)[b"failure reason"]
+    malformed = requests.get(f"http://127.0.0.1:{standin}/announce?info_hash=x", timeout=5)
+    assert bencode.decode(malformed.content)[b"failure reason"].startswith(b"Bad request. Cannot parse query params")
 
 
 def test_udp_port_without_a_listener_fails():
@@ -405,3 +414,190 @@ def test_echoed_token_is_masked_in_every_form_before_the_detail_is_cut():
     body = "x" * 150 + token + " " + urllib.parse.quote(token, safe="")
     assert token[:6] not in pr._mask(body, token)[:160]
     assert urllib.parse.quote(token, safe="") not in pr._mask(body, token)
+
+
+# ----------------------------------------------- the admin token, and the tracker's modes
+STATS = b'{"torrents":1,"seeders":1,"completed":0,"leechers":0,"udp4_announces_handled":0,"tcp4_announces_handled":0}'
+
+
+def _stats_server(serve, tls=None) -> HTTPServer:
+    return serve(HTTPServer(lambda path, headers: (200, STATS, "application/json"), tls=tls))
+
+
+def test_api_stats_token_in_a_bearer_header_where_the_release_accepts_one(serve):
+    server = _stats_server(serve)
+    result = attempt(lambda: probes.api_stats(_plain(server.port), 4, NAME, TOKEN, 2.0, release=trackers.DEVELOP))
+    assert result.ok and not result.skipped and result.detail.endswith("(Bearer header)"), result
+    method, path, headers, _body = server.calls[0]
+    assert (method, path) == ("GET", "/api/v1/stats") and headers["authorization"] == f"Bearer {TOKEN}"
+    # v3.0.0 reads only the query token
+    attempt(lambda: probes.api_stats(_plain(server.port), 4, NAME, TOKEN, 2.0, release=trackers.V3_0_0))
+    _method, path, headers, _body = server.calls[1]
+    assert "authorization" not in headers and urllib.parse.parse_qs(path.split("?")[1])["token"] == [TOKEN]
+
+
+def test_api_stats_over_plain_http_to_another_machine_is_skipped_unsent():
+    reach = Reach(addresses={4: "192.0.2.10"}, tls=False, port=80)  # TEST-NET-1: not this machine
+    result = attempt(lambda: probes.api_stats(reach, 4, NAME, TOKEN, 2.0, release=trackers.DEVELOP))
+    assert (result.ok, result.skipped, result.status) == (True, True, "skipped")
+    assert result.detail == (
+        "skipped: plain HTTP to 192.0.2.10 would carry the admin token unencrypted across the network "
+        "(turn TLS on, or probe from the host itself); the admin token was not sent"
+    )
+    assert result.as_dict()["status"] == "skipped"
+
+
+def test_api_stats_over_tls_that_is_not_verified_is_skipped_unsent(serve, tmp_path, ca):
+    server = _tls_server(serve, tmp_path, *_leaf(ca, start_days=-1, end_days=90))
+    lax = ssl.create_default_context()
+    lax.check_hostname, lax.verify_mode = False, ssl.CERT_NONE
+    reach = Reach(addresses={4: "127.0.0.1"}, tls=True, port=server.port, context=lax)
+    result = attempt(lambda: probes.api_stats(reach, 4, NAME, TOKEN, 2.0))
+    assert result.skipped and "cannot be verified" in result.detail and "not sent" in result.detail, result
+    assert server.calls == []
+    # the same lax context still serves the requests that carry no credential
+    assert attempt(lambda: probes.api_health(reach, 4, NAME, 2.0)).ok
+
+
+def test_api_stats_to_an_untrusted_certificate_stops_at_the_handshake(serve, tmp_path, ca):
+    server = _tls_server(serve, tmp_path, *_leaf(ca, start_days=-1, end_days=90, self_signed=True))
+    result = attempt(lambda: probes.api_stats(_tls_reach(server.port, ca[1]), 4, NAME, TOKEN, 2.0))
+    assert result.skipped and "is not trusted" in result.detail and "not sent" in result.detail, result
+    assert server.calls == []  # the handshake failed: no request, no token
+
+
+def test_api_stats_over_verified_tls_sends_the_token(serve, tmp_path, ca):
+    chain, key = _leaf(ca, start_days=-1, end_days=90)
+    (tmp_path / "leaf.pem").write_bytes(chain)
+    (tmp_path / "leaf.key").write_bytes(key)
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    ctx.load_cert_chain(tmp_path / "leaf.pem", tmp_path / "leaf.key")
+    server = _stats_server(serve, tls=ctx)
+    reach = _tls_reach(server.port, ca[1])
+    result = attempt(lambda: probes.api_stats(reach, 4, NAME, TOKEN, 2.0, release=trackers.DEVELOP))
+    assert result.ok and not result.skipped, result
+    assert server.calls[0][2]["authorization"] == f"Bearer {TOKEN}"
+
+
+KEY = "Kq3Zr8Wm1Xv6Lp0Yt5Nb2Hc7Jd4Fs9Ga"
+
+
+def _failure(reason: str) -> bytes:
+    """A tracker's bencoded failure reason."""
+    data = reason.encode()
+    return b"d14:failure reason%d:%se" % (len(data), data)
+
+
+OK_ANNOUNCE = b"d8:intervali120e5:peers0:e"
+OK_SCRAPE = b"d5:filesdee"
+
+
+def _mode(server_port: int, release=trackers.V3_0_0, *, private=False, listed=False) -> probes.Mode:
+    reach = _plain(server_port)
+    setup = probes.AdminSetup(
+        lambda fam: probes.Api(reach, fam, NAME, TOKEN, release, 2.0), probes.CANARY_INFO_HASH.hex()
+    )
+    return probes.Mode(release, private, listed, setup)
+
+
+def _tracker_and_api(key_status=200, whitelist_status=200, announce=OK_ANNOUNCE):
+    def reply(path: str, headers: dict) -> tuple[int, bytes, str]:
+        if path.startswith("/api/v1/keys"):
+            body = json.dumps({"key": KEY, "valid_until": 1, "expiry_time": "x"}).encode()
+            return key_status, body if key_status == 200 else b"nope", "application/json"
+        if path.startswith("/api/v1/whitelist/"):
+            return whitelist_status, b'{"status":"ok"}', "application/json"
+        if path.startswith("/api/v1/key/"):
+            return 200, b'{"status":"ok"}', "application/json"
+        if path.startswith("/announce"):
+            return 200, announce, "text/plain"
+        return 200, OK_SCRAPE, "text/plain"
+
+    return reply
+
+
+def test_private_http_probe_announces_with_a_key_made_through_the_api_and_deletes_it(serve):
+    server = serve(HTTPServer(_tracker_and_api()))
+    mode = _mode(server.port, private=True)
+    result = attempt(lambda: probes.http_tracker(_plain(server.port), 4, NAME, 2.0, mode=mode))
+    assert result.ok and result.detail == "private, with a key: announce interval=120, stopped, scrape ok", result
+    calls = [(m, p.split("?")[0]) for m, p, _h, _b in server.calls]
+    assert calls == [
+        ("POST", "/api/v1/keys"),
+        ("GET", f"/announce/{KEY}"),
+        ("GET", f"/announce/{KEY}"),
+        ("GET", f"/scrape/{KEY}"),
+        ("DELETE", f"/api/v1/key/{KEY}"),
+    ]
+    _m, _p, headers, body = server.calls[0]
+    assert json.loads(body) == {"key": None, "seconds_valid": 300} and headers["content-type"] == "application/json"
+
+
+def test_private_http_probe_without_a_key_checks_the_release_refusal(serve):
+    refusal = "Authentication error: Missing authentication key param for private tracker. Error in src/x.rs:1:1"
+    refused = _failure(refusal)
+    server = serve(HTTPServer(_tracker_and_api(key_status=500, announce=refused)))
+    result = attempt(
+        lambda: probes.http_tracker(_plain(server.port), 4, NAME, 2.0, mode=_mode(server.port, private=True))
+    )
+    assert result.skipped and "no key: key: HTTP 500" in result.detail, result
+    assert "an announce without a key was refused as v3.0.0 refuses it" in result.detail
+    # a private tracker that serves an announce without a key is a failure
+    lax = serve(HTTPServer(_tracker_and_api(key_status=500)))
+    result = attempt(lambda: probes.http_tracker(_plain(lax.port), 4, NAME, 2.0, mode=_mode(lax.port, private=True)))
+    assert result.ok is False and "expected the refusal" in result.detail, result
+
+
+def test_listed_http_probe_whitelists_the_canary_first(serve):
+    server = serve(HTTPServer(_tracker_and_api()))
+    result = attempt(
+        lambda: probes.http_tracker(_plain(server.port), 4, NAME, 2.0, mode=_mode(server.port, listed=True))
+    )
+    assert result.ok and result.detail.startswith("listed, announce interval=120"), result
+    assert [(m, p) for m, p, _h, _b in server.calls[:1]] == [
+        ("POST", f"/api/v1/whitelist/{probes.CANARY_INFO_HASH.hex()}?token={TOKEN}")
+    ]
+
+
+def test_listed_http_probe_without_whitelisting_expects_the_exact_refusal(serve):
+    hexhash = probes.CANARY_INFO_HASH.hex()
+    refused = _failure(f"Tracker error: The torrent: {hexhash}, is not whitelisted, src/core/mod.rs:1106:23")
+    server = serve(HTTPServer(_tracker_and_api(whitelist_status=500, announce=refused)))
+    result = attempt(
+        lambda: probes.http_tracker(_plain(server.port), 4, NAME, 2.0, mode=_mode(server.port, listed=True))
+    )
+    assert result.skipped and "whitelisting the canary failed" in result.detail, result
+    other = _failure("Tracker error: The torrent: 00, is not whitelisted")
+    wrong = serve(HTTPServer(_tracker_and_api(whitelist_status=500, announce=other)))
+    result = attempt(lambda: probes.http_tracker(_plain(wrong.port), 4, NAME, 2.0, mode=_mode(wrong.port, listed=True)))
+    assert result.ok is False and "expected the refusal" in result.detail, result
+
+
+def test_udp_probe_in_private_mode_is_skipped_without_a_packet(serve):
+    server = serve(UDPResponder(lambda packet: None))
+    mode = probes.Mode(trackers.V3_0_0, private=True)
+    result = attempt(lambda: probes.udp_tracker("127.0.0.1", server.port, 1.0, mode=mode))
+    assert result.skipped and result.detail == "skipped: release v3.0.0 does not start UDP trackers in private mode"
+    assert server.received == []
+
+
+def _udp_refusing(message: bytes):
+    def respond(packet: bytes) -> bytes:
+        action, tid = _header(packet)
+        if action == CONNECT:
+            return _connect_reply(tid)
+        return struct.pack("!iI", ERROR, tid) + message
+
+    return respond
+
+
+def test_udp_probe_in_listed_mode_expects_the_exact_refusal_when_it_cannot_whitelist(serve):
+    hexhash = probes.CANARY_INFO_HASH.hex()
+    exact = f"tracker server error: The torrent: {hexhash}, is not whitelisted, src/core/mod.rs:1106:23".encode()
+    mode = probes.Mode(trackers.V3_0_0, listed=True)  # no admin access
+    server = serve(UDPResponder(_udp_refusing(exact)))
+    result = attempt(lambda: probes.udp_tracker("127.0.0.1", server.port, 1.0, mode=mode))
+    assert result.skipped and "refused as v3.0.0 refuses it" in result.detail, result
+    other = serve(UDPResponder(_udp_refusing(b"info-hash not authorized here")))
+    result = attempt(lambda: probes.udp_tracker("127.0.0.1", other.port, 1.0, mode=mode))
+    assert result.ok is False and "info-hash not authorized here" in result.detail, result

@@ -17,6 +17,7 @@ import socket
 import struct
 import subprocess
 import sys
+import tempfile
 import time
 import urllib.error
 import urllib.parse
@@ -151,8 +152,13 @@ def test_every_image_is_labelled_as_a_test_image(images):
     standin_labels = json.loads(
         docker("image", "inspect", "-f", "{{json .Config.Labels}}", images["tracker-standin"]).stdout
     )
-    assert standin_labels["org.torrust.stand-in-for"] == "torrust/tracker"
+    assert standin_labels["org.torrust.stand-in-for"] == "torrust/tracker:v3.0.0"
+    assert standin_labels["org.torrust.stand-in-profile"] == "v3.0.0"
     assert "STAND-IN" in standin_labels["org.opencontainers.image.description"]
+    develop = json.loads(
+        docker("image", "inspect", "-f", "{{json .Config.Labels}}", images["tracker-standin-develop"]).stdout
+    )
+    assert develop["org.torrust.stand-in-profile"] == "develop-02c33f69"
 
 
 def test_rebuild_with_nothing_changed_is_cached(images):
@@ -283,14 +289,20 @@ def test_standin_rejects_a_wrong_or_missing_token_like_the_real_tracker(standin_
     assert body.decode() == 'Unhandled rejection: Err { reason: "unauthorized" }'
 
 
-def test_standin_prometheus_metrics(standin_container):
-    status, body = http_get(
-        f"http://127.0.0.1:{standin_container.api}/api/v1/metrics?token={ADMIN_TOKEN}&format=prometheus"
-    )
-    assert status == 200
-    lines = dict(line.split(" ", 1) for line in body.decode().splitlines() if line and not line.startswith("#"))
-    for name in ("torrents", "seeders", "leechers", "completed", "udp4_announces_handled", "tcp6_scrapes_handled"):
-        assert name in lines and lines[name].strip().isdigit(), f"{name} not in {body!r}"
+def test_standin_v3_has_no_prometheus_endpoint_like_the_release(standin_container):
+    """v3.0.0: /api/v1/metrics does not exist (404 after the token check) and the stats
+    route answers JSON whatever `format` says (its handler takes no query)."""
+    api = f"http://127.0.0.1:{standin_container.api}"
+    assert http_get(f"{api}/api/v1/metrics?token={ADMIN_TOKEN}&format=prometheus") == (404, b"")
+    status, body = standin_container.stats(extra="&format=prometheus")
+    assert status == 200 and json.loads(body)["torrents"] >= 0
+    # axum's fallback sits inside the auth layer: an unknown path without a token is a 500
+    assert http_get(f"{api}/api/v1/metrics")[0] == 500
+    assert http_get(f"{api}/nowhere") == (500, b'Unhandled rejection: Err { reason: "unauthorized" }')
+    assert http_get(f"{api}/nowhere?token={ADMIN_TOKEN}") == (404, b"")
+    # no Authorization header in v3.0.0: only the query token counts
+    status, body = http_get(f"{api}/api/v1/stats", headers={"Authorization": f"Bearer {ADMIN_TOKEN}"})
+    assert (status, body) == (500, b'Unhandled rejection: Err { reason: "unauthorized" }')
 
 
 def test_standin_health_check_api_lists_every_binding(standin_container):
@@ -551,7 +563,11 @@ def test_standin_with_mysql_from_the_mariadb_image(images, tmp_path):
         assert proc.returncode == 0, proc.stderr
         assert proc.stdout.decode().split() == [info_hash.hex(), "1"]
         proc = mysql_as_user(db, "SHOW TABLES;", password=password)
-        assert set(proc.stdout.decode().split()) == {"whitelist", "torrents", "keys", "torrent_aggregate_metrics"}
+        assert set(proc.stdout.decode().split()) == {
+            "whitelist",
+            "torrents",
+            "keys",
+        }  # v3.0.0 has no torrent_aggregate_metrics
         text = logs(tracker)
         assert password not in text and urllib.parse.quote(password, safe="") not in text
     finally:
@@ -652,6 +668,316 @@ def test_standin_stops_quickly_and_cleanly_on_sigterm(images, containers, tmp_pa
     docker("stop", "-t", "10", name)
     assert time.monotonic() - start < 5
     assert docker("inspect", "-f", "{{.State.ExitCode}}", name).stdout.strip() == b"0"
+
+
+# ------------------------------------------------- tracker stand-in: release profiles
+# Each profile behaves like one Torrust release (tracker-standin/README.md). The expected
+# texts below are the releases' own (v3.0.0: the source files named in the README).
+
+CANARY = bytes.fromhex("c0ffee00" * 5)
+
+
+def _run_profile(images, containers, prefix: str, toml: str, key: str = "tracker-standin") -> Standin:
+    """A stand-in of one profile with `toml`, its UDP, HTTP and API ports on 127.0.0.1."""
+    cfg_dir = Path(tempfile.mkdtemp(prefix="standin-profile-"))
+    (cfg_dir / "tracker.toml").write_text(toml)
+    udp, http, api = free_port(socket.SOCK_DGRAM), free_port(), free_port()
+    name = containers.run(
+        prefix,
+        "-p", f"127.0.0.1:{udp}:6969/udp", "-p", f"127.0.0.1:{http}:7070", "-p", f"127.0.0.1:{api}:1212",
+        "-v", f"{cfg_dir / 'tracker.toml'}:/etc/torrust/tracker/tracker.toml:ro",
+        *STANDIN_ENV,
+        "-e", f"TORRUST_TRACKER_CONFIG_OVERRIDE_HTTP_API__ACCESS_TOKENS__ADMIN={ADMIN_TOKEN}",
+        images[key],
+    )  # fmt: skip
+    wait_for(lambda: http_get(f"http://127.0.0.1:{api}/api/health_check")[0] == 200, 30, "the API", name)
+    return Standin(name, udp, http, api)
+
+
+def _api(s: Standin, method: str, path: str, body: bytes | None = None, headers: dict | None = None):
+    sep = "&" if "?" in path else "?"
+    req = urllib.request.Request(
+        f"http://127.0.0.1:{s.api}{path}{sep}token={ADMIN_TOKEN}", data=body, method=method, headers=headers or {}
+    )
+    try:
+        with _opener.open(req, timeout=5) as resp:
+            return resp.status, resp.read()
+    except urllib.error.HTTPError as exc:
+        return exc.code, exc.read()
+
+
+def _announce(s: Standin, info_hash: bytes, key: str = "", event: str = "started") -> dict:
+    query = urllib.parse.urlencode(
+        {"info_hash": info_hash, "peer_id": b"-TT0009-" + random.randbytes(12), "port": 6881, "left": 0,
+         "event": event, "compact": 1},
+        quote_via=urllib.parse.quote,
+    )  # fmt: skip
+    status, body = http_get(f"http://127.0.0.1:{s.http}/announce{'/' + key if key else ''}?{query}")
+    assert status == 200, body
+    return standin.bdecode(body)
+
+
+TABLES = """
+import sqlite3
+db = sqlite3.connect("/var/lib/torrust/tracker/database/sqlite3.db")
+rows = db.execute("SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite_%'")
+print(" ".join(sorted(r[0] for r in rows)))
+"""
+
+
+def _tables(s: Standin) -> list[str]:
+    return docker("exec", s.name, "python3", "-c", TABLES).stdout.decode().split()
+
+
+def _reason(reply: dict) -> str:
+    return reply.get(b"failure reason", b"").decode()
+
+
+PRIVATE_LISTED_TOML = TRACKER_TOML.replace(
+    "listed = false\nprivate = false\n", "listed = true\nprivate = true\n"
+).replace("[core.announce_policy]", "[core.private_mode]\ncheck_keys_expiration = true\n\n[core.announce_policy]")
+
+
+@pytest.fixture(scope="module")
+def private_listed_container(images, containers) -> Standin:
+    return _run_profile(images, containers, "standin-private", PRIVATE_LISTED_TOML)
+
+
+def test_v3_private_mode_starts_no_udp_tracker(private_listed_container):
+    s = private_listed_container
+    out = docker("logs", s.name).stdout.decode()
+    assert (
+        "Could not start UDP tracker on: [::]:6969 while in private mode. UDP is not safe for private trackers!" in out
+    )
+    sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    sock.settimeout(1)
+    try:
+        with pytest.raises(OSError):  # refused (ICMP) or silence: nothing listens
+            _udp_roundtrip(sock, s.udp, struct.pack(">QII", UDP_PROTOCOL_ID, 0, 7))
+    finally:
+        sock.close()
+
+
+def test_v3_private_announce_needs_a_key_made_through_the_api(private_listed_container):
+    s = private_listed_container
+    assert _api(s, "POST", f"/api/v1/whitelist/{CANARY.hex()}") == (200, b'{"status":"ok"}')
+    assert _reason(_announce(s, CANARY)) == (
+        "Authentication error: Missing authentication key param for private tracker. "
+        "Error in src/servers/http/v1/handlers/announce.rs:95:31"
+    )
+    status, body = _api(
+        s, "POST", "/api/v1/keys", b'{"key":null,"seconds_valid":600}', {"Content-Type": "application/json"}
+    )
+    assert status == 200, body
+    key = json.loads(body)["key"]
+    assert len(key) == 32 and key.isalnum() and json.loads(body)["valid_until"] > time.time()
+    reply = _announce(s, CANARY, key)
+    assert b"failure reason" not in reply and reply[b"interval"] == 300
+    assert _reason(_announce(s, CANARY, "x" * 32)) == (
+        "Authentication error: Failed to read key: " + "x" * 32 + ", src/core/mod.rs:1047:27"
+    )
+    assert _reason(_announce(s, CANARY, "short")) == (
+        "Authentication error: Invalid format for authentication key param. "
+        "Error in src/servers/http/v1/extractors/authentication_key.rs:117:23"
+    )
+    # the JSON form needs its content type, as axum's Json extractor does
+    assert _api(s, "POST", "/api/v1/keys", b'{"key":null,"seconds_valid":60}')[0] == 415
+    assert _api(s, "DELETE", f"/api/v1/key/{key}") == (200, b'{"status":"ok"}')
+    assert _reason(_announce(s, CANARY, key)).startswith(f"Authentication error: Failed to read key: {key}")
+
+
+def test_v3_private_key_expiry_and_scrape_without_a_key(private_listed_container):
+    s = private_listed_container
+    status, body = _api(s, "POST", "/api/v1/key/0")  # valid for 0 seconds: expired at once
+    assert status == 200, body
+    expired = json.loads(body)["key"]
+    time.sleep(1.1)  # the expiry has a one-second resolution
+    assert _reason(_announce(s, CANARY, expired)) == "Authentication error: Key has expired, src/core/auth.rs:115:31"
+    assert _api(s, "POST", "/api/v1/key/soon") == (400, b"Invalid URL: Cannot parse `soon` to a `u64`")
+    # without a key a private tracker answers a scrape with zeros (Torrust's fake scrape)
+    query = urllib.parse.urlencode({"info_hash": CANARY}, quote_via=urllib.parse.quote)
+    status, body = http_get(f"http://127.0.0.1:{s.http}/scrape?{query}")
+    assert standin.bdecode(body)[b"files"][CANARY] == {b"complete": 0, b"downloaded": 0, b"incomplete": 0}
+
+
+def test_v3_listed_mode_whitelist_lives_in_memory_and_reloads_from_the_database(private_listed_container):
+    s = private_listed_container
+    _status, body = _api(
+        s, "POST", "/api/v1/keys", b'{"key":null,"seconds_valid":600}', {"Content-Type": "application/json"}
+    )
+    key = json.loads(body)["key"]
+    other = random.randbytes(20)
+    assert _reason(_announce(s, other, key)) == (
+        f"Tracker error: The torrent: {other.hex()}, is not whitelisted, src/core/mod.rs:1106:23"
+    )
+    # written to the database behind the tracker's back: not seen until a reload
+    docker("exec", s.name, "python3", "-c",
+           "import sqlite3,sys; c=sqlite3.connect('/var/lib/torrust/tracker/database/sqlite3.db');"
+           "c.execute('INSERT INTO whitelist (info_hash) VALUES (?)', (sys.argv[1],)); c.commit()",
+           other.hex())  # fmt: skip
+    assert "is not whitelisted" in _reason(_announce(s, other, key))
+    assert _api(s, "GET", "/api/v1/whitelist/reload") == (200, b'{"status":"ok"}')
+    assert b"failure reason" not in _announce(s, other, key)
+    assert _api(s, "POST", "/api/v1/whitelist/nothex") == (
+        400,
+        b'Invalid URL: invalid infohash param: string "nothex", expected a 40 character long string',
+    )
+    assert _api(s, "POST", "/api/v1/whitelist/reload")[0] == 405  # a static segment wins, GET only
+
+
+def test_v3_creates_exactly_its_tables(private_listed_container):
+    assert _tables(private_listed_container) == [
+        "keys",
+        "torrents",
+        "whitelist",
+    ]  # no torrent_aggregate_metrics in v3.0.0
+
+
+@pytest.fixture(scope="module")
+def develop_container(images, containers) -> Standin:
+    return _run_profile(images, containers, "standin-develop", TRACKER_TOML, key="tracker-standin-develop")
+
+
+def test_develop_stats_in_prometheus_format_and_the_later_fields(develop_container):
+    s = develop_container
+    status, body = s.stats()
+    fields = list(json.loads(body))
+    assert status == 200 and fields[:4] == ["torrents", "seeders", "completed", "leechers"]
+    assert {"udp_requests_aborted", "udp4_requests", "udp6_errors_handled"} <= set(fields) and len(fields) == 28
+    status, body = s.stats(extra="&format=prometheus")
+    lines = body.decode().split("\n")
+    assert status == 200 and not body.endswith(b"\n")  # lines joined by \n (stats/responses.rs)
+    assert [line.split(" ")[0] for line in lines] == fields and all(line.split(" ")[1].isdigit() for line in lines)
+    assert s.stats(extra="&format=xml") == (
+        400,
+        b"Failed to deserialize query string: unknown variant `xml`, expected `json` or `prometheus`",
+    )
+
+
+def test_develop_labelled_metrics_parse_as_prometheus_text(develop_container):
+    s = develop_container
+    _announce(s, random.randbytes(20))
+    status, body = http_get(f"http://127.0.0.1:{s.api}/api/v1/metrics?token={ADMIN_TOKEN}&format=prometheus")
+    assert status == 200
+    sample = re.compile(r'^[a-z_]+\{([a-z_]+="[^"]*"(,[a-z_]+="[^"]*")*)?\} \d+$')
+    lines = body.decode().split("\n")
+    assert all(sample.match(line) for line in lines), lines
+    assert any(
+        line.startswith('http_tracker_core_requests_received_total{request_kind="announce",server_binding_ip="0.0.0.0"')
+        for line in lines
+    ), lines
+
+
+def test_develop_accepts_the_token_in_a_bearer_header(develop_container):
+    api = f"http://127.0.0.1:{develop_container.api}/api/v1/stats"
+    assert http_get(api, headers={"Authorization": f"Bearer {ADMIN_TOKEN}"})[0] == 200
+    # the header wins over the query
+    assert http_get(f"{api}?token=wrong", headers={"Authorization": f"Bearer {ADMIN_TOKEN}"})[0] == 200
+    assert http_get(f"{api}?token={ADMIN_TOKEN}", headers={"Authorization": "Bearer wrong"}) == (
+        500,
+        b'Unhandled rejection: Err { reason: "token not valid" }',
+    )
+    assert http_get(api, headers={"Authorization": f"Basic {ADMIN_TOKEN}"}) == (
+        500,
+        b'Unhandled rejection: Err { reason: "unknown token provided" }',
+    )
+
+
+def test_develop_creates_the_later_metrics_table(develop_container):
+    assert _tables(develop_container) == ["keys", "torrent_aggregate_metrics", "torrents", "whitelist"]
+
+
+LOADER_REFUSALS = [
+    (
+        TRACKER_TOML.replace('threshold = "info"\n', ""),
+        'MissingMandatoryOption { path: "logging.threshold" }',
+    ),
+    (TRACKER_TOML.replace("listed = false\n", ""), 'MissingMandatoryOption { path: "core.listed" }'),
+    (
+        TRACKER_TOML.replace('threshold = "info"', 'threshold = "verbose"'),
+        'kind: UnknownVariant("verbose", ["off", "error", "warn", "info", "debug", "trace"])',
+    ),
+    (
+        TRACKER_TOML.replace('app = "torrust-tracker"', 'app = "torrust-index"'),
+        'path: ["metadata", "app"], kind: UnknownVariant("torrust-index", ["torrust-tracker"])',
+    ),
+    (
+        TRACKER_TOML.replace('purpose = "configuration"', 'purpose = "config"'),
+        'kind: UnknownVariant("config", ["configuration"])',
+    ),
+    (
+        TRACKER_TOML.replace("private = false", 'private = "no"'),
+        'path: ["core", "private"], kind: InvalidType(Str("no"), "a boolean")',
+    ),
+    (
+        TRACKER_TOML.replace(
+            "[core.announce_policy]", "[core.private_mode]\ncheck_keys_expiration = true\n\n[core.announce_policy]"
+        ),
+        "Configuration error: Private mode section in configuration can only be included when the tracker is "
+        "running in private mode.",
+    ),
+    (
+        TRACKER_TOML.replace('"2.0.0"', '"3.0.0"'),
+        'UnsupportedVersion { version: Version { schema_version: "3.0.0" } }',
+    ),
+]
+
+
+@pytest.mark.parametrize("key", ["tracker-standin", "tracker-standin-develop"])
+@pytest.mark.parametrize(("toml", "expected"), LOADER_REFUSALS, ids=[
+    "no-threshold", "no-listed", "bad-threshold", "bad-app", "bad-purpose", "private-not-bool",
+    "private-mode-not-private", "schema-3",
+])  # fmt: skip
+def test_standin_loader_refuses_what_the_release_refuses(images, tmp_path, key, toml, expected):
+    cfg = tmp_path / "tracker.toml"
+    cfg.write_text(toml)
+    name = unique("standin-loader")
+    try:
+        proc = docker(
+            "run", "--name", name, "-v", f"{cfg}:/etc/torrust/tracker/tracker.toml:ro", *STANDIN_ENV,
+            "-e", f"TORRUST_TRACKER_CONFIG_OVERRIDE_HTTP_API__ACCESS_TOKENS__ADMIN={ADMIN_TOKEN}",
+            images[key], check=False, timeout=60,
+        )  # fmt: skip
+    finally:
+        docker("rm", "-f", "-v", name, check=False)
+    assert proc.returncode == 101, proc.stderr  # a Rust panic's exit code
+    err = proc.stderr.decode()
+    assert expected in err and "thread 'main' panicked" in err, err
+
+
+def test_standin_mandatory_option_from_an_override_variable_counts(images, tmp_path):
+    """check_mandatory_options looks at the file and the override variables together."""
+    cfg = tmp_path / "tracker.toml"
+    cfg.write_text(TRACKER_TOML.replace("listed = false\n", "").replace("private = false\n", 'private = "x"\n'))
+    name = unique("standin-loader")
+    try:
+        proc = docker(
+            "run", "--name", name, "-v", f"{cfg}:/etc/torrust/tracker/tracker.toml:ro", *STANDIN_ENV,
+            "-e", "TORRUST_TRACKER_CONFIG_OVERRIDE_CORE__LISTED=false",
+            "-e", f"TORRUST_TRACKER_CONFIG_OVERRIDE_HTTP_API__ACCESS_TOKENS__ADMIN={ADMIN_TOKEN}",
+            images["tracker-standin"], check=False, timeout=60,
+        )  # fmt: skip
+    finally:
+        docker("rm", "-f", "-v", name, check=False)
+    # past the mandatory check (listed came from the variable), stopped at the next fault
+    assert proc.returncode == 101 and b'InvalidType(Str("x"), "a boolean")' in proc.stderr, proc.stderr
+
+
+def test_tool_table_and_standin_profiles_agree():
+    """The tool's release table (tasks/config/trackers.py) and the stand-in describe each
+    release the same way: a drift between them would let a test pass the real image fails."""
+    from tasks.config import trackers
+
+    for name, profile in standin.PROFILES.items():
+        release = trackers.RELEASES[name]
+        assert f"torrust-test/tracker-standin:{name}" in release.standins
+        assert profile.tables == release.tables
+        assert profile.metrics_route == (release.metrics_route is not None)
+        assert profile.stats_prometheus == release.stats_prometheus
+        assert profile.bearer == release.header_token
+        assert set(standin.MANDATORY) == set(release.mandatory_options)
+        assert standin.ENUMS["logging.threshold"] == release.enum("logging.threshold")
+    assert set(standin.PROFILES) == set(trackers.RELEASES)
 
 
 # ------------------------------------------------------------------------- mariadb

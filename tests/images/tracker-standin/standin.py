@@ -24,6 +24,7 @@ import http.server
 import ipaddress
 import json
 import os
+import re
 import signal
 import socket
 import ssl
@@ -35,6 +36,7 @@ import threading
 import time
 import tomllib
 import urllib.parse
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, NoReturn
 
@@ -66,17 +68,104 @@ def fatal(message: str, code: int = 1) -> NoReturn:
     sys.exit(code)
 
 
+# ---------------------------------------------------------------------- profiles
+
+
+@dataclass(frozen=True)
+class Profile:
+    """One Torrust tracker release this stand-in behaves like (README.md: sources)."""
+
+    name: str
+    stats_prometheus: bool  # format=prometheus on /api/v1/stats
+    metrics_route: bool  # /api/v1/metrics (labelled metrics)
+    bearer: bool  # Authorization: Bearer accepted (and preferred over ?token=)
+    tables: tuple[str, ...]
+    extra_keys: tuple[tuple[str, str, type], ...] = ()  # (table, key, type) beyond v3.0.0's schema
+    extended_stats: bool = False  # the later stats fields (udp_requests_aborted, udp4_requests, ...)
+    # Rust source locations the release prints in its messages ("" where not checked)
+    loc_config_load: str = ""
+    loc_config_validate: str = ""
+    loc_not_whitelisted: str = ""
+    loc_udp_tracker_error: str = ""
+    loc_udp_private: str = ""
+    loc_missing_key: str = ""
+    loc_invalid_key: str = ""
+    loc_unknown_key: str = ""
+    loc_key_expired: str = ""
+    loc_delete_failed: str = ""
+
+
+PROFILES = {
+    p.name: p
+    for p in (
+        Profile(
+            name="v3.0.0",
+            stats_prometheus=False,
+            metrics_route=False,
+            bearer=False,
+            tables=("whitelist", "torrents", "keys"),
+            loc_config_load="src/bootstrap/config.rs:27:32",
+            loc_config_validate="src/bootstrap/app.rs:38:9",
+            loc_not_whitelisted="src/core/mod.rs:1106:23",
+            loc_udp_tracker_error="src/servers/udp/handlers.rs:161:75",
+            loc_udp_private="src/servers/udp/handlers.rs:150:23",
+            loc_missing_key="src/servers/http/v1/handlers/announce.rs:95:31",
+            loc_invalid_key="src/servers/http/v1/extractors/authentication_key.rs:117:23",
+            loc_unknown_key="src/core/mod.rs:1047:27",
+            loc_key_expired="src/core/auth.rs:115:31",
+            loc_delete_failed="src/core/databases/sqlite.rs:281:27",
+        ),
+        Profile(
+            name="develop-02c33f69",
+            stats_prometheus=True,
+            metrics_route=True,
+            bearer=True,
+            tables=("whitelist", "torrents", "keys", "torrent_aggregate_metrics"),
+            extra_keys=(("core.announce_policy", "max_peers_per_announce", int),),
+            extended_stats=True,
+        ),
+    )
+}
+
+
+def _profile() -> Profile:
+    name = os.environ.get("STANDIN_PROFILE", "")
+    if name not in PROFILES:
+        fatal(f"STANDIN_PROFILE={name!r} is not a profile of this stand-in (allowed: {', '.join(PROFILES)})")
+    return PROFILES[name]
+
+
+def located(message: str, location: str) -> str:
+    """A Torrust message with the source location the release appends (when known)."""
+    return f"{message}, {location}" if location else message
+
+
 # ---------------------------------------------------------------------- configuration
 
 
 class ConfigError(Exception):
-    pass
+    """A configuration the stand-in refuses (exit 1)."""
+
+
+class LoaderPanic(ConfigError):
+    """What the tracker's configuration loader panics with (exit 101, like a Rust panic)."""
+
+    def __init__(self, message: str, location: str = ""):
+        where = f" at {location}" if location else ""
+        super().__init__(f"thread 'main' panicked{where}:\n{message}")
 
 
 TOKENS = "tokens"  # a table of label = token strings
 TLS = {"ssl_cert_path": str, "ssl_key_path": str}
+ENUMS = {
+    "metadata.app": ("torrust-tracker",),
+    "metadata.purpose": ("configuration",),
+    "logging.threshold": ("off", "error", "warn", "info", "debug", "trace"),
+    "core.database.driver": ("sqlite3", "mysql"),
+}
+MANDATORY = ("metadata.schema_version", "logging.threshold", "core.private", "core.listed")
 
-# Schema 2.0.0 of the Torrust tracker configuration: nothing else is accepted.
+# Schema 2.0.0 of the Torrust tracker configuration (v3.0.0): nothing else is accepted.
 SCHEMA: dict[str, Any] = {
     "metadata": {"app": str, "purpose": str, "schema_version": str},
     "logging": {"threshold": str},
@@ -101,85 +190,177 @@ SCHEMA: dict[str, Any] = {
     "health_check_api": {"bind_address": str},
 }
 
-TYPE_NAMES = {str: "a string", bool: "a boolean", int: "an integer"}
+EXPECTED = {str: "a string", bool: "a boolean", int: "an unsigned integer"}
 
 
-def _validate(value: Any, schema: Any, path: str, errors: list[str]) -> None:
+def _copy(node: Any) -> Any:
+    if isinstance(node, dict):
+        return {k: _copy(v) for k, v in node.items()}
+    if isinstance(node, list):
+        return [_copy(node[0])]
+    return node
+
+
+def schema_for(profile: Profile) -> dict[str, Any]:
+    """v3.0.0's schema plus the keys a later release added."""
+    schema = _copy(SCHEMA)
+    for table, key, kind in profile.extra_keys:
+        node = schema
+        for part in table.split("."):
+            node = node[part]
+        node[key] = kind
+    return schema
+
+
+def _actual(value: Any) -> str:
+    """How figment names a value in its errors (Debug of figment::error::Actual)."""
+    if isinstance(value, bool):
+        return f"Bool({str(value).lower()})"
+    if isinstance(value, int):
+        return f"Unsigned({value})" if value >= 0 else f"Signed({value})"
+    if isinstance(value, float):
+        return f"Float({value})"
+    if isinstance(value, str):
+        return f"Str({json.dumps(value)})"
+    return "Map" if isinstance(value, dict) else "Seq"
+
+
+def _figment_error(path: list[str], kind: str) -> LoaderPanic:
+    dotted = ", ".join(json.dumps(p) for p in path)
+    return LoaderPanic(
+        f"error loading configuration from sources: ConfigError {{ source: LocatedError {{ source: Error {{ "
+        f"path: [{dotted}], kind: {kind} }} }} }}",
+        PROFILE_LOC["config_load"],
+    )
+
+
+PROFILE_LOC: dict[str, str] = {}  # filled in main() from the profile
+
+
+def _check_value(value: Any, schema: Any, path: list[str], strict: list[str]) -> None:
+    dotted = ".".join(p for p in path if not p.isdigit())
     if isinstance(schema, dict):
         if not isinstance(value, dict):
-            errors.append(f"'{path}' must be a table")
-            return
+            raise _figment_error(path, f'InvalidType({_actual(value)}, "a map")')
         for key, sub in value.items():
-            sub_path = f"{path}.{key}" if path else key
             if key not in schema:
-                errors.append(f"unknown key '{sub_path}' (not in configuration schema {SCHEMA_VERSION})")
+                strict.append(".".join(p for p in [*path, key] if not p.isdigit()))
                 continue
-            _validate(sub, schema[key], sub_path, errors)
+            _check_value(sub, schema[key], [*path, key], strict)
     elif isinstance(schema, list):
         if not isinstance(value, list):
-            errors.append(f"'{path}' must be an array of tables ([[{path}]])")
-            return
+            raise _figment_error(path, f'InvalidType({_actual(value)}, "a sequence")')
         for i, item in enumerate(value):
-            _validate(item, schema[0], f"{path}[{i}]", errors)
+            _check_value(item, schema[0], [*path, str(i)], strict)
     elif schema is TOKENS:
         if not isinstance(value, dict):
-            errors.append(f"'{path}' must be a table of label = \"token\"")
-            return
+            raise _figment_error(path, f'InvalidType({_actual(value)}, "a map")')
         for label, token in value.items():
             if not isinstance(token, str):
-                errors.append(f"'{path}.{label}' must be a string")
+                raise _figment_error([*path, label], f'InvalidType({_actual(token)}, "a string")')
     else:
-        ok = isinstance(value, schema) and not (schema is int and isinstance(value, bool))
+        ok = isinstance(value, schema) and not (schema is int and (isinstance(value, bool) or value < 0))
         if not ok:
-            errors.append(f"'{path}' must be {TYPE_NAMES[schema]}, got {type(value).__name__}")
+            raise _figment_error(path, f'InvalidType({_actual(value)}, "{EXPECTED[schema]}")')
+        allowed = ENUMS.get(dotted)
+        if allowed and value not in allowed:
+            names = ", ".join(json.dumps(a) for a in allowed)
+            raise _figment_error(path, f"UnknownVariant({json.dumps(value)}, [{names}])")
 
 
-def _apply_overrides(config: dict, environ: dict[str, str]) -> list[str]:
-    """Apply TORRUST_TRACKER_CONFIG_OVERRIDE_<SECTION>__<KEY> variables; return their names."""
+def _env_value(raw: str) -> Any:
+    """figment's Env provider parses every value (figment::value::Value::from_str)."""
+    text = raw.strip()
+    if text in ("true", "false"):
+        return text == "true"
+    try:
+        return int(text)
+    except ValueError:
+        pass
+    try:
+        return float(text) if any(c in text for c in ".eE") and text[:1] in "+-.0123456789" else raw
+    except ValueError:
+        return raw
+
+
+def _merge_overrides(config: dict, environ: dict[str, str]) -> list[str]:
+    """TORRUST_TRACKER_CONFIG_OVERRIDE_<SECTION>__<KEY> (keys lower-cased), merged over the
+    file like figment's Env provider. Returns their names (for the log, never values)."""
     applied = []
     for name in sorted(environ):
         if not name.startswith(OVERRIDE_PREFIX):
             continue
-        raw = environ[name]
         parts = [p.lower() for p in name[len(OVERRIDE_PREFIX) :].split("__")]
-        dotted = ".".join(parts)
         if not all(parts):
             raise ConfigError(f"malformed override variable {name}")
-        schema: Any = SCHEMA
         node = config
-        for i, part in enumerate(parts):
-            last = i == len(parts) - 1
-            if schema is TOKENS:
-                if not last:
-                    raise ConfigError(f"unknown key '{dotted}' (from {name})")
-                node[part] = raw
-                break
-            if not isinstance(schema, dict) or part not in schema:
-                raise ConfigError(f"unknown key '{dotted}' (from {name}; not in configuration schema {SCHEMA_VERSION})")
-            schema = schema[part]
-            if isinstance(schema, list):
-                raise ConfigError(f"'{dotted}' is an array of tables and cannot be set by {name}")
-            if last:
-                if isinstance(schema, dict) or schema is TOKENS:
-                    raise ConfigError(f"'{dotted}' is a table and cannot be set by {name}")
-                if schema is bool:
-                    if raw.lower() not in ("true", "false"):
-                        raise ConfigError(f"{name} must be true or false")
-                    node[part] = raw.lower() == "true"
-                elif schema is int:
-                    try:
-                        node[part] = int(raw)
-                    except ValueError:
-                        raise ConfigError(f"{name} must be an integer") from None
-                else:
-                    node[part] = raw
-            else:
-                child = node.setdefault(part, {})
-                if not isinstance(child, dict):
-                    raise ConfigError(f"'{'.'.join(parts[: i + 1])}' is not a table")
-                node = child
+        for part in parts[:-1]:
+            child = node.setdefault(part, {})
+            if not isinstance(child, dict):
+                raise _figment_error(parts, f'InvalidType({_actual(child)}, "a map")')
+            node = child
+        node[parts[-1]] = _env_value(environ[name])
         applied.append(name)
     return applied
+
+
+def _find(config: dict, dotted: str) -> Any:
+    node: Any = config
+    for part in dotted.split("."):
+        if not isinstance(node, dict) or part not in node:
+            return None
+        node = node[part]
+    return node
+
+
+def load_config(environ: dict[str, str], profile: Profile) -> tuple[dict, str, list[str]]:
+    """The merged configuration as the release's loader accepts it (or its panic)."""
+    if environ.get("TORRUST_TRACKER_CONFIG_TOML"):
+        source = "$TORRUST_TRACKER_CONFIG_TOML"
+        text = environ["TORRUST_TRACKER_CONFIG_TOML"]
+    else:
+        source = environ.get("TORRUST_TRACKER_CONFIG_TOML_PATH") or DEFAULT_CONFIG_PATH
+        try:
+            with open(source, "rb") as f:
+                text = f.read().decode("utf-8")
+        except FileNotFoundError:
+            raise ConfigError(f"configuration file not found: {source}") from None
+        except (OSError, UnicodeDecodeError) as exc:
+            raise ConfigError(f"cannot read configuration file {source}: {exc}") from None
+    try:
+        config = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise _figment_error([], f"Message({json.dumps(str(exc))})") from None
+    overrides = _merge_overrides(config, environ)
+    for option in MANDATORY:  # check_mandatory_options: before any default is filled in
+        if _find(config, option) is None:
+            raise LoaderPanic(
+                f'error loading configuration from sources: MissingMandatoryOption {{ path: "{option}" }}',
+                PROFILE_LOC["config_load"],
+            )
+    unknown: list[str] = []
+    _check_value(config, schema_for(profile), [], unknown)
+    version = config["metadata"]["schema_version"]
+    if version != SCHEMA_VERSION:
+        raise LoaderPanic(
+            "error loading configuration from sources: "
+            f'UnsupportedVersion {{ version: Version {{ schema_version: "{version}" }} }}',
+            PROFILE_LOC["config_load"],
+        )
+    if unknown:  # the release ignores unknown keys: the stand-in is stricter (README.md)
+        raise ConfigError(
+            f"invalid configuration {source}: unknown key(s) "
+            + ", ".join(f"'{k}'" for k in unknown)
+            + f" (not in configuration schema {SCHEMA_VERSION}; the Torrust tracker would ignore them)"
+        )
+    core = config.get("core", {})
+    if "private_mode" in core and not core.get("private"):
+        raise LoaderPanic(
+            "Configuration error: Private mode section in configuration can only be included when the "
+            "tracker is running in private mode.",
+            PROFILE_LOC["config_validate"],
+        )
+    return config, source, overrides
 
 
 @dataclass(frozen=True)
@@ -224,9 +405,11 @@ def parse_bind(text: str, what: str) -> Bind:
 @dataclass
 class Settings:
     source: str
+    profile: Profile = field(default_factory=lambda: PROFILES["v3.0.0"])
     threshold: str = "info"
     listed: bool = False
     private: bool = False
+    check_keys_expiration: bool = True
     usage_statistics: bool = True
     interval: int = 120
     interval_min: int = 120
@@ -244,53 +427,23 @@ class Settings:
     overrides: list[str] = field(default_factory=list)
 
 
-def load_settings(environ: dict[str, str]) -> Settings:
-    if environ.get("TORRUST_TRACKER_CONFIG_TOML"):
-        source = "$TORRUST_TRACKER_CONFIG_TOML"
-        text = environ["TORRUST_TRACKER_CONFIG_TOML"]
-    else:
-        source = environ.get("TORRUST_TRACKER_CONFIG_TOML_PATH") or DEFAULT_CONFIG_PATH
-        try:
-            with open(source, "rb") as f:
-                text = f.read().decode("utf-8")
-        except FileNotFoundError:
-            raise ConfigError(f"configuration file not found: {source}") from None
-        except (OSError, UnicodeDecodeError) as exc:
-            raise ConfigError(f"cannot read configuration file {source}: {exc}") from None
-    try:
-        config = tomllib.loads(text)
-    except tomllib.TOMLDecodeError as exc:
-        raise ConfigError(f"cannot parse configuration {source}: {exc}") from None
-
-    overrides = _apply_overrides(config, environ)
-    errors: list[str] = []
-    _validate(config, SCHEMA, "", errors)
-    if errors:
-        raise ConfigError(f"invalid configuration {source}: " + "; ".join(errors))
-
-    version = config.get("metadata", {}).get("schema_version")
-    if version != SCHEMA_VERSION:
-        raise ConfigError(
-            f'unsupported configuration: [metadata] schema_version is {version!r}, expected "{SCHEMA_VERSION}"'
-        )
-
-    s = Settings(source=source, overrides=overrides)
-    s.threshold = config.get("logging", {}).get("threshold", "info")
-    if s.threshold not in LEVELS:
-        raise ConfigError(f"logging.threshold must be one of {', '.join(LEVELS)}, got {s.threshold!r}")
+def load_settings(environ: dict[str, str], profile: Profile | None = None) -> Settings:
+    profile = profile or PROFILES["v3.0.0"]
+    PROFILE_LOC.update(config_load=profile.loc_config_load, config_validate=profile.loc_config_validate)
+    config, source, overrides = load_config(environ, profile)
+    s = Settings(source=source, profile=profile, overrides=overrides)
+    s.threshold = config["logging"]["threshold"]
     core = config.get("core", {})
-    s.listed = core.get("listed", False)
-    s.private = core.get("private", False)
-    if s.private:
-        raise ConfigError("core.private = true (private mode with keys) is not emulated by this stand-in")
+    s.listed = core["listed"]
+    s.private = core["private"]
+    # [core.private_mode] absent: keys' expiration is checked (verify_auth_key's None arm)
+    s.check_keys_expiration = core.get("private_mode", {}).get("check_keys_expiration", True)
     s.usage_statistics = core.get("tracker_usage_statistics", True)
     ap = core.get("announce_policy", {})
     s.interval = ap.get("interval", 120)
     s.interval_min = ap.get("interval_min", 120)
     db = core.get("database", {})
     s.db_driver = db.get("driver", "sqlite3")
-    if s.db_driver not in ("sqlite3", "mysql"):
-        raise ConfigError(f"core.database.driver must be sqlite3 or mysql, got {s.db_driver!r}")
     s.db_path = db.get("path", s.db_path)
     net = core.get("net", {})
     s.external_ip = net.get("external_ip")
@@ -298,24 +451,17 @@ def load_settings(environ: dict[str, str]) -> Settings:
         try:
             ipaddress.ip_address(s.external_ip)
         except ValueError:
-            raise ConfigError(f"core.net.external_ip is not an IP address: {s.external_ip!r}") from None
+            raise _figment_error(["core", "net", "external_ip"], 'InvalidValue(Str(...), "IP address")') from None
     s.on_reverse_proxy = net.get("on_reverse_proxy", False)
     s.persistent_completed = core.get("tracker_policy", {}).get("persistent_torrent_completed_stat", False)
-
-    s.udp = [
-        parse_bind(t["bind_address"], "udp_trackers")
-        for t in config.get("udp_trackers", [])
-        if _require(t, "bind_address", "udp_trackers")
-    ]
+    s.udp = [parse_bind(t.get("bind_address", "0.0.0.0:6969"), "udp_trackers") for t in config.get("udp_trackers", [])]
     s.http = [
-        (parse_bind(t["bind_address"], "http_trackers"), _tls(t.get("tsl_config"), "http_trackers"))
+        (parse_bind(t.get("bind_address", "0.0.0.0:7070"), "http_trackers"), _tls(t.get("tsl_config"), "http_trackers"))
         for t in config.get("http_trackers", [])
-        if _require(t, "bind_address", "http_trackers")
     ]
     api = config.get("http_api")
     if api is not None:
-        _require(api, "bind_address", "http_api")
-        s.api = parse_bind(api["bind_address"], "http_api")
+        s.api = parse_bind(api.get("bind_address", "127.0.0.1:1212"), "http_api")
         s.api_tls = _tls(api.get("tsl_config"), "http_api")
         s.tokens = {k: v for k, v in api.get("access_tokens", {}).items() if v}
     if s.api is None or not s.tokens.get("admin"):
@@ -326,12 +472,6 @@ def load_settings(environ: dict[str, str]) -> Settings:
     hc = config.get("health_check_api", {})
     s.health = parse_bind(hc.get("bind_address", "127.0.0.1:1313"), "health_check_api")
     return s
-
-
-def _require(table: dict, key: str, what: str) -> bool:
-    if key not in table:
-        raise ConfigError(f"[{what}] entry without {key}")
-    return True
 
 
 def _tls(tsl: dict | None, what: str) -> dict | None:
@@ -426,8 +566,9 @@ class Database:
         " metric_name VARCHAR(50) NOT NULL UNIQUE, value INTEGER DEFAULT 0 NOT NULL)",
     )
 
-    def __init__(self, driver: str, path: str):
+    def __init__(self, driver: str, path: str, tables: tuple[str, ...] = ("whitelist", "torrents", "keys")):
         self.driver = driver
+        self.tables = tables  # the release's tables, nothing more
         self.lock = threading.Lock()
         self.conn: Any = None
         if driver == "sqlite3":
@@ -441,7 +582,7 @@ class Database:
 
         try:
             self.conn = sqlite3.connect(path, check_same_thread=False, timeout=10, isolation_level=None)
-            for stmt in self.SQLITE_TABLES:
+            for stmt in self._creates(self.SQLITE_TABLES):
                 self.conn.execute(stmt)
         except sqlite3.Error as exc:
             raise ConfigError(
@@ -505,7 +646,7 @@ class Database:
             log("info", f"waiting for the database ({self.description}): {last}")
             time.sleep(1)
         with self.conn.cursor() as cur:
-            for stmt in self.MYSQL_TABLES:
+            for stmt in self._creates(self.MYSQL_TABLES):
                 cur.execute(stmt)
         self.placeholder = "%s"
         self.upsert = (
@@ -522,11 +663,42 @@ class Database:
                 cur.execute(sql, args)
                 return list(cur.fetchall())
 
+    def _creates(self, statements: tuple[str, ...]) -> list[str]:
+        return [s for s in statements if s.split("EXISTS ", 1)[1].split(" ", 1)[0].strip("`") in self.tables]
+
     def increment_completed(self, info_hash_hex: str) -> None:
         self._execute(self.upsert, (info_hash_hex,))
 
-    def is_whitelisted(self, info_hash_hex: str) -> bool:
-        return bool(self._execute(f"SELECT 1 FROM whitelist WHERE info_hash = {self.placeholder}", (info_hash_hex,)))
+    def _keys_table(self) -> str:
+        return "`keys`" if self.driver == "mysql" else "keys"
+
+    def load_whitelist(self) -> set[str]:
+        return {row[0] for row in self._execute("SELECT info_hash FROM whitelist", ())}
+
+    def add_to_whitelist(self, info_hash_hex: str) -> None:
+        """Like the tracker: insert only when not whitelisted yet."""
+        q = self.placeholder
+        if not self._execute(f"SELECT 1 FROM whitelist WHERE info_hash = {q}", (info_hash_hex,)):
+            self._execute(f"INSERT INTO whitelist (info_hash) VALUES ({q})", (info_hash_hex,))
+
+    def remove_from_whitelist(self, info_hash_hex: str) -> None:
+        self._execute(f"DELETE FROM whitelist WHERE info_hash = {self.placeholder}", (info_hash_hex,))
+
+    def load_keys(self) -> dict[str, int | None]:
+        return {k: v for k, v in self._execute(f"SELECT `key`, valid_until FROM {self._keys_table()}", ())}
+
+    def add_key(self, key: str, valid_until: int | None) -> None:
+        q = self.placeholder
+        self._execute(f"INSERT INTO {self._keys_table()} (`key`, valid_until) VALUES ({q}, {q})", (key, valid_until))
+
+    def remove_key(self, key: str) -> int:
+        """Rows deleted (the tracker fails the request unless exactly one)."""
+        with self.lock:
+            if self.driver == "sqlite3":
+                return self.conn.execute("DELETE FROM keys WHERE key = ?", (key,)).rowcount
+            self.conn.ping(reconnect=True)
+            with self.conn.cursor() as cur:
+                return cur.execute("DELETE FROM `keys` WHERE `key` = %s", (key,))
 
     def close(self) -> None:
         try:
@@ -663,6 +835,34 @@ COUNTER_NAMES = [
     for what in ("connections", "announces", "scrapes")
 ]
 STATS_ORDER = ["torrents", "seeders", "completed", "leechers", *COUNTER_NAMES]
+# The later stats resource (develop: packages/axum-rest-tracker-api-server/.../stats/resources.rs).
+EXTENDED_ORDER = [
+    "torrents",
+    "seeders",
+    "completed",
+    "leechers",
+    *(f"tcp{f}_{w}_handled" for f in ("4", "6") for w in ("connections", "announces", "scrapes")),
+    "udp_requests_aborted",
+    "udp_requests_banned",
+    "udp_banned_ips_total",
+    "udp_avg_connect_processing_time_ns",
+    "udp_avg_announce_processing_time_ns",
+    "udp_avg_scrape_processing_time_ns",
+    *(
+        f"udp{f}_{w}"
+        for f in ("4", "6")
+        for w in (
+            "requests",
+            "connections_handled",
+            "announces_handled",
+            "scrapes_handled",
+            "responses",
+            "errors_handled",
+        )
+    ),
+]
+KEY_LENGTH = 32
+KEY_CHARS = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789"
 NOT_AUTHORIZED = b"Requested download is not authorized"
 XFF_ERROR = (
     "Error resolving peer IP: missing or invalid the right most X-Forwarded-For IP "
@@ -702,8 +902,15 @@ class Tracker:
         self.s = settings
         self.db = db
         self.ot = ot
-        self.counters = dict.fromkeys(COUNTER_NAMES, 0)
+        self.counters = dict.fromkeys([*COUNTER_NAMES, *EXTENDED_ORDER[4:]], 0)  # not the torrent figures
         self.counter_lock = threading.Lock()
+        # per binding and request kind, for the labelled metrics of releases that have them
+        self.by_binding: dict[tuple[str, str, int, str], int] = {}
+        # in memory, like the tracker: loaded from the database at start (private: keys,
+        # listed: whitelist) and changed through the API
+        self.whitelist: set[str] = db.load_whitelist() if settings.listed else set()
+        self.keys: dict[str, int | None] = db.load_keys() if settings.private else {}
+        self.state_lock = threading.Lock()
         # real client address <-> loopback source address used towards opentracker
         self.fake_by_real: dict[Any, str] = {}
         self.real_by_fake: dict[str, Any] = {}
@@ -754,10 +961,88 @@ class Tracker:
                 out.append((real, port, fake))
         return out
 
+    def count_binding(self, proto: str, bind: Bind | None, kind: str) -> None:
+        if bind is None or not self.s.usage_statistics:
+            return
+        key = (proto, bind.host, bind.port, kind)
+        with self.counter_lock:
+            self.by_binding[key] = self.by_binding.get(key, 0) + 1
+
+    def count_udp(self, ip: Any, what: str) -> None:
+        """The later releases' udpN_requests / udpN_responses / udpN_errors_handled."""
+        if self.s.usage_statistics:
+            with self.counter_lock:
+                self.counters[f"udp{ip.version}_{what}"] += 1
+
     def check_listed(self, info_hash: bytes) -> str | None:
-        if self.s.listed and not self.db.is_whitelisted(info_hash.hex()):
-            return f"The torrent: {info_hash.hex()}, is not whitelisted"
+        """Torrust's authorize(): the in-memory whitelist (core/mod.rs TorrentNotWhitelisted)."""
+        if self.s.listed and info_hash.hex() not in self.whitelist:
+            return located(f"The torrent: {info_hash.hex()}, is not whitelisted", self.s.profile.loc_not_whitelisted)
         return None
+
+    def authenticate(self, key: str | None) -> str | None:
+        """Torrust's HTTP announce authentication in private mode: None when allowed, else
+        the failure reason (handlers/common/auth.rs, core/auth.rs)."""
+        if not self.s.private:
+            return None
+        prof = self.s.profile
+        if key is None:
+            where = prof.loc_missing_key or "(location not emulated)"
+            return f"Authentication error: Missing authentication key param for private tracker. Error in {where}"
+        if len(key) != KEY_LENGTH or not key.isascii() or not key.isalnum():
+            where = prof.loc_invalid_key or "(location not emulated)"
+            return f"Authentication error: Invalid format for authentication key param. Error in {where}"
+        with self.state_lock:
+            known = key in self.keys
+            valid_until = self.keys.get(key)
+        if not known:
+            return "Authentication error: " + located(f"Failed to read key: {key}", prof.loc_unknown_key)
+        if self.s.check_keys_expiration and valid_until is not None and valid_until < time.time():
+            return "Authentication error: " + located("Key has expired", prof.loc_key_expired)
+        return None
+
+    # --- admin state (REST API) ---------------------------------------------------
+
+    def whitelist_add(self, info_hash_hex: str) -> None:
+        self.db.add_to_whitelist(info_hash_hex)
+        with self.state_lock:
+            self.whitelist.add(info_hash_hex)
+
+    def whitelist_remove(self, info_hash_hex: str) -> None:
+        with self.state_lock:
+            present = info_hash_hex in self.whitelist or info_hash_hex in self.db.load_whitelist()
+        if present:
+            self.db.remove_from_whitelist(info_hash_hex)
+        with self.state_lock:
+            self.whitelist.discard(info_hash_hex)
+
+    def whitelist_reload(self) -> None:
+        fresh = self.db.load_whitelist()
+        with self.state_lock:
+            self.whitelist = fresh
+
+    def key_add(self, key: str | None, seconds_valid: int | None) -> dict:
+        """Generate (key None) or upload a key, permanent or expiring; as the API answers it."""
+        key = key or "".join(KEY_CHARS[b % len(KEY_CHARS)] for b in os.urandom(KEY_LENGTH))
+        valid_until = int(time.time()) + seconds_valid if seconds_valid is not None else None
+        self.db.add_key(key, valid_until)
+        with self.state_lock:
+            self.keys[key] = valid_until
+        expiry = None
+        if valid_until is not None:
+            expiry = datetime.datetime.fromtimestamp(valid_until, datetime.UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
+        return {"key": key, "valid_until": valid_until, "expiry_time": expiry}
+
+    def key_remove(self, key: str) -> int:
+        deleted = self.db.remove_key(key)
+        with self.state_lock:
+            self.keys.pop(key, None)
+        return deleted
+
+    def keys_reload(self) -> None:
+        fresh = self.db.load_keys()
+        with self.state_lock:
+            self.keys = fresh
 
     def record_announce(self, info_hash: bytes, fake: str, port: int, peer_id: bytes, event: str) -> None:
         """Track peers like the Torrust tracker to decide whether 'completed' counts."""
@@ -801,7 +1086,9 @@ class Tracker:
 
     # --- HTTP tracker ------------------------------------------------------------
 
-    def http_announce(self, raw_query: str, ip: Any) -> bytes:
+    def http_announce(self, raw_query: str, resolve_ip: Callable[[], Any], key: str | None = None) -> bytes:
+        """Torrust's order: parse the request, authenticate (private), authorize (listed),
+        then resolve the peer's IP (X-Forwarded-For behind a proxy)."""
         params = parse_tracker_query(raw_query)
 
         def one(name: str) -> bytes | None:
@@ -832,10 +1119,17 @@ class Tracker:
                 f"Bad request. Cannot parse query params for announce request: invalid param value {event} for event"
             )
         compact = one("compact") == b"1"
+        denial = self.authenticate(key)
+        if denial:
+            return failure(denial)
+        denial = self.check_listed(info_hash)
+        if denial:
+            return failure("Tracker error: " + denial)
+        try:
+            ip = resolve_ip()
+        except ValueError:
+            return failure(XFF_ERROR)
         if event != "stopped":
-            denial = self.check_listed(info_hash)
-            if denial:
-                return failure(denial)
             self.ot.ensure_whitelisted(info_hash.hex())
 
         fake = self.fake_for(self.peer_ip(ip))
@@ -865,16 +1159,27 @@ class Tracker:
         self.count("tcp", ip, "announces")
         return bencode(out)
 
-    def http_scrape(self, raw_query: str, ip: Any) -> bytes:
+    def http_scrape(self, raw_query: str, resolve_ip: Callable[[], Any], key: str | None = None) -> bytes:
+        """Private without a valid key: zeroed data for every torrent (Torrust's fake
+        scrape); listed: zeroed data for torrents not whitelisted."""
         hashes = parse_tracker_query(raw_query).get("info_hash", [])
         if not hashes or any(len(h) != 20 for h in hashes):
             return failure(
                 "Bad request. Cannot parse query params for scrape request: invalid param value for info_hash"
             )
-        query = "&".join("info_hash=" + urllib.parse.quote_from_bytes(h, safe="") for h in hashes)
-        body = self.ot.http_get("/scrape?" + query, self.fake_for(self.peer_ip(ip)))
+        real = self.authenticate(key) is None
+        try:
+            ip = resolve_ip()
+        except ValueError:
+            return failure(XFF_ERROR)
+        served = [h for h in hashes if real and self.check_listed(h) is None]
+        files: dict[bytes, Any] = {h: {"complete": 0, "downloaded": 0, "incomplete": 0} for h in hashes}
+        if served:
+            query = "&".join("info_hash=" + urllib.parse.quote_from_bytes(h, safe="") for h in served)
+            reply = bdecode(self.ot.http_get("/scrape?" + query, self.fake_for(self.peer_ip(ip))))
+            files.update(reply.get(b"files", {}))
         self.count("tcp", ip, "scrapes")
-        return body
+        return bencode({"files": files})
 
     # --- UDP tracker ---------------------------------------------------------------
 
@@ -885,8 +1190,8 @@ class Tracker:
         tid = data[12:16]
         fake = self.fake_for(self.peer_ip(ip))
 
-        def error(message: str) -> bytes:
-            return struct.pack(">I", 3) + tid + message.encode() + b"\0"
+        def error(message: str) -> bytes:  # the message without a terminator, as aquatic writes it
+            return struct.pack(">I", 3) + tid + message.encode()
 
         if action == 0:
             reply = self.ot.udp_request(data[:16], fake)
@@ -900,10 +1205,10 @@ class Tracker:
             peer_id = data[36:56]
             event = {0: "", 1: "completed", 2: "started", 3: "stopped"}.get(struct.unpack(">I", data[80:84])[0], "")
             port = struct.unpack(">H", data[96:98])[0]
+            denial = self.check_listed(info_hash)
+            if denial:
+                return error(located(f"tracker server error: {denial}", self.s.profile.loc_udp_tracker_error))
             if event != "stopped":
-                denial = self.check_listed(info_hash)
-                if denial:
-                    return error(denial)
                 self.ot.ensure_whitelisted(info_hash.hex())
             packet = data[:84] + b"\0\0\0\0" + data[88:98]  # the IP field is not honoured
             reply = self._retry_while_denied(
@@ -938,7 +1243,26 @@ class Tracker:
         }
         with self.counter_lock:
             out.update(self.counters)
-        return {k: out[k] for k in STATS_ORDER}
+        order = EXTENDED_ORDER if self.s.profile.extended_stats else STATS_ORDER
+        return {k: out[k] for k in order}
+
+    def labelled_metrics(self) -> str:
+        """/api/v1/metrics?format=prometheus of the releases that have it: request counts
+        per server binding (the names of torrust-tracker PR #1443)."""
+        with self.counter_lock:
+            items = sorted(self.by_binding.items())
+        lines = []
+        for (proto, host, port, kind), value in items:
+            labels = (
+                f'request_kind="{kind}",server_binding_ip="{host}",server_binding_port="{port}",'
+                f'server_binding_protocol="{proto}"'
+            )
+            core = "http_tracker_core" if proto == "http" else "udp_tracker_core"
+            lines.append(f"{core}_requests_received_total{{{labels}}} {value}")
+        stats = self.stats()
+        lines.append(f"tracker_core_persistent_torrents_downloads_total{{}} {stats['completed']}")
+        lines.append(f"torrent_repository_torrents_total{{}} {stats['torrents']}")
+        return "\n".join(lines)
 
 
 # --------------------------------------------------------------------------- servers
@@ -951,6 +1275,7 @@ class DualStackHTTPServer(http.server.ThreadingHTTPServer):
     def __init__(self, bind: Bind, handler, tls: dict | None = None):
         self.address_family = bind.family
         self.tls = tls
+        self.bind = bind
         super().__init__((bind.host, bind.port), handler)
         if tls:
             ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
@@ -982,29 +1307,32 @@ class BaseHandler(http.server.BaseHTTPRequestHandler):
             self.wfile.write(body)
 
     def send_json(self, status: int, value: Any) -> None:
-        self.send(status, json.dumps(value).encode(), "application/json")
+        # serde_json's compact form, as axum's Json answers
+        self.send(status, json.dumps(value, separators=(",", ":")).encode(), "application/json")
 
     def not_found(self) -> None:
         self.send(404, b"Not Found", "text/plain; charset=utf-8")
 
 
 class TrackerHandler(BaseHandler):
+    ROUTES = ("announce", "scrape")
+
     def do_GET(self) -> None:
         url = urllib.parse.urlsplit(self.path)
         if url.path == "/health_check":
             return self.send_json(200, {"status": "Ok"})
-        if url.path not in ("/announce", "/scrape"):
+        # /announce, /scrape, and with a key: /announce/{key}, /scrape/{key}
+        parts = url.path.split("/")
+        if len(parts) not in (2, 3) or parts[1] not in self.ROUTES or (len(parts) == 3 and not parts[2]):
             return self.not_found()
-        try:
-            ip = self.resolve_ip()
-        except ValueError:
-            return self.send(200, failure(XFF_ERROR), "text/plain; charset=utf-8")
+        key = urllib.parse.unquote(parts[2]) if len(parts) == 3 else None
         tracker = self.app.tracker
+        tracker.count_binding("http", getattr(self.server, "bind", None), parts[1])
         try:
-            if url.path == "/announce":
-                body = tracker.http_announce(url.query, ip)
+            if parts[1] == "announce":
+                body = tracker.http_announce(url.query, self.resolve_ip, key)
             else:
-                body = tracker.http_scrape(url.query, ip)
+                body = tracker.http_scrape(url.query, self.resolve_ip, key)
         except OSError as exc:
             log("error", f"opentracker unreachable: {exc}")
             body = failure("tracker stand-in: internal error")
@@ -1020,32 +1348,185 @@ class TrackerHandler(BaseHandler):
         return canonical_ip(self.client_address[0])
 
 
+TEXT = "text/plain; charset=utf-8"
+
+
+def rejection(reason: str) -> bytes:
+    """The REST API's 500 (v1/responses.rs unhandled_rejection_response)."""
+    return f"Unhandled rejection: Err {{ reason: {json.dumps(reason)} }}".encode()
+
+
 class ApiHandler(BaseHandler):
+    """The REST API: /api/health_check without a token; everything else (unknown paths
+    too: axum's fallback is inside the auth layer) needs the token first."""
+
     def do_GET(self) -> None:
+        self.route("GET")
+
+    def do_POST(self) -> None:
+        self.route("POST")
+
+    def do_DELETE(self) -> None:
+        self.route("DELETE")
+
+    def route(self, method: str) -> None:
         url = urllib.parse.urlsplit(self.path)
         query = urllib.parse.parse_qs(url.query, keep_blank_values=True)
-        if url.path == "/api/health_check":
+        body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+        if url.path == "/api/health_check" and method == "GET":
             return self.send_json(200, {"status": "Ok"})
-        if not url.path.startswith("/api/v1/"):
-            return self.not_found()
-        token = query.get("token", [None])[0]
+        denial = self.authenticate(query)
+        if denial:
+            return self.send(500, rejection(denial), TEXT)
+        routes = api_routes(self.app.settings.profile)
+        matched = [(m, fn, g) for pattern, m, fn in routes if (g := pattern.fullmatch(url.path))]
+        static = [x for x in matched if not x[2].groups()]
+        matched = static or matched  # a static segment wins over a parameter (matchit)
+        if not matched:
+            return self.send(404, b"", TEXT)
+        for m, fn, groups in matched:
+            if m == method:
+                return fn(self, query, body, *groups.groups())
+        return self.send(405, b"", TEXT)
+
+    def authenticate(self, query: dict) -> str | None:
+        """None when authenticated, else the rejection reason (v1/middlewares/auth.rs)."""
+        token = None
+        header = self.headers.get("Authorization")
+        if self.app.settings.profile.bearer and header is not None:
+            if header == "Bearer":
+                token = ""
+            elif header.startswith("Bearer "):
+                token = header[len("Bearer ") :]
+            else:
+                return "unknown token provided"
         if token is None:
-            return self.send(500, b'Unhandled rejection: Err { reason: "unauthorized" }', "text/plain; charset=utf-8")
+            token = query.get("token", [None])[0]
+        if token is None:
+            return "unauthorized"
         if not any(hmac.compare_digest(token.encode(), t.encode()) for t in self.app.settings.tokens.values()):
-            return self.send(
-                500, b'Unhandled rejection: Err { reason: "token not valid" }', "text/plain; charset=utf-8"
+            return "token not valid"
+        return None
+
+    # --- stats ----------------------------------------------------------------------
+
+    def format_of(self, query: dict) -> str | None:
+        """The `format` param where the release has one (None: refused, answered)."""
+        if not self.app.settings.profile.stats_prometheus:
+            return "json"  # v3.0.0's stats handler takes no query: any format is ignored
+        fmt = query.get("format", ["json"])[0]
+        if fmt not in ("json", "prometheus"):
+            msg = f"Failed to deserialize query string: unknown variant `{fmt}`, expected `json` or `prometheus`"
+            self.send(400, msg.encode(), TEXT)
+            return None
+        return fmt
+
+    def stats(self, query: dict, _body: bytes) -> None:
+        fmt = self.format_of(query)
+        if fmt is None:
+            return None
+        try:
+            stats = self.app.tracker.stats()
+        except (OSError, ValueError) as exc:
+            log("error", f"cannot read opentracker statistics: {exc}")
+            return self.send(500, b"tracker stand-in: statistics unavailable", TEXT)
+        if fmt == "prometheus":  # lines joined by \n, no trailing newline (stats/responses.rs)
+            return self.send(200, "\n".join(f"{k} {v}" for k, v in stats.items()).encode(), TEXT)
+        return self.send_json(200, stats)
+
+    def metrics(self, query: dict, _body: bytes) -> None:
+        fmt = self.format_of(query)
+        if fmt is None:
+            return None
+        text = self.app.tracker.labelled_metrics()
+        if fmt == "prometheus":
+            return self.send(200, text.encode(), TEXT)
+        return self.send_json(200, {"metrics": text.splitlines()})  # shape not emulated (README.md)
+
+    # --- keys -----------------------------------------------------------------------
+
+    def add_key(self, _query: dict, body: bytes) -> None:
+        if not (self.headers.get("Content-Type") or "").startswith("application/json"):
+            return self.send(415, b"Expected request with `Content-Type: application/json`", TEXT)
+        try:
+            form = json.loads(body or b"null")
+            key, seconds = form.get("key"), form.get("seconds_valid")
+            if not (key is None or isinstance(key, str)) or not (seconds is None or _is_u64(seconds)):
+                raise ValueError
+        except (ValueError, AttributeError):
+            return self.send(422, b"Failed to deserialize the JSON body into the target type", TEXT)
+        if key is not None and (len(key) != KEY_LENGTH or not key.isascii() or not key.isalnum()):
+            why = (
+                "Invalid key length. Key must be have 32 chars"
+                if len(key) != KEY_LENGTH
+                else ("Invalid chars for key. Key can only alphanumeric chars (0-9, a-z, A-Z)")
             )
-        if url.path in ("/api/v1/stats", "/api/v1/metrics"):
-            try:
-                stats = self.app.tracker.stats()
-            except (OSError, ValueError) as exc:
-                log("error", f"cannot read opentracker statistics: {exc}")
-                return self.send(500, b"tracker stand-in: statistics unavailable", "text/plain; charset=utf-8")
-            if query.get("format", [""])[0] == "prometheus":
-                text = "".join(f"{k} {v}\n" for k, v in stats.items())
-                return self.send(200, text.encode(), "text/plain; version=0.0.4; charset=utf-8")
-            return self.send_json(200, stats)
-        return self.not_found()
+            return self.send(400, f'Invalid URL: invalid auth key: string "{key}", {why}'.encode(), TEXT)
+        return self.key_reply(key, seconds)
+
+    def generate_key(self, _query: dict, _body: bytes, seconds: str) -> None:
+        if not seconds.isdigit() or int(seconds) >= 2**64:
+            return self.send(400, f"Invalid URL: Cannot parse `{seconds}` to a `u64`".encode(), TEXT)
+        return self.key_reply(None, int(seconds))
+
+    def key_reply(self, key: str | None, seconds: int | None) -> None:
+        try:
+            created = self.app.tracker.key_add(key, seconds)
+        except Exception as exc:  # the key exists (UNIQUE) or the database failed
+            return self.send(500, rejection(f"failed to generate key: {exc}"), TEXT)
+        return self.send(200, json.dumps(created, separators=(",", ":")).encode(), "application/json; charset=utf-8")
+
+    def delete_key(self, _query: dict, _body: bytes, key: str) -> None:
+        if len(key) != KEY_LENGTH or not key.isascii() or not key.isalnum():
+            return self.send(400, f'Invalid auth key id param "{key}"'.encode(), TEXT)
+        deleted = self.app.tracker.key_remove(key)
+        if deleted != 1 and self.app.settings.db_driver == "sqlite3":
+            loc = self.app.settings.profile.loc_delete_failed
+            reason = located(f"Failed to remove record from Sqlite3 database, error-code: {deleted}", loc)
+            return self.send(500, rejection(f"failed to delete key: {reason}"), TEXT)
+        return self.send_json(200, {"status": "ok"})
+
+    def reload_keys(self, _query: dict, _body: bytes) -> None:
+        self.app.tracker.keys_reload()
+        return self.send_json(200, {"status": "ok"})
+
+    # --- whitelist ------------------------------------------------------------------
+
+    def whitelist(self, _query: dict, _body: bytes, info_hash: str, add: bool = True) -> None:
+        if len(info_hash) != 40 or any(c not in "0123456789abcdefABCDEF" for c in info_hash):
+            msg = f'Invalid URL: invalid infohash param: string "{info_hash}", expected a 40 character long string'
+            return self.send(400, msg.encode(), TEXT)
+        tracker = self.app.tracker
+        (tracker.whitelist_add if add else tracker.whitelist_remove)(info_hash.lower())
+        return self.send_json(200, {"status": "ok"})
+
+    def unwhitelist(self, query: dict, body: bytes, info_hash: str) -> None:
+        return self.whitelist(query, body, info_hash, add=False)
+
+    def reload_whitelist(self, _query: dict, _body: bytes) -> None:
+        self.app.tracker.whitelist_reload()
+        return self.send_json(200, {"status": "ok"})
+
+
+def _is_u64(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and 0 <= value < 2**64
+
+
+def api_routes(profile: Profile) -> list[tuple[Any, str, Callable]]:
+    """(path pattern, method, handler) of the release's REST API (v1/context/*/routes.rs)."""
+    routes = [
+        (r"/api/v1/stats", "GET", ApiHandler.stats),
+        (r"/api/v1/key/([^/]+)", "POST", ApiHandler.generate_key),
+        (r"/api/v1/key/([^/]+)", "DELETE", ApiHandler.delete_key),
+        (r"/api/v1/keys/reload", "GET", ApiHandler.reload_keys),
+        (r"/api/v1/keys", "POST", ApiHandler.add_key),
+        (r"/api/v1/whitelist/reload", "GET", ApiHandler.reload_whitelist),
+        (r"/api/v1/whitelist/([^/]+)", "POST", ApiHandler.whitelist),
+        (r"/api/v1/whitelist/([^/]+)", "DELETE", ApiHandler.unwhitelist),
+    ]
+    if profile.metrics_route:
+        routes.append((r"/api/v1/metrics", "GET", ApiHandler.metrics))
+    return [(re.compile(p), m, fn) for p, m, fn in routes]
 
 
 class HealthHandler(BaseHandler):
@@ -1076,10 +1557,14 @@ class App:
 
     def start(self) -> None:
         s = self.settings
-        log("info", "TEST STAND-IN for torrust/tracker built on Debian's opentracker; not the Torrust tracker")
+        log(
+            "info",
+            f"TEST STAND-IN for torrust/tracker {s.profile.name} built on Debian's opentracker; "
+            "not the Torrust tracker",
+        )
         overrides = f" (+ {len(s.overrides)} override variable(s))" if s.overrides else ""
         log("info", f"configuration: {s.source}{overrides}")
-        self.db = Database(s.db_driver, s.db_path)
+        self.db = Database(s.db_driver, s.db_path, s.profile.tables)
         log("info", f"database: {self.db.description}")
         self.ot.start()
         log("info", f"opentracker started (pid {self.ot.proc.pid}, 127.0.0.1:{self.ot.port} tcp+udp, whitelist mode)")
@@ -1087,6 +1572,13 @@ class App:
         BaseHandler.app = self
 
         for bind in s.udp:
+            if s.private:  # src/app.rs: no UDP tracker in private mode
+                log(
+                    "warn",
+                    f"Could not start UDP tracker on: {bind.text} while in private mode. "
+                    "UDP is not safe for private trackers!",
+                )
+                continue
             sock = socket.socket(bind.family, socket.SOCK_DGRAM)
             if bind.family == socket.AF_INET6:
                 sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 0)
@@ -1109,6 +1601,7 @@ class App:
         flags = {
             "on_reverse_proxy": s.on_reverse_proxy,
             "listed": s.listed,
+            "private": s.private,
             "persistent_torrent_completed_stat": s.persistent_completed,
         }
         log(
@@ -1145,9 +1638,17 @@ class App:
     def _udp_one(self, sock: socket.socket, data: bytes, addr: tuple) -> None:
         try:
             ip = canonical_ip(addr[0])
-            reply = self.tracker.udp_request(data, ip)
+            tracker = self.tracker
+            tracker.count_udp(ip, "requests")
+            if len(data) >= 12:
+                kind = {0: "connect", 1: "announce", 2: "scrape"}.get(struct.unpack(">I", data[8:12])[0])
+                bind = next((b for b, s, _ in self.udp_sockets if s is sock), None)
+                if kind:
+                    tracker.count_binding("udp", bind, kind)
+            reply = tracker.udp_request(data, ip)
             if reply:
                 sock.sendto(reply, addr)
+                tracker.count_udp(ip, "errors_handled" if reply[:4] == b"\0\0\0\3" else "responses")
         except Exception as exc:
             log("error", f"udp request from {addr[0]}: {exc}")
 
@@ -1228,8 +1729,11 @@ class App:
 
 def main() -> int:
     global _log_threshold
+    profile = _profile()
     try:
-        settings = load_settings(dict(os.environ))
+        settings = load_settings(dict(os.environ), profile)
+    except LoaderPanic as exc:
+        fatal(str(exc), 101)  # what a Rust panic exits with
     except ConfigError as exc:
         fatal(str(exc))
     _log_threshold = LEVELS[settings.threshold]

@@ -18,6 +18,7 @@ from tests.conftest import ROOT, snapshot
 STRONG = "Zq8-xV3rT9kLm2Pw7Yh4Nc6Bd1Fg5Js0"  # 32 chars, mixed classes
 STRONG2 = "Ht5-Ur2Ea8Wq3Zx6Cv9Bn1Mk4Lp7Oi0A"
 STRONG3 = "Gf4-Dn7Sx1Qw9Er2Ty5Ui8Op3As6Kl0Z"
+DEVELOP_IMAGE = "torrust-test/tracker-standin:develop-02c33f69"  # tasks/config/trackers.py DEVELOP
 
 
 def prod_env(**over: str) -> dict[str, str]:
@@ -37,6 +38,9 @@ def prod_env(**over: str) -> dict[str, str]:
         "TORRUST_MYSQL_PASSWORD": STRONG2,
         "TORRUST_MYSQL_ROOT_PASSWORD": STRONG3,
         "TORRUST_GRAFANA_ADMIN_PASSWORD": STRONG[::-1],
+        # Grafana needs a tracker with metrics: until TORRUST_TRACKER_RELEASE exists (to name
+        # the profile of a digest-pinned develop build) only the develop stand-in is one.
+        "TORRUST_TRACKER_IMAGE": DEVELOP_IMAGE,
     }
     env.update(over)
     return env
@@ -309,7 +313,7 @@ def test_config_writes_every_variable_with_strong_secrets_mode_0600(workdir):
     s = load(
         "prod", root=workdir, environ={"TORRUST_DOMAIN": "tracker-ops.net", "TORRUST_ACME_EMAIL": "a@tracker-ops.net"}
     )
-    assert s.mysql and s.tls and s.grafana and s.backup
+    assert s.mysql and s.tls and s.prometheus and not s.grafana and s.backup  # v3.0.0: no dashboards
 
 
 def test_config_refuses_to_overwrite_without_force(workdir):

@@ -87,3 +87,70 @@ def test_the_opentofu_standin_is_strict(tmp_path):
     (tmp_path / "v.json").write_text(json.dumps({"server_name": "x"}))
     res = _standin(tmp_path, chdir, "plan", f"-var-file={tmp_path / 'v.json'}")
     assert res.returncode == 1 and "No value for required variable(s)" in res.stderr
+
+
+# ------------------------------------------------- the stand-in as strict as OpenTofu
+def _plan_with(tmp_path: Path, provider: str, variables: dict, name: str = "terraform.tfvars.json"):
+    """init + plan of a module with this variables file through the stand-in."""
+    chdir = f"-chdir={ROOT}/infrastructure/{provider}"
+    env = {"HCLOUD_TOKEN": "standin-token"} if provider == "hetzner" else {}
+    assert _standin(tmp_path, chdir, "init", f"-backend-config=path={tmp_path / 'state'}").returncode == 0
+    path = tmp_path / name
+    path.write_text(json.dumps(variables) if name.endswith(".json") else variables)
+    return _standin(tmp_path, chdir, "plan", f"-var-file={path}", env=env)
+
+
+@pytest.mark.parametrize("profile", sorted(PROFILES))
+def test_the_variables_the_tool_writes_have_the_declared_types(workdir, tmp_path, profile):
+    user_data, s = render(workdir, profile)
+    state.write_variables(s, state.tf_variables(s, user_data, cloudinit.read_public_key(s)))
+    variables = json.loads(state.vars_file(s).read_text())  # the file itself, as OpenTofu reads it
+    res = _plan_with(tmp_path, s.provider, variables)
+    assert res.returncode == 0, res.stderr
+
+
+@pytest.mark.parametrize(
+    ("name", "value", "message"),
+    [
+        ("ssh_port", "twenty-two", "var.ssh_port declared at variables.tf: a number is required."),
+        ("deletion_protection", "yes", "var.deletion_protection declared at variables.tf: a bool is required."),
+        ("firewall_tcp_ports", "80,443", "var.firewall_tcp_ports declared at variables.tf: list of number required."),
+        ("firewall_udp_ports", [6969, "udp"], "element 1: a number is required."),
+        ("server_name", ["a"], "var.server_name declared at variables.tf: string required."),
+    ],
+)
+def test_a_wrongly_typed_variable_fails_as_in_opentofu(workdir, tmp_path, name, value, message):
+    user_data, s = render(workdir, "hetzner")
+    variables = {**state.tf_variables(s, user_data, cloudinit.read_public_key(s)), name: value}
+    res = _plan_with(tmp_path, "hetzner", variables)
+    assert res.returncode == 1 and "Invalid value for input variable" in res.stderr and message in res.stderr, (
+        res.stderr
+    )
+
+
+def test_opentofu_converts_what_it_can(workdir, tmp_path):
+    """A JSON "22" is a number to OpenTofu and 22 a string: converted, not refused."""
+    user_data, s = render(workdir, "hetzner")
+    variables = {**state.tf_variables(s, user_data, cloudinit.read_public_key(s)), "ssh_port": "22", "image": 24}
+    assert _plan_with(tmp_path, "hetzner", variables).returncode == 0
+
+
+def test_a_tfvars_file_is_read_as_hcl_and_a_missing_file_is_named(workdir, tmp_path):
+    user_data, s = render(workdir, "libvirt")
+    # (user_data holds ${...}, a template in HCL: this test's HCL file carries a plain one)
+    variables = {**state.tf_variables(s, user_data, cloudinit.read_public_key(s)), "user_data": "#cloud-config"}
+    hcl = "".join(f"{k} = {json.dumps(v)}\n" for k, v in variables.items())
+    assert _plan_with(tmp_path, "libvirt", hcl, name="vars.tfvars").returncode == 0, "HCL tfvars"
+    res = _standin(tmp_path, f"-chdir={ROOT}/infrastructure/libvirt", "plan", f"-var-file={tmp_path / 'none.json'}")
+    assert res.returncode == 1 and "Given variables file" in res.stderr and "does not exist" in res.stderr
+
+
+def test_backend_config_needs_a_backend_block(tmp_path):
+    module = tmp_path / "module"
+    shutil.copytree(ROOT / "infrastructure" / "libvirt", module)
+    versions = module / "versions.tf"
+    versions.write_text(versions.read_text().replace('backend "local" {}', ""))
+    res = _standin(tmp_path, f"-chdir={module}", "init", f"-backend-config=path={tmp_path / 'state'}")
+    assert res.returncode == 1 and 'Missing backend configuration: -backend-config was used without a "backend"' in (
+        res.stderr
+    )

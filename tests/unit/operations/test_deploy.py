@@ -53,7 +53,7 @@ def probes(*rounds: bool):
         return [ProbeResult("udp tracker", "udp://x via 127.0.0.1", 4, ok, 0.01, "ok" if ok else "timed out")]
 
     run.rounds = seen
-    return lambda: run
+    return lambda ex: run
 
 
 def opts(**kw):
@@ -112,7 +112,7 @@ def test_a_changed_release_is_uploaded_switched_gated_and_recorded(settings, can
         *("snapshot", "guard", "lock", "unpack", "compose config", "docker image", "switch", "docker ps"),
         *("inventory", "release-lock"),
     ]
-    assert runner().rounds == [False, True]  # the gate retried one round
+    assert runner(None).rounds == [False, True]  # the gate retried one round
     record = json.loads(target.argvs[target.calls.index("inventory")][6])
     assert record["result"] == "deployed" and record["release"] == out.release and record["previous"] == out.previous
     assert target.fed and target.fed[0][:2] == b"\x1f\x8b"  # one gzip archive
@@ -135,7 +135,7 @@ def test_a_failed_gate_rolls_back_to_the_previous_release(settings, candidate):
     with pytest.raises(RolledBack) as info:
         d.deploy(target, settings, candidate, opts(probes=runner, gate_rounds=3), step)
     assert info.value.code == ExitCode.ROLLED_BACK and "rolled back to 20261129T101009Z-be922269" in info.value.message
-    assert runner().rounds == [False, False, False]
+    assert runner(None).rounds == [False, False, False]
     after_gate = target.calls[target.calls.index("docker ps") + 1 :]
     assert after_gate == ["marker", "switch", "compose up", "append", "release-lock"]
     switch_back = target.argvs[target.calls.index("switch", target.calls.index("marker"))]

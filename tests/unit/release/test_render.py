@@ -137,8 +137,9 @@ def test_tracker_schema_check_catches_unknown_keys():
     problems = tracker_toml_problems(
         '[metadata]\nschema_version = "2.0.0"\n[core]\nfoo = 1\n[core.database]\ndriver = "x"\n'
     )
-    assert "unknown key 'core.foo' (not in schema 2.0.0)" in problems
-    assert "core.database.driver must be sqlite3 or mysql" in problems
+    assert "unknown key 'core.foo' (not in schema 2.0.0 of v3.0.0)" in problems
+    assert "core.database.driver = 'x': allowed sqlite3, mysql" in problems
+    assert "mandatory option logging.threshold is missing (release v3.0.0 refuses to start)" in problems
 
 
 def test_caddy_sites_follow_tls_settings(prod, local):
