@@ -199,7 +199,6 @@ def render(s: Settings) -> Release:
 
     env = environment()
     ctx = context(s)
-    key = _digest_key(ctx["secrets"])
     files: list[RenderedFile] = []
     try:
         for source, target, mode, secret, _ in _plan(s):
@@ -208,6 +207,7 @@ def render(s: Settings) -> Release:
                 content = text.encode("utf-8")
             else:
                 content = (APPLICATION / source).read_bytes()
+            key = _digest_key(ctx["secrets"], content) if secret else b""
             files.append(RenderedFile(target, content, mode, secret, FILE_GROUPS.get(target), key))
         hashes = {
             svc: hashlib.sha256(
@@ -250,10 +250,14 @@ def render(s: Settings) -> Release:
     return Release(tuple(files), content_sha, tuple(storage))
 
 
-def _digest_key(secrets: dict[str, str]) -> bytes:
-    """The key of secret files' digests: derived from every secret of the release, so it
-    changes when one does (and only someone holding them all could recompute it)."""
-    material = "\0".join(f"{k}={v}" for k, v in sorted(secrets.items()))
+def _digest_key(secrets: dict[str, str], content: bytes) -> bytes:
+    """The key of a secret file's digest: derived from the secrets the file holds (as
+    written or URL-encoded), so it changes when one of them does and only then (a file
+    without the rotated secret keeps its digest and its service is not recreated)."""
+    held = sorted(
+        (k, v) for k, v in secrets.items() if v and (v.encode() in content or quote(v, safe="").encode() in content)
+    )
+    material = "\0".join(f"{k}={v}" for k, v in held)
     return hashlib.sha256(b"torrust-deploy secret file digest\0" + material.encode()).digest()
 
 

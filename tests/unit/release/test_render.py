@@ -224,3 +224,12 @@ def test_the_keyed_digest_follows_the_secrets(workdir):
     b = r.render(load("prod", root=workdir, environ=prod_env(TORRUST_GRAFANA_ADMIN_PASSWORD=STRONG3[::-1])))
     assert a.file(".env").sha256 != b.file(".env").sha256
     assert a.file("tracker/tracker.toml").sha256 == b.file("tracker/tracker.toml").sha256
+
+
+def test_a_secret_files_digest_changes_only_with_the_secrets_it_holds(workdir):
+    """Rotating the admin token must not recreate a service whose files do not hold it."""
+    env = prod_env(TORRUST_TRACKER_IMAGE="torrust/tracker:v3.0.0", TORRUST_GRAFANA="false")
+    a = r.render(load("prod", root=workdir, environ=env))
+    b = r.render(load("prod", root=workdir, environ={**env, "TORRUST_TRACKER_ADMIN_TOKEN": STRONG3[::-1]}))
+    assert a.file(".env").sha256 != b.file(".env").sha256
+    assert a.file("prometheus/prometheus.yml").sha256 == b.file("prometheus/prometheus.yml").sha256
