@@ -325,7 +325,14 @@ def test_destroy_needs_confirmation_and_respects_protection(flow):
     res = flow.cli("infra.destroy", "--force-protected", env={**protected, "CI": "1"})
     assert res.returncode == 5 and "--yes" in res.stderr, res.stderr  # still a destructive action to confirm
     assert "server" in flow.state["resources"]
-    res = flow.cli("infra.destroy", "--yes", "--force-protected", "--json", env=protected)
+    # --force-protected passes the tool's own guard; Hetzner's protection (set at apply) still
+    # refuses until TORRUST_DELETION_PROTECTION=false is applied, as the hint says
+    res = flow.cli("infra.destroy", "--yes", "--force-protected", env=protected)
+    assert res.returncode == 60 and "server deletion is protected" in res.stderr, res.stderr
+    assert "server" in flow.state["resources"] and (flow.cwd / ".torrust/prov/host.env").exists()
+    res = flow.cli("infra.apply", "--no-wait")  # protection off at the provider
+    assert res.returncode == 0, res.stderr
+    res = flow.cli("infra.destroy", "--yes", "--json")
     assert res.returncode == 0, res.stderr
     assert json.loads(res.stdout) == {"ok": True, "env": "prov", "destroyed": True}
     assert flow.state["resources"] == {}
@@ -336,6 +343,28 @@ def test_destroy_needs_confirmation_and_respects_protection(flow):
     assert res.returncode == 61, res.stderr
     res = flow.cli("infra.destroy", "--yes")
     assert res.returncode == 0, res.stderr  # a re-run (e.g. after a failed destroy) is safe
+
+
+def test_force_protected_destroys_a_protected_server_the_provider_does_not_guard(flow):
+    """Issue #19, item 10: libvirt has no provider-side protection, so the tool's refusal is
+    the guard: without --force-protected nothing is destroyed, with it the server goes."""
+    env_file = (flow.cwd / ".env.prov").read_text().replace("TORRUST_PROVIDER=hetzner", "TORRUST_PROVIDER=libvirt")
+    (flow.cwd / ".env.lv").write_text(env_file + "TORRUST_DELETION_PROTECTION=true\n")
+    try:
+        res = flow.cli("infra.apply", "--no-wait", name="lv")
+        assert res.returncode == 0, res.stderr
+        state = flow.cwd / ".torrust/lv/infra/libvirt/terraform.tfstate"
+        assert "server" in json.loads(state.read_text())["resources"]
+        res = flow.cli("infra.destroy", "--yes", name="lv")
+        assert res.returncode == 62 and "'lv' is protected" in res.stderr, res.stderr
+        assert "server" in json.loads(state.read_text())["resources"]
+        res = flow.cli("infra.destroy", "--yes", "--force-protected", "--json", name="lv")
+        assert res.returncode == 0, res.stderr
+        assert json.loads(res.stdout) == {"ok": True, "env": "lv", "destroyed": True}
+        assert json.loads(state.read_text())["resources"] == {}
+        assert not (flow.cwd / ".torrust/lv/host.env").exists()
+    finally:
+        (flow.cwd / ".env.lv").unlink()
 
 
 def test_a_rebuilt_server_is_keyed_afresh_after_destroy(flow):
