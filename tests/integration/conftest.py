@@ -165,7 +165,7 @@ class SSHHost:
         for m in extra_mounts:
             args += ["-v", m]
         docker(*args, self.image)
-        deadline = time.monotonic() + 30
+        deadline = time.monotonic() + 120  # a hang guard only
         while time.monotonic() < deadline:
             try:
                 with socket.create_connection(("127.0.0.1", self.port), timeout=1) as s:

@@ -124,7 +124,7 @@ def test_a_stopped_tracker_fails_tracker_probes_and_container_health(stack):
         assert {"udp tracker", "http tracker", "api health", "containers", "health-check api"} <= failed
     finally:
         assert cli("app.start", "--service", "tracker").returncode == 0
-    deadline = time.monotonic() + 60
+    deadline = time.monotonic() + 180  # a hang guard only
     while cli("health.check", "--only", "udp").returncode != 0:
         assert time.monotonic() < deadline
         time.sleep(1)
@@ -190,7 +190,7 @@ def test_prometheus_probe_tells_a_fresh_tracker_from_a_lost_target(stack):
     network = f"{project}_scrape"
     docker("network", "disconnect", network, tracker)
     try:
-        deadline = time.monotonic() + 60
+        deadline = time.monotonic() + 180  # a hang guard only
         while True:  # wait for a failed scrape, then past the grace after the tracker's start
             probe = prometheus_probe()
             if not probe["ok"] or time.monotonic() > deadline:

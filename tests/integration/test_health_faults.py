@@ -353,7 +353,7 @@ def standin(images):
         images["tracker-standin"],
     )  # fmt: skip
     try:
-        deadline = time.monotonic() + 30
+        deadline = time.monotonic() + 120  # a hang guard only
         while True:
             try:
                 if requests.get(f"http://127.0.0.1:{port}/health_check", timeout=2).status_code == 200:
