@@ -5,16 +5,24 @@
 # (user-data.yaml.j2 embeds it) and `infra.bootstrap` uploads and runs it on a server
 # you already own. Every step checks before it changes, so re-running it is safe.
 #
-#   torrust-harden CONFIG_FILE        (as root)
+#   torrust-harden CONFIG_FILE            (as root) every step
+#   torrust-harden CONFIG_FILE reapply    (as root) only re-apply the runtime network
+#                                         settings (sysctls, RPS/RFS, public addresses):
+#                                         what boot and the docker/ufw/nftables restart
+#                                         hooks run (docs/guides/network.md#drift-boot-and-restarts)
 #
 # CONFIG_FILE (written by the tool, no secrets) sets: DEPLOY_USER, DEPLOY_ROOT,
 # SSH_PORT, TCP_PORTS, UDP_PORTS (space-separated), CONNTRACK_MAX, DATA_DEVICE (a glob,
-# empty: no data volume), SKIP (space-separated step names) and MARKER.
+# empty: no data volume), SKIP (space-separated step names) and MARKER; optionally
+# UDP_TIMEOUT and UDP_TIMEOUT_STREAM (conntrack, seconds), RPS_FLOW_ENTRIES and
+# PUBLIC_ADDRESSES (extra public addresses of this host, e.g. floating IPs).
 #
 # Output: one line per step, "STEP <name> <ok|changed|skipped> <detail>".
 set -euo pipefail
 
-config=${1:?usage: torrust-harden CONFIG_FILE}
+config=${1:?usage: torrust-harden CONFIG_FILE [reapply]}
+mode=${2:-all}
+case "$mode" in all|reapply) ;; *) echo "torrust-harden: unknown mode '$mode' (allowed: reapply)" >&2; exit 2;; esac
 [ "$(id -u)" = 0 ] || { echo "torrust-harden: must run as root" >&2; exit 2; }
 # shellcheck source=/dev/null
 . "$config"
@@ -23,6 +31,15 @@ TCP_PORTS=${TCP_PORTS:-}
 UDP_PORTS=${UDP_PORTS:-}
 DATA_DEVICE=${DATA_DEVICE:-}
 SKIP=${SKIP:-}
+UDP_TIMEOUT=${UDP_TIMEOUT:-10}
+UDP_TIMEOUT_STREAM=${UDP_TIMEOUT_STREAM:-15}
+RPS_FLOW_ENTRIES=${RPS_FLOW_ENTRIES:-32768}
+PUBLIC_ADDRESSES=${PUBLIC_ADDRESSES:-}
+for addr in $PUBLIC_ADDRESSES; do
+    [[ "$addr" =~ ^[0-9a-fA-F:.]+$ ]] || { echo "torrust-harden: PUBLIC_ADDRESSES: '$addr' is not an address" >&2; exit 2; }
+done
+FLOAT_CHAIN=TORRUST-FLOATING
+FLOAT_BASE=7470  # fwmark and routing table of the first public address (then +1, +2, ...)
 export DEBIAN_FRONTEND=noninteractive
 
 report() { printf 'STEP %s %s %s\n' "$1" "$2" "${3:-}"; }
@@ -138,7 +155,7 @@ step_firewall() {
     skipped firewall && return 0
     local before after p
     command -v ufw >/dev/null || { echo "torrust-harden: ufw is not installed" >&2; exit 3; }
-    before=$(ufw show added 2>/dev/null; ufw status 2>/dev/null | head -n 1)
+    before=$(ufw status verbose 2>/dev/null)  # every rule of both families, and the state
     sed -i 's/^IPV6=.*/IPV6=yes/' /etc/default/ufw
     ufw default deny incoming >/dev/null
     ufw default allow outgoing >/dev/null
@@ -147,24 +164,25 @@ step_firewall() {
     for p in $TCP_PORTS; do ufw allow "$p/tcp" >/dev/null; done
     for p in $UDP_PORTS; do ufw allow "$p/udp" >/dev/null; done
     ufw --force enable >/dev/null
-    after=$(ufw show added 2>/dev/null; ufw status 2>/dev/null | head -n 1)
+    after=$(ufw status verbose 2>/dev/null)
     report firewall "$([ "$before" = "$after" ] && echo ok || echo changed)" \
         "ssh $SSH_PORT/tcp, tcp: ${TCP_PORTS:-none}, udp: ${UDP_PORTS:-none} (IPv4 and IPv6)"
 }
 
 step_sysctl() {
     skipped sysctl && return 0
-    local changed=no
+    local changed=no applied
     echo nf_conntrack | write_if_changed /etc/modules-load.d/torrust-conntrack.conf 0644 && changed=yes
     echo "options nf_conntrack hashsize=$((CONNTRACK_MAX / 4))" \
         | write_if_changed /etc/modprobe.d/torrust-conntrack.conf 0644 && changed=yes
     cat <<CONF | write_if_changed /etc/sysctl.d/90-torrust.conf 0644 && changed=yes
 # Written by torrust-harden. The UDP tracker behind Docker's NAT needs a large conntrack
-# table and short UDP timeouts (stack.md lesson 3); nf_conntrack is preloaded at boot
-# (modules-load.d) so these apply.
+# table and short UDP timeouts (docs/guides/network.md#conntrack); nf_conntrack is
+# preloaded at boot (modules-load.d) so these apply, and torrust-harden re-applies them
+# after docker/ufw/nftables restarts.
 net.netfilter.nf_conntrack_max = $CONNTRACK_MAX
-net.netfilter.nf_conntrack_udp_timeout = 10
-net.netfilter.nf_conntrack_udp_timeout_stream = 30
+net.netfilter.nf_conntrack_udp_timeout = $UDP_TIMEOUT
+net.netfilter.nf_conntrack_udp_timeout_stream = $UDP_TIMEOUT_STREAM
 net.core.rmem_max = 26214400
 net.core.wmem_max = 26214400
 net.core.rmem_default = 1048576
@@ -172,13 +190,173 @@ net.core.wmem_default = 1048576
 net.core.netdev_max_backlog = 5000
 net.core.somaxconn = 4096
 CONF
-    if [ ! -w /proc/sys/net/core/rmem_max ]; then
-        report sysctl "$([ $changed = yes ] && echo changed || echo ok)" "files written; /proc/sys is read-only here (a container?): not applied"
+    applied=$(apply_sysctl)
+    [ "${applied%%:*}" = changed ] && changed=yes
+    report sysctl "$([ $changed = yes ] && echo changed || echo ok)" "${applied#*: }"
+}
+
+# ----------------------------------------------- runtime settings (also `reapply` mode)
+CHANGED=0
+REFUSED=()
+# set_value PATH VALUE: write a /proc/sys or /sys value when it differs; a value this
+# kernel or network namespace refuses (a container, a key that is global) is listed in
+# REFUSED, never fatal
+set_value() {
+    local path=$1 value=$2 have
+    local name=${path#/proc/sys/}
+    [ "$name" = "$path" ] || name=${name//\//.}  # a sysctl by its dotted name
+    if [ ! -e "$path" ]; then REFUSED+=("$name (absent)"); return 0; fi
+    have=$(tr -d ',' <"$path" 2>/dev/null | sed 's/^0*//')
+    [ "$have" = "$(printf '%s' "$value" | tr -d ',' | sed 's/^0*//')" ] && return 0
+    if (printf '%s\n' "$value" >"$path") 2>/dev/null; then CHANGED=$((CHANGED + 1)); else REFUSED+=("$name"); fi
+}
+summary() {  # "changed: N values set[, not writable here: ...]" or "ok: ..."
+    local what=$1 text
+    text="$what"
+    [ ${#REFUSED[@]} -eq 0 ] || text="$text; not writable here: ${REFUSED[*]}"
+    if [ "$CHANGED" -gt 0 ]; then echo "changed: $CHANGED value(s) set, $text"; else echo "ok: $text"; fi
+    CHANGED=0; REFUSED=()
+}
+
+apply_sysctl() {
+    local key value
+    modprobe nf_conntrack 2>/dev/null || true
+    while IFS='=' read -r key value; do
+        key=${key//[[:space:]]/}
+        case "$key" in ''|'#'*) continue;; esac
+        value=${value#"${value%%[![:space:]]*}"}; value=${value%"${value##*[![:space:]]}"}
+        set_value "/proc/sys/${key//.//}" "$value"
+    done </etc/sysctl.d/90-torrust.conf
+    summary "conntrack max $CONNTRACK_MAX, UDP timeouts $UDP_TIMEOUT/$UDP_TIMEOUT_STREAM s, buffers"
+}
+
+# all CPUs as the hex mask sysfs expects (a comma every 32 CPUs, highest group first)
+cpu_mask() {
+    local n=$1 mask="" bits chunk
+    while [ "$n" -gt 0 ]; do
+        bits=$(( n > 32 ? 32 : n )); n=$(( n - bits ))
+        if [ "$bits" = 32 ]; then chunk=ffffffff; else chunk=$(printf '%x' $(( (1 << bits) - 1 ))); fi
+        mask="$chunk${mask:+,$mask}"
+    done
+    echo "$mask"
+}
+# the interfaces of the default routes: where public traffic arrives
+default_ifaces() {
+    { ip -4 route show default; ip -6 route show default; } 2>/dev/null \
+        | sed -n 's/.* dev \([^ ]*\).*/\1/p' | sort -u
+}
+# RPS spreads receive processing of single-queue NICs over every CPU, RFS steers each
+# flow to the CPU its socket's reader runs on (docs/guides/network.md#softirq-rps-and-rfs)
+apply_rps() {
+    local ncpu mask dev queues q
+    ncpu=$(nproc)
+    if [ "$ncpu" -le 1 ]; then echo "ok: one CPU, nothing to spread"; return 0; fi
+    mask=$(cpu_mask "$ncpu")
+    set_value /proc/sys/net/core/rps_sock_flow_entries "$RPS_FLOW_ENTRIES"
+    for dev in $(default_ifaces); do
+        queues=(/sys/class/net/"$dev"/queues/rx-*)
+        [ -d "${queues[0]}" ] || continue
+        for q in "${queues[@]}"; do
+            set_value "$q/rps_cpus" "$mask"
+            set_value "$q/rps_flow_cnt" $(( RPS_FLOW_ENTRIES / ${#queues[@]} ))
+        done
+    done
+    summary "RPS mask $mask on $(default_ifaces | tr '\n' ' ' | sed 's/ $//')"
+}
+
+ipt() { if [ "$1" = 6 ]; then shift; ip6tables -w "$@"; else shift; iptables -w "$@"; fi; }
+# must COMMAND...: run it; a failure is listed (with the command), not fatal
+must() { local err; err=$("$@" 2>&1) || REFUSED+=("'$*' failed: ${err:-exit $?}"); }
+# Several public addresses (floating IPs): each address is held by the interface of its
+# family's default route, connections that arrive on it are marked, and their replies are
+# routed by that mark through its own table, out of the interface and gateway of that
+# address. Docker's DNAT makes conntrack restore the arrival address as the replies'
+# source (docs/guides/network.md#several-public-addresses-floating-ips).
+apply_addresses() {
+    local i=0 fam addr mark table dev gw before after prefix
+    if [ -z "$PUBLIC_ADDRESSES" ]; then  # none (any more): nothing of ours may stay
+        for fam in 4 6; do ipt "$fam" -t mangle -F "$FLOAT_CHAIN" 2>/dev/null || true; done
+        prune_rules 0
+        echo "ok: no extra public addresses"
         return 0
     fi
-    modprobe nf_conntrack 2>/dev/null || true
-    sysctl -q -p /etc/sysctl.d/90-torrust.conf
-    report sysctl "$([ $changed = yes ] && echo changed || echo ok)" "conntrack max $CONNTRACK_MAX, UDP timeouts, buffers"
+    before=$(for fam in 4 6; do ipt "$fam" -t mangle -S "$FLOAT_CHAIN" 2>/dev/null; done; ip -4 rule; ip -6 rule)
+    for fam in 4 6; do
+        ipt "$fam" -t mangle -N "$FLOAT_CHAIN" 2>/dev/null || true
+        must ipt "$fam" -t mangle -F "$FLOAT_CHAIN"
+        for hook in PREROUTING OUTPUT; do
+            ipt "$fam" -t mangle -C "$hook" -j "$FLOAT_CHAIN" 2>/dev/null || must ipt "$fam" -t mangle -I "$hook" 1 -j "$FLOAT_CHAIN"
+        done
+    done
+    for addr in $PUBLIC_ADDRESSES; do
+        mark=$((FLOAT_BASE + i)); table=$((FLOAT_BASE + i)); i=$((i + 1))
+        if [[ "$addr" == *:* ]]; then fam=6; prefix=128; else fam=4; prefix=32; fi
+        dev=$(ip -"$fam" route show default | sed -n 's/.* dev \([^ ]*\).*/\1/p' | head -n 1)
+        gw=$(ip -"$fam" route show default | sed -n 's/.* via \([^ ]*\).*/\1/p' | head -n 1)
+        if [ -z "$dev" ]; then REFUSED+=("$addr (no IPv$fam default route)"); continue; fi
+        if ! ip -"$fam" -o addr show to "$addr/$prefix" | grep -q .; then
+            if [ "$fam" = 6 ]; then must ip -6 addr add "$addr/128" dev "$dev" nodad; else must ip -4 addr add "$addr/32" dev "$dev"; fi
+            CHANGED=$((CHANGED + 1))
+        fi
+        must ipt "$fam" -t mangle -A "$FLOAT_CHAIN" -d "$addr" -m conntrack --ctstate NEW -j CONNMARK --set-mark "$mark"
+        ip -"$fam" rule show | grep -q "fwmark $(printf '0x%x' "$mark") lookup $table" \
+            || must ip -"$fam" rule add fwmark "$mark" lookup "$table" priority "$table"
+        if [ -n "$gw" ]; then must ip -"$fam" route replace default via "$gw" dev "$dev" table "$table"
+        else must ip -"$fam" route replace default dev "$dev" table "$table"; fi
+    done
+    # only the replies carry the mark (the queries must still reach the containers by the
+    # main table)
+    for fam in 4 6; do
+        must ipt "$fam" -t mangle -A "$FLOAT_CHAIN" -m conntrack --ctdir REPLY -m connmark ! --mark 0 \
+            -j CONNMARK --restore-mark
+    done
+    prune_rules "$i"
+    after=$(for fam in 4 6; do ipt "$fam" -t mangle -S "$FLOAT_CHAIN" 2>/dev/null; done; ip -4 rule; ip -6 rule)
+    [ "$before" = "$after" ] || CHANGED=$((CHANGED + 1))
+    summary "$i public address(es): $PUBLIC_ADDRESSES"
+}
+# drop our routing rules beyond the first N (addresses removed from the configuration)
+prune_rules() {
+    local keep=$1 fam table
+    for fam in 4 6; do
+        for table in $(ip -"$fam" rule show | sed -n 's/.*lookup \(74[7-9][0-9]\).*/\1/p' | sort -u); do
+            [ "$table" -lt $((FLOAT_BASE + keep)) ] && continue
+            while ip -"$fam" rule del lookup "$table" 2>/dev/null; do :; done
+            ip -"$fam" route flush table "$table" 2>/dev/null || true
+        done
+    done
+}
+
+reapply_network() {
+    local rps addrs
+    rps=$(apply_rps)
+    addrs=$(apply_addresses)
+    if [ "${rps%%:*}" = changed ] || [ "${addrs%%:*}" = changed ]; then echo -n changed; else echo -n ok; fi
+    echo ": ${rps#*: }; ${addrs#*: }"
+}
+
+# Boot and restarts: a unit at boot, and ExecStartPost drop-ins on the services whose
+# restart rewrites or flushes rules (Docker rewrites its chains; ufw and nftables reload
+# theirs), all running `torrust-harden CONFIG reapply`.
+step_network() {
+    skipped network && return 0
+    local changed=no hook="/usr/local/sbin/torrust-harden /etc/torrust/harden.env reapply" svc result
+    printf '%s\n' "[Unit]" "Description=torrust-harden: re-apply the network settings (conntrack, RPS/RFS, public addresses)" \
+        "After=network-online.target docker.service ufw.service nftables.service" "Wants=network-online.target" "" \
+        "[Service]" "Type=oneshot" "ExecStart=$hook" "RemainAfterExit=yes" "" "[Install]" "WantedBy=multi-user.target" \
+        | write_if_changed /etc/systemd/system/torrust-network.service 0644 && changed=yes
+    for svc in docker ufw nftables; do
+        printf '%s\n' "# Written by torrust-harden: after $svc (re)starts, re-apply the network settings" \
+            "[Service]" "ExecStartPost=-$hook" \
+            | write_if_changed "/etc/systemd/system/$svc.service.d/torrust-network.conf" 0644 && changed=yes
+    done
+    if have_systemd && [ $changed = yes ]; then
+        systemctl daemon-reload
+        systemctl enable torrust-network.service >/dev/null 2>&1 || true
+    fi
+    result=$(reapply_network)
+    [ "${result%%:*}" = changed ] && changed=yes
+    report network "$([ $changed = yes ] && echo changed || echo ok)" "hooks at boot and after docker/ufw/nftables restarts; ${result#*: }"
 }
 
 step_upgrades() {
@@ -223,6 +401,13 @@ step_marker() {
     fi
 }
 
+if [ "$mode" = reapply ]; then
+    applied=$(apply_sysctl)
+    report sysctl "${applied%%:*}" "${applied#*: }"
+    applied=$(reapply_network)
+    report network "${applied%%:*}" "${applied#*: }"
+    exit 0
+fi
 step_self
 step_packages
 step_user
@@ -230,6 +415,7 @@ step_docker
 step_sshd
 step_firewall
 step_sysctl
+step_network
 step_upgrades
 step_storage
 step_marker

@@ -117,22 +117,31 @@ def validate(c, env="local", pull=False, strict=False, json=False):
 )
 @operation
 def preflight(c, env="local", accept_new_host_key=False, json=False):
-    """Check the deploy target read-only: Docker engine, Compose v2, deploy root."""
+    """Check the deploy target read-only (Docker engine, Compose v2, deploy root) and, for
+    public certificates, DNS: A/AAAA point here, CAA allows the CA, challenge ports reachable."""
     s = load(env)
     from tasks.facts import target
+    from tasks.health import dns
 
     with step(f"connect to the '{env}' target"), open_target(s, accept_new_host_key=accept_new_host_key) as ex:
         facts = target.read(ex, s.deploy_root)
-    emit(
-        facts.as_dict(),
-        lambda f: (
-            table([(k, v) for k, v in f.items() if k != "problems"], ("fact", "value"))
-            + "".join(f"\nproblem: {p}" for p in f["problems"])
-        ),
-        json,
-    )
-    if facts.problems:
-        raise PrerequisiteError(f"the '{env}' target is not ready: " + "; ".join(facts.problems))
+    with step("check DNS and the challenge ports" if s.acme_names or s.dns_bep34 else "no public names to check"):
+        findings = dns.preflight(s, dns.resolver(s.dns_resolver))
+    dns_problems = dns.problems(findings, s.acme_challenges)
+    doc = {**facts.as_dict(), "dns": [f.as_dict() for f in findings]}
+    doc["problems"] = [*doc["problems"], *dns_problems]
+    doc["ok"] = not doc["problems"]
+    emit(doc, _preflight_text, json)
+    if doc["problems"]:
+        raise PrerequisiteError(f"the '{env}' target is not ready: " + "; ".join(doc["problems"]))
+
+
+def _preflight_text(f: dict) -> str:
+    text = table([(k, v) for k, v in f.items() if k not in ("problems", "dns", "ok")], ("fact", "value"))
+    if f["dns"]:
+        rows = [(d["status"], d["check"], d["name"], d["detail"]) for d in f["dns"]]
+        text += "\n\n" + table(rows, ("", "check", "name", "detail"))
+    return text + "".join(f"\nproblem: {p}" for p in f["problems"])
 
 
 # ------------------------------------------------------------------------ deploy
@@ -154,6 +163,45 @@ def gate_probes(s: settings_mod.Settings):
     from tasks.health import gate_probes as gate
 
     return lambda ex: gate.gate_probes(s, ex)
+
+
+def certificate_wait(s: settings_mod.Settings, started: float):
+    """The gate's wait for the proxy's certificates (TLS on): a verified handshake per name
+    and family, polled until all pass or TORRUST_ISSUANCE_TIMEOUT; the proxy's log since
+    the deploy began tells why a name has none (operations/issuance.py)."""
+    import time
+
+    def wait(ex) -> str:
+        from tasks.facts import proxy_log
+        from tasks.health import check as hc
+        from tasks.health import probes as pr
+        from tasks.operations import issuance
+        from tasks.release.layout import Layout
+
+        r = hc.reach(s, "both", None, hc.internal_ca_reader(ex, s))
+        checks = [
+            (
+                name,
+                pr.Probe("tls certificate", name, fam, lambda f=fam, n=name: pr.certificate(r, f, n, s.probe_timeout)),
+            )
+            for name in s.public_names
+            for fam in sorted(r.addresses)
+        ]
+
+        def check() -> dict[str, str | None]:
+            state: dict[str, str | None] = dict.fromkeys(s.public_names)
+            for (name, _), result in zip(checks, pr.run([p for _, p in checks]), strict=True):
+                if not result.ok and state[name] is None:
+                    state[name] = f"IPv{result.family}: {result.detail}"
+            return state
+
+        def log():
+            since = f"{int(time.monotonic() - started) + 60}s"  # relative: the host's clock may differ
+            return proxy_log.read(ex, s.compose_project, Layout(s.deploy_root).current, since)
+
+        return issuance.wait(check, log, s.issuance_timeout, note)
+
+    return wait if s.tls else None
 
 
 def _summary(s: settings_mod.Settings, outcome: dict) -> str:
@@ -183,11 +231,14 @@ def deploy(
     json=False,
 ):
     """Deploy the release: locked, atomic, health-gated, rolled back automatically on failure."""
+    import time
+
     from tasks.facts import target
     from tasks.operations import deploy as deploy_mod
     from tasks.release import cache
     from tasks.runner.target import connect_executor
 
+    started = time.monotonic()
     s = load(env)
 
     def render_and_remember():
@@ -219,6 +270,7 @@ def deploy(
             wait_timeout=int(wait_timeout),
             probes=None if no_probes else gate_probes(s),
             preflight=lambda e: deploy_mod.check_target(target.read(e, s.deploy_root)),
+            certificates=None if no_probes else certificate_wait(s, started),
         )
 
         def reconnect():
@@ -227,11 +279,26 @@ def deploy(
             return fresh
 
         outcome = deploy_mod.deploy(ex, s, candidate, opts, step, reconnect=reconnect)
+        result = outcome.as_dict()
+        if outcome.status == "deployed" and s.target == "ssh":  # a switch may have undone the host's network path
+            with step("check the host's network path"):
+                result["network"] = network_drift(ex, s)
     finally:
         for e in [ex, *extra]:
             if e.remote:
                 e.ctx.close()
-    emit(outcome.as_dict(), lambda o: _summary(s, o), json)
+    emit(result, lambda o: _summary(s, o), json)
+
+
+def network_drift(ex, s) -> list[dict]:
+    """After a change: the network findings that are not ok, each as a warning line (never a
+    failure of the task: docs/guides/network.md)."""
+    from tasks.health import network as hn
+
+    found = hn.drift(ex, s)
+    for f in found:
+        note(f"warning: network {f['name']}: {f['detail']}")
+    return found
 
 
 def _plan_text(p: dict) -> str:

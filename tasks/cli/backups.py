@@ -130,6 +130,8 @@ def backup_verify(c, env="local", id="", force_unlock=False, json=False):
         "from": "restore a downloaded backup directory instead (e.g. onto a new host)",
         "yes": "confirm without a prompt (required when CI is set)",
         "no_safety_backup": "skip the backup of the current state taken first",
+        "certificates": "restore only the proxy's certificate store (works before the first deploy: no new "
+        "certificates are ordered); the database is left as it is",
         "no_probes": NO_PROBES_HELP,
         "wait_timeout": WAIT_TIMEOUT_HELP,
     }
@@ -145,9 +147,10 @@ def restore(
     force_unlock=False,
     no_probes=False,
     wait_timeout=300,
+    certificates=False,
     json=False,
 ):
-    """Restore the database from a backup: checksums, safety backup, stop, restore, start, health probes."""
+    """Restore the database (or with --certificates the proxy's certificate store) from a backup."""
     from tasks.cli.output import confirm
     from tasks.errors import ConfigError
     from tasks.operations import backup as backup_mod
@@ -159,12 +162,16 @@ def restore(
     if source is not None:
         with step(f"check {source}"):
             id = backup_mod.check_local(source)["id"]
+    what = "certificate store of the proxy" if certificates else "tracker database"
     if not yes:
         confirm(
             env,
-            f"restoring backup {id} replaces the tracker database of '{env}'",
-            f"Replace the tracker database of '{env}' with backup {id}?",
+            f"restoring backup {id} replaces the {what} of '{env}'",
+            f"Replace the {what} of '{env}' with backup {id}?",
         )
+    if certificates:
+        _restore_certificates(s, id, source, force_unlock, json)
+        return
     with step(f"restore backup {id}"), open_target(s) as ex:
         result = backup_mod.restore(
             ex,
@@ -181,6 +188,23 @@ def restore(
         lambda r: (
             f"restored backup {r['id']} in {r['duration']}s"
             + (f"; the state before is backup {r['safety_backup']}" if r.get("safety_backup") else "")
+        ),
+        json,
+    )
+
+
+def _restore_certificates(s, backup_id: str, source: Path | None, force_unlock: bool, json: bool) -> None:
+    from tasks.operations import certificates
+
+    with step(f"restore the certificate store of backup {backup_id}"), open_target(s) as ex:
+        result = certificates.restore(ex, s, backup_id=backup_id, upload_from=source, force_unlock=force_unlock)
+    emit(
+        result,
+        lambda r: (
+            f"restored {r['files']} files of backup {r['id']}'s certificate store ("
+            + (", ".join(r["certificates"]) or "no certificates")
+            + ")"
+            + ("; the proxy was restarted" if r["proxy_restarted"] else "; the next deploy's proxy uses it")
         ),
         json,
     )

@@ -59,8 +59,8 @@ def endpoints(c, env="local", json=False):
     help={
         "env": "environment name (default: local)",
         "family": "address families to probe: 4, 6 or both (default both: every family the target has)",
-        "only": "only these probe groups, comma-separated: udp, http, api, tls, host",
-        "skip": "skip these probe groups, comma-separated: udp, http, api, tls, host",
+        "only": "only these probe groups, comma-separated: udp, http, api, tls, host, network",
+        "skip": "skip these probe groups, comma-separated: udp, http, api, tls, host, network",
         "internal_ca": "trust the proxy's internal CA (fetched from the host) for .local/.test names",
         "json": "print one machine-readable JSON result on stdout",
     }
@@ -87,7 +87,9 @@ def check_table(result) -> str:
     """The probes as a table, then one summary line (passed, skipped, time, families)."""
 
     def verdict(x) -> str:
-        return "skip" if x.skipped else "ok" if x.ok else "FAIL"
+        if x.skipped:
+            return "skip"
+        return ("warn" if x.detail.startswith("WARNING:") else "ok") if x.ok else "FAIL"
 
     rows = [
         (verdict(x), x.name, x.target, f"IPv{x.family}" if x.family else "host", f"{x.latency * 1000:.0f} ms", x.detail)
@@ -101,3 +103,63 @@ def check_table(result) -> str:
         + (f", {skipped} skipped" if skipped else "")
         + f" in {result.wall:.2f}s (families: {fams})"
     )
+
+
+@task(
+    help={
+        "env": "environment name (default: local)",
+        "rate": "offered announces per second (past 5,000 needs --yes)",
+        "duration": "seconds of load (past 60 needs --yes)",
+        "protocol": "udp (BEP 15 connect + announce, default) or http (announces through the proxy)",
+        "family": "4 (default) or 6: the public address the load goes to",
+        "workers": "processes sending (default 1; each sends rate/workers)",
+        "yes": "go past the caps (5,000/s, 60 s)",
+        "json": "print one machine-readable JSON result on stdout",
+    }
+)
+@operation
+def load(c, env="local", rate=1000, duration=10, protocol="udp", family="4", workers=1, yes=False, json=False):
+    """Size a server BEFORE it goes public: a bounded announce load; loss, latency, conntrack, UDP errors."""
+    from tasks.errors import HealthFailed
+    from tasks.health import load as hl
+
+    s = settings_mod.load(env, root=Path.cwd())
+    params = hl.params_for(
+        s,
+        protocol=protocol,
+        family=str(family),
+        rate=int(rate),
+        duration=float(duration),
+        workers=int(workers),
+        yes=yes,
+    )
+    report = hl.run_against(s, params)
+    emit(report.as_dict(), lambda r: load_text(report), json)
+    if report.replies == 0:
+        raise HealthFailed(f"no announce of {report.sent} was answered by {report.target}")
+
+
+def load_text(r) -> str:
+    def ms(v):
+        return "-" if v is None else f"{v:.1f} ms"
+
+    def host(h):
+        if h is None:
+            return "?"
+        fill = f"{h.fill:.1%}" if h.fill is not None else "?"
+        return f"conntrack {h.conntrack_count}/{h.conntrack_max} ({fill}), UDP errors {h.udp_errors}"
+
+    lines = [
+        f"{r.protocol} load on {r.target}: offered {r.offered_rate}/s for {r.duration:g}s",
+        f"  sent {r.sent} ({r.sent_rate:.0f}/s), answered {r.replies} ({r.achieved_rate:.0f}/s), "
+        f"errors {r.errors}, lost {r.lost} ({r.loss_pct:.2f}%)",
+        f"  latency p50 {ms(r.p50_ms)}, p99 {ms(r.p99_ms)}",
+        f"  host before: {host(r.host_before)}",
+        f"  host after:  {host(r.host_after)}",
+    ]
+    lines += [f"  error: {e}" for e in r.error_samples]
+    if r.generator_limited:
+        lines.append(
+            "  generator-limited: this machine could not keep the schedule (add --workers or a bigger machine)"
+        )
+    return "\n".join(lines)

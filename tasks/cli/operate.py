@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from invoke import task
 
+from tasks.cli.app import network_drift
 from tasks.cli.boundary import operation
 from tasks.cli.options import ENV_HELP, FORCE_UNLOCK_HELP, JSON_HELP, WAIT_TIMEOUT_HELP, load
 from tasks.cli.output import emit, step, table
@@ -122,9 +123,14 @@ def _compose_task(action: str, doc: str):
         from tasks.operations import day2
 
         s = load(env)
-        with step(f"{action} {service or 'all services'}"), open_target(s) as ex:
-            day2.compose_action(ex, s, action, [service] if service else [])
-        emit({"ok": True, "action": action, "service": service or "all"}, lambda r: "", json)
+        result = {"ok": True, "action": action, "service": service or "all"}
+        with open_target(s) as ex:
+            with step(f"{action} {service or 'all services'}"):
+                day2.compose_action(ex, s, action, [service] if service else [])
+            if action == "restart" and s.target == "ssh":  # a restart may undo the host's network settings
+                with step("check the host's network path"):
+                    result["network"] = network_drift(ex, s)
+        emit(result, lambda r: "", json)
 
     run.__doc__ = doc
     run.body.__doc__ = doc

@@ -27,7 +27,7 @@ def lint(c):
 
 def _shell_scripts() -> list[Path]:
     found = []
-    globs = ("application/bin/*", ".ci/*", "tests/images/**/*", "infrastructure/**/*.sh", "tasks/commands/scripts/*.sh")
+    globs = ("application/bin/*", ".ci/*", "tests/images/**/*", "infrastructure/**/*.sh", "tasks/**/*.sh")
     for p in sorted(p for g in globs for p in ROOT.glob(g)):
         if p.is_file():
             with open(p, "rb") as fh:
@@ -74,15 +74,20 @@ def all_(c):
     print("test.all: pytest and lint passed")
 
 
+BENCHMARKS = tuple(sorted(p.stem for p in (ROOT / "tests" / "benchmarks").glob("*.py") if p.stem != "__init__"))
+
+
 @task(
     help={
         "runs": "repetitions per scenario (the tables show medians)",
-        "only": "deploy, health or backup (default all)",
+        "only": f"one of {', '.join(BENCHMARKS)} (default all)",
     }
 )
 def bench(c, runs=5, only=""):
-    """Benchmarks: app.deploy vs raw compose up; health probes in parallel; backup/restore vs raw mysqldump."""
+    """Benchmarks, each a table of medians next to a raw baseline measured in the same run (docs/benchmarks.md)."""
+    if only and only not in BENCHMARKS:
+        raise Exit(f"test.bench: --only {only!r}: allowed {', '.join(BENCHMARKS)}", code=2)
     with c.cd(str(ROOT)):
-        for name in ("deploy", "health", "backup"):
+        for name in BENCHMARKS:
             if only in ("", name):
                 _py(c, f"tests/benchmarks/{name}.py", "--runs", str(int(runs)))

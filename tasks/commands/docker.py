@@ -8,6 +8,8 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+from tasks.commands import sh
+
 
 def compose(project: str, directory: str, *args: str) -> list[str]:
     """`docker compose` for a rendered release directory, with the fixed project name."""
@@ -55,6 +57,11 @@ def started_at(container: str) -> list[str]:
     return ["docker", "inspect", "--format", "{{.State.StartedAt}}", container]
 
 
+def wait_compose_idle(project: str, limit: int) -> list[str]:
+    """Wait (at most `limit` s) until no `docker compose` of the project runs for this user."""
+    return sh("compose-idle", project, str(int(limit)))
+
+
 def compose_config_quiet(project: str, directory: str) -> list[str]:
     return compose(project, directory, "config", "--quiet")
 
@@ -90,10 +97,12 @@ def run_validator(
     return [*cmd, image, *argv]
 
 
-def caddy_validate(image: str, caddyfile: str) -> list[str]:
+def caddy_validate(image: str, caddyfile: str, files: Sequence[tuple[str, str]] = ()) -> list[str]:
+    """`caddy validate` of a Caddyfile; `files` (source, path in the container) are the
+    files it names (a private ACME server's root), mounted where the proxy has them."""
     return run_validator(
         image,
-        [(caddyfile, "/etc/caddy/Caddyfile")],
+        [(caddyfile, "/etc/caddy/Caddyfile"), *files],
         ["caddy", "validate", "--config", "/etc/caddy/Caddyfile", "--adapter", "caddyfile"],
     )
 

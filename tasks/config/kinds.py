@@ -279,6 +279,62 @@ def _ip(check: Check, var, value: str) -> str:
         return value
 
 
+# ACME directories known by name; any other directory is given as its https URL.
+ACME_DIRECTORIES = {
+    "letsencrypt": "https://acme-v02.api.letsencrypt.org/directory",
+    "letsencrypt-staging": "https://acme-staging-v02.api.letsencrypt.org/directory",
+}
+# An https URL the Caddyfile holds unquoted: a host name, IPv4 or [IPv6], a port, a path.
+ACME_URL_RE = re.compile(r"https://(?:[A-Za-z0-9.-]+|\[[0-9A-Fa-f:.]+\])(?::[0-9]{1,5})?(?:/[A-Za-z0-9._~%/-]*)?")
+
+
+def _acme_ca(check: Check, var, value: str) -> str:
+    if value in ACME_DIRECTORIES or ACME_URL_RE.fullmatch(value):
+        return value
+    why = "an ACME directory must be an https URL" if value.startswith("http://") else "not a known CA or an https URL"
+    check.fail(var.name, why)
+    return var.default
+
+
+def _subset(check: Check, var, value: str) -> tuple[str, ...]:
+    """A comma-separated, non-empty subset of `var.choices`, in the table's order."""
+    items = [i.strip().lower() for i in value.split(",") if i.strip()]
+    unknown = [i for i in items if i not in var.choices]
+    if unknown or not items:
+        check.fail(var.name, f"{unknown[0]!r} is not an allowed value" if unknown else "name at least one")
+        return tuple(var.default.split(","))
+    return tuple(c for c in var.choices if c in items)
+
+
+def _resolver(check: Check, var, value: str) -> str:
+    """A DNS server: an IP address, or IP:PORT ([IPv6]:PORT)."""
+    try:
+        return str(ipaddress.ip_address(value))
+    except ValueError:
+        pass
+    bind = _bind(check, var, value)
+    return str(bind) if bind else value
+
+
+def _public_ips(check: Check, var, value: str) -> tuple[str, ...]:
+    """Comma-separated public IP addresses: no loopback, unspecified, multicast or
+    link-local address, no duplicate (normalised)."""
+    found: list[str] = []
+    for item in (i.strip() for i in value.split(",")):
+        try:
+            ip = ipaddress.ip_address(item)
+        except ValueError:
+            check.fail(var.name, f"{item[:60]!r} is not an IP address")
+            continue
+        if ip.is_loopback or ip.is_unspecified or ip.is_multicast or ip.is_link_local:
+            check.fail(var.name, f"{ip} is not a public address (loopback, unspecified, multicast or link-local)")
+        elif str(ip) in found:
+            check.fail(var.name, f"{ip} is listed twice")
+        else:
+            found.append(str(ip))
+    return tuple(found)
+
+
 def _range(var) -> str:
     return f"a whole number from {var.minimum} to {var.maximum}"
 
@@ -307,5 +363,9 @@ KINDS: dict[str, Kind] = {
         Kind("ipv4", str, _address(4), "", lambda v: "an IPv4 address, or none"),
         Kind("ipv6", str, _address(6), "", lambda v: "an IPv6 address, or none"),
         Kind("ip", str, _ip, "", lambda v: "an IP address"),
+        Kind("public_ips", tuple, _public_ips, (), lambda v: "IPv4 or IPv6 addresses, comma-separated"),
+        Kind("acme_ca", str, _acme_ca, "", lambda v: ", ".join(ACME_DIRECTORIES) + ", or an https:// directory URL"),
+        Kind("subset", tuple, _subset, (), lambda v: "one or more of " + ", ".join(v.choices) + ", comma-separated"),
+        Kind("resolver", str, _resolver, "", lambda v: "an IP address, or IP:PORT ([IPv6]:PORT)"),
     )
 }

@@ -65,15 +65,70 @@ def database(s, check) -> None:
 
 
 def proxy(s, check) -> None:
+    if s.acme_staging and s.acme_ca not in ("", "letsencrypt-staging"):  # "": refused by its kind already
+        check.fail(
+            "TORRUST_ACME_CA",
+            "contradicts TORRUST_ACME_STAGING=true (deprecated): remove TORRUST_ACME_STAGING and keep this one",
+        )
+    if s.acme_ca_root is not None and s.acme_ca_root.is_file():
+        _ca_bundle(s, check)
     if not s.tls:
         return
-    acme_names = [n for n in s.public_names if not s.uses_internal_ca(n)]
+    acme_names = s.acme_names
     if check.strict and acme_names and not s.acme_email:
         check.fail("TORRUST_ACME_EMAIL", f"required with TLS on for public names ({', '.join(acme_names)})")
     if s.tls_internal == "never":
         internal_names = [n for n in s.public_names if n.endswith(INTERNAL_SUFFIXES)]
         if internal_names:
             check.fail("TORRUST_TLS_INTERNAL", f"'never' but {internal_names[0]} cannot get a public certificate")
+    if check.strict and acme_names and s.public_acme:
+        _challenge_ports(s, check)
+
+
+# The port each challenge reaches on the host (RFC 8555 8.3, RFC 8737 3): fixed by the CA.
+CHALLENGE_PORTS = {
+    "http-01": ("TORRUST_HTTP_PORT", "http_port", 80),
+    "tls-alpn-01": ("TORRUST_HTTPS_PORT", "https_port", 443),
+}
+
+
+def _challenge_ports(s, check) -> None:
+    """Let's Encrypt validates on ports 80 and 443 only: at least one allowed challenge must
+    find the proxy there."""
+    usable = [c for c in s.acme_challenges if getattr(s, CHALLENGE_PORTS[c][1]) == CHALLENGE_PORTS[c][2]]
+    if not usable:
+        published = ", ".join(f"{CHALLENGE_PORTS[c][0]}={getattr(s, CHALLENGE_PORTS[c][1])}" for c in s.acme_challenges)
+        check.fail(
+            "TORRUST_ACME_CHALLENGES",
+            f"Let's Encrypt validates http-01 on port 80 and tls-alpn-01 on port 443, but {published}: "
+            "no allowed challenge can reach the proxy",
+        )
+
+
+def _ca_bundle(s, check) -> None:
+    """TORRUST_ACME_CA_ROOT must be a PEM file of CA certificates."""
+    from cryptography import x509  # only when the setting is used (a 40 ms import)
+
+    data = s.acme_ca_root.read_bytes()[: 1 << 20]
+    try:
+        certs = x509.load_pem_x509_certificates(data)
+    except ValueError:
+        certs = []
+    if not certs:
+        check.fail("TORRUST_ACME_CA_ROOT", "holds no PEM certificate (expected -----BEGIN CERTIFICATE----- blocks)")
+        return
+    not_ca = [c.subject.rfc4514_string() for c in certs if not _is_ca(c)]
+    if not_ca:
+        check.fail("TORRUST_ACME_CA_ROOT", f"holds a certificate that is not a CA: {not_ca[0][:80]}")
+
+
+def _is_ca(cert) -> bool:
+    from cryptography import x509
+
+    try:
+        return cert.extensions.get_extension_for_class(x509.BasicConstraints).value.ca
+    except x509.ExtensionNotFound:
+        return False
 
 
 def monitoring(s, check) -> None:

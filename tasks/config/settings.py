@@ -25,7 +25,7 @@ from dotenv.parser import parse_stream
 
 from tasks.config import rules
 from tasks.config import secrets as sec
-from tasks.config.kinds import KINDS, MAX_LENGTH, Bind  # noqa: F401 - Bind is part of this module's API
+from tasks.config.kinds import ACME_DIRECTORIES, KINDS, MAX_LENGTH, Bind  # noqa: F401 - Bind is part of this module's API
 from tasks.config.secrets import Secret
 from tasks.config.variables import BY_NAME, PREFIX, SECRET, STR, VARIABLES, Var
 from tasks.errors import SettingsError
@@ -180,6 +180,21 @@ class SettingsBase:
     def public_names(self) -> tuple[str, ...]:
         names = (*self.http_tracker_domains, self.api_domain)
         return names + ((self.grafana_domain,) if self.grafana else ())
+
+    @property
+    def acme_names(self) -> tuple[str, ...]:
+        """The public names the proxy gets certificates for from the ACME server."""
+        return tuple(n for n in self.public_names if not self.uses_internal_ca(n)) if self.tls else ()
+
+    @property
+    def acme_directory(self) -> str:
+        """The ACME directory URL of TORRUST_ACME_CA (a known name or the URL itself)."""
+        return ACME_DIRECTORIES.get(self.acme_ca, self.acme_ca)
+
+    @property
+    def public_acme(self) -> bool:
+        """Let's Encrypt (production or staging), whose rules (ports 80/443, CAA) are known."""
+        return self.acme_ca in ACME_DIRECTORIES
 
     def display(self) -> list[tuple[str, str, str]]:
         """(name, value with secrets masked, origin) for every variable."""

@@ -23,6 +23,8 @@ STR, INT, BOOL, ENUM, SECRET, BINDS, BIND, DOMAIN, DOMAINS, EMAIL, IMAGE, CRON =
     "str int bool enum secret binds bind domain domains email image cron".split()
 )
 FILE, ABSPATH, SUBNET6, DURATION, HOST, IPV4, IPV6, IP = "file abspath subnet6 duration host ipv4 ipv6 ip".split()
+PUBLIC_IPS = "public_ips"
+ACME_CA, SUBSET, RESOLVER = "acme_ca subset resolver".split()
 
 PREFIX = "TORRUST_"
 NAME_PATTERN = r"[A-Za-z0-9][A-Za-z0-9._-]{0,62}"  # provider object names (server types, pools, ...)
@@ -428,6 +430,23 @@ VARIABLES: tuple[Var, ...] = (
         optional=True,
         derive=lambda v: f"grafana.{v['domain']}",
     ),
+    Var(
+        "TORRUST_DNS_RESOLVER",
+        "Domains",
+        RESOLVER,
+        "",
+        "DNS server app.preflight asks about the public names (A, AAAA, CAA, TXT). Empty: this "
+        "machine's resolvers (/etc/resolv.conf).",
+        optional=True,
+    ),
+    Var(
+        "TORRUST_DNS_BEP34",
+        "Domains",
+        BOOL,
+        "false",
+        'app.preflight also checks the BEP 34 TXT record of TORRUST_DOMAIN ("BITTORRENT UDP:6969 '
+        'TCP:443"): trackers listed publicly (newTrackon) need it.',
+    ),
     # --- tracker -------------------------------------------------------------------------
     Var(
         "TORRUST_UDP_TRACKERS",
@@ -606,16 +625,72 @@ VARIABLES: tuple[Var, ...] = (
         "Proxy and TLS",
         EMAIL,
         "",
-        "Let's Encrypt account email; required outside 'local' when TLS is on.",
+        "ACME account email (expiry and problem notices from the CA); required outside 'local' when TLS "
+        "is on for public names.",
         optional=True,
         production=PLACEHOLDER,
+    ),
+    Var(
+        "TORRUST_ACME_CA",
+        "Proxy and TLS",
+        ACME_CA,
+        "",
+        "The ACME server the proxy gets public certificates from: 'letsencrypt', 'letsencrypt-staging' "
+        "(untrusted certificates, generous rate limits: use it for a first deploy), or the https URL of "
+        "another ACME directory. Empty: letsencrypt (letsencrypt-staging with the deprecated "
+        "TORRUST_ACME_STAGING=true).",
+        optional=True,
+        derive=lambda v: "letsencrypt-staging" if v["acme_staging"] else "letsencrypt",
+    ),
+    Var(
+        "TORRUST_ACME_CA_ROOT",
+        "Proxy and TLS",
+        FILE,
+        "",
+        "PEM file (on this machine) with the root certificate(s) of a private ACME server: the root of "
+        "its HTTPS endpoint (the proxy trusts it to talk to the server) and the root its certificates "
+        "chain to (health checks and the deploy gate verify against it); one bundle may hold both. "
+        "Shipped in the release as proxy/acme-ca-root.pem. Empty: the system's trust store.",
+        optional=True,
+        must_exist=True,
+    ),
+    Var(
+        "TORRUST_ACME_CHALLENGES",
+        "Proxy and TLS",
+        SUBSET,
+        "http-01,tls-alpn-01",
+        "ACME challenges the proxy may answer: http-01 (the CA connects to port 80) and tls-alpn-01 "
+        "(the CA connects to port 443).",
+        choices=("http-01", "tls-alpn-01"),
+    ),
+    Var(
+        "TORRUST_ACME_CAA",
+        "Proxy and TLS",
+        DOMAIN,
+        "",
+        "The CA's CAA identity that app.preflight expects CAA records to allow. Empty: letsencrypt.org "
+        "for Let's Encrypt; for another ACME server, no CAA check unless set.",
+        optional=True,
+        derive=lambda v: "letsencrypt.org" if v["acme_ca"] in ("letsencrypt", "letsencrypt-staging") else "",
     ),
     Var(
         "TORRUST_ACME_STAGING",
         "Proxy and TLS",
         BOOL,
         "false",
-        "Use Let's Encrypt's staging CA (untrusted certificates, generous rate limits).",
+        "Deprecated: set TORRUST_ACME_CA=letsencrypt-staging instead. true selects Let's Encrypt's "
+        "staging CA when TORRUST_ACME_CA is empty (and contradicts any other TORRUST_ACME_CA).",
+    ),
+    Var(
+        "TORRUST_ISSUANCE_TIMEOUT",
+        "Proxy and TLS",
+        INT,
+        "300",
+        "Seconds a deploy's health gate waits for the proxy to obtain certificates for names it has none "
+        "for yet (a first deploy, a new name), with progress lines, before it fails naming the challenge "
+        "errors from the proxy's log.",
+        minimum=10,
+        maximum=3600,
     ),
     Var(
         "TORRUST_TLS_INTERNAL",
@@ -814,6 +889,16 @@ VARIABLES: tuple[Var, ...] = (
         allowed="an IPv6 address, or none",
     ),
     Var(
+        "TORRUST_PROBE_IPV6_FROM",
+        "Health probes",
+        ENUM,
+        "auto",
+        "Where the IPv6 UDP probes run: 'here' (this machine), 'host' (on the deploy target "
+        "itself, against its public IPv6 address: for an operator without IPv6) or 'auto' (here "
+        "when this machine has a route to the address, else the host; the result says which).",
+        choices=("auto", "here", "host"),
+    ),
+    Var(
         "TORRUST_PROBE_TIMEOUT",
         "Health probes",
         INT,
@@ -840,6 +925,17 @@ VARIABLES: tuple[Var, ...] = (
         "Give the public Docker network an IPv6 subnet so published UDP works over IPv6 (the "
         'host\'s Docker daemon needs "ip6tables": true).',
         production="true",
+    ),
+    Var(
+        "TORRUST_PUBLIC_ADDRESSES",
+        "Network",
+        PUBLIC_IPS,
+        "",
+        "Extra public addresses of the host (floating IPs), besides the one it is reached at, "
+        "comma-separated. infra.bootstrap and cloud-init keep each on the interface of its "
+        "family's default route and route the replies of connections that arrive on it out "
+        "through that address; health.check probes each one and checks the reply comes from it.",
+        optional=True,
     ),
     Var(
         "TORRUST_IPV6_SUBNET",

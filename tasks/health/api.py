@@ -40,7 +40,7 @@ class Api:
     timeout: float
 
     def call(self, method: str, path: str, payload: dict | None = None) -> h.Response:
-        refusal = credential_refusal(self.reach, self.family)
+        refusal = credential_refusal(self.reach, self.family, self.name)
         if refusal:
             raise ProbeSkipped(f"{refusal}; the admin token was not sent")
         headers = {"Content-Type": "application/json"} if payload is not None else {}
@@ -58,7 +58,7 @@ class Api:
                 self.name,
                 path,
                 tls=self.reach.tls,
-                context=self.reach.secure_context(),
+                context=self.reach.secure_context(self.name),
                 timeout=self.timeout,
                 headers=headers,
                 body=body,

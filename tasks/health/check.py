@@ -7,6 +7,7 @@ import json
 import re
 import socket
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
@@ -16,12 +17,14 @@ from tasks.config import trackers
 from tasks.config.settings import Settings
 from tasks.errors import ConfigError
 from tasks.facts import releases, services
+from tasks.health import network as hn
 from tasks.health import probes as p
+from tasks.health import trust
 from tasks.release.layout import Layout
 from tasks.runner.executor import Executor
 
 CADDY_ROOT_CA = "proxy/data/caddy/pki/authorities/local/root.crt"  # under <root>/storage
-GROUPS = ("udp", "http", "api", "tls", "host")
+GROUPS = ("udp", "http", "api", "tls", "host", "network")
 NAME_GROUP = {
     "udp tracker": "udp",
     "http tracker": "http",
@@ -194,21 +197,45 @@ def select(probes: list[p.Probe], only: str, skip: str) -> list[p.Probe]:
     return [pr for pr in probes if (not only_set or group_of(pr) in only_set) and group_of(pr) not in skip_set]
 
 
+PUBLIC_GROUPS = frozenset({"udp", "http", "api", "tls"})  # sent from here to the public addresses
+
+
 def wants_public(only: str, skip: str) -> bool:
-    """Whether --only/--skip leave a group probed from outside (anything but host): with no
-    address to probe from (both families 'none', or --family of one the target lacks)
-    such a check has nothing to run, which is a failure, not a pass."""
+    """Whether --only/--skip leave a group probed from outside (udp, http, api, tls): with
+    no address to probe (both families 'none', or --family of one the target lacks) such
+    a check has nothing to run, which is a failure, not a pass."""
     chosen = (parse_groups(only) or set(GROUPS)) - parse_groups(skip)
-    return bool(chosen - {"host"})
+    return bool(chosen & PUBLIC_GROUPS)
 
 
-def reach(s: Settings, want: str, extra_ca_pem: str | None) -> p.Reach:
+def reach(
+    s: Settings, want: str, extra_ca_pem: str | None, internal_ca: Callable[[], str | None] | None = None
+) -> p.Reach:
+    """Where and how the public probes connect. Each name's certificate is verified against
+    the trust that applies to it (tasks/health/trust.py); the internal CA is `extra_ca_pem`,
+    or what `internal_ca()` reads from the host when it is asked (None: not had yet)."""
     return p.Reach(
         addresses=addresses(s, want),
         tls=s.tls,
         port=s.https_port if s.tls else s.http_port,
         context=p.tls_context(extra_ca_pem) if s.tls else None,
+        contexts=trust.contexts(s, internal_ca or (lambda: extra_ca_pem)) if s.tls else {},
     )
+
+
+def internal_ca_reader(ex: Executor, s: Settings) -> Callable[[], str | None]:
+    """Reads the proxy's internal CA from the host when asked: None while it does not exist
+    (the proxy makes it when it first serves an internal name), or without internal names."""
+
+    def read() -> str | None:
+        if not any(s.uses_internal_ca(n) for n in s.public_names):
+            return None
+        try:
+            return internal_ca(ex, s)
+        except ConfigError:
+            return None
+
+    return read
 
 
 def internal_ca(ex: Executor, s: Settings) -> str:
@@ -260,20 +287,31 @@ def _groups(text: str) -> set[str]:
 
 
 def run_check(s: Settings, *, family: str = "both", only: str = "", skip: str = "", trust_internal_ca: bool = False):
-    """Every selected probe at once: public ones from here, host ones through one
-    connection to the target (opened only when a host probe or the internal CA needs it)."""
+    """Every selected probe at once: public ones from here (IPv6 UDP from the host when this
+    machine has no IPv6 route), host and network ones through one connection to the target
+    (opened only when a selected probe needs it)."""
+    from contextlib import nullcontext
+
     from tasks.runner.target import open_target
 
-    wants_host = "host" not in _groups(skip) and (not only or "host" in _groups(only))
+    def wanted(group: str) -> bool:
+        return group not in _groups(skip) and (not only or group in _groups(only))
+
     started = time.monotonic()
-    if wants_host or (trust_internal_ca and s.tls):
-        with open_target(s) as ex:
-            r = reach(s, family, internal_ca(ex, s) if trust_internal_ca and s.tls else None)
-            public = p.public_probes(s, r, sorted(r.addresses), s.probe_timeout, s.probe_attempts)
-            probes = select(public + host_probes(ex, s, s.probe_timeout), only, skip)
-            results = p.run(probes)
-    else:
-        r = reach(s, family, None)
-        probes = select(p.public_probes(s, r, sorted(r.addresses), s.probe_timeout, s.probe_attempts), only, skip)
+    addrs = addresses(s, family)
+    vantage = hn.ipv6_vantage(addrs[6], s.probe_ipv6_from) if 6 in addrs and wanted("udp") else None
+    needs_target = (
+        wanted("host") or wanted("network") or (trust_internal_ca and s.tls) or (vantage and vantage.where == "host")
+    )
+    with open_target(s) if needs_target else nullcontext(None) as ex:
+        r = reach(s, family, internal_ca(ex, s) if trust_internal_ca and s.tls else None)
+        probes = hn.public_probes_with_vantage(ex, s, r, vantage)
+        if ex is not None:
+            probes += host_probes(ex, s, s.probe_timeout)
+            expect = hn.expectations(s)
+            probes += hn.network_probes(ex, expect, s.probe_timeout)
+            public = [*r.addresses.values(), *s.public_addresses]
+            probes += hn.reply_source_probes(public, list(expect.udp_ports), s.probe_timeout, s.probe_attempts)
+        probes = select(probes, only, skip)
         results = p.run(probes)
     return CheckResult(s.env, sorted(r.addresses), time.monotonic() - started, results, wants_public(only, skip))

@@ -1,8 +1,9 @@
 """The protocol probes of a deploy's (and a restore's) health gate.
 
-UDP, HTTP through the proxy and the API, without the certificate probe: ACME may still
-be issuing the certificate when the gate runs (health.check judges it). So requests that
-carry no credential accept whatever certificate the proxy shows. Requests that carry the
+UDP, HTTP through the proxy and the API, without the certificate probe: the gate verifies
+every certificate first, waiting for ACME issuance (tasks/operations/issuance.py, wired in
+tasks/cli/app.py `certificate_wait`), so requests that carry no credential accept whatever
+certificate the proxy shows. Requests that carry the
 admin token (api stats; keys and whitelisting in private/listed mode) verify it: the
 system trust store, plus the proxy's internal CA for internal (.local/.test) names when an
 executor on the target can read it. When it cannot be verified, those requests are
@@ -17,7 +18,9 @@ from collections.abc import Callable
 from tasks.config.settings import Settings
 from tasks.errors import ConfigError
 from tasks.health import check as hc
+from tasks.health import network as hn
 from tasks.health import probes as pr
+from tasks.health import trust
 from tasks.runner.executor import Executor
 
 
@@ -29,9 +32,10 @@ def _lax_context() -> ssl.SSLContext:
 
 
 def credential_trust(s: Settings, ex: Executor | None) -> tuple[ssl.SSLContext | None, str]:
-    """(verifying context for the API's name, "") or (None, why it cannot be verified)."""
+    """(verifying context for the API's name, "") or (None, why it cannot be verified): the
+    trust that applies to it (tasks/health/trust.py)."""
     if not s.uses_internal_ca(s.api_domain):
-        return pr.tls_context(), ""
+        return trust.contexts(s)[s.api_domain], ""
     if ex is None:
         return None, f"{s.api_domain} has a certificate from the proxy's internal CA, which the gate cannot read"
     try:
@@ -57,11 +61,13 @@ def gate_reach(s: Settings, ex: Executor | None = None) -> pr.Reach:
 
 def gate_probes(s: Settings, ex: Executor | None = None) -> Callable[[], list[pr.ProbeResult]]:
     """The gate's probes as one callable (what DeployOptions.probes and restore take).
-    `ex`: an executor on the target, to read the proxy's internal CA (optional)."""
+    `ex`: an executor on the target, to read the proxy's internal CA, to probe IPv6 from the
+    host when this machine has no IPv6 route, and (SSH targets) to read the network path:
+    only Docker's IPv6 rules, the published ports' DNAT and the firewall can fail the gate
+    (a full conntrack table is the host's state: rolling back would not help)."""
     reach = gate_reach(s, ex)
-    probes = [
-        x
-        for x in pr.public_probes(s, reach, sorted(reach.addresses), s.probe_timeout, s.probe_attempts)
-        if x.name != "tls certificate"
-    ]
+    vantage = hn.ipv6_vantage(reach.addresses[6], s.probe_ipv6_from) if 6 in reach.addresses else None
+    probes = [x for x in hn.public_probes_with_vantage(ex, s, reach, vantage) if x.name != "tls certificate"]
+    if ex is not None and s.target == "ssh":
+        probes += hn.network_probes(ex, hn.expectations(s), s.probe_timeout, required=hn.GATE_FINDINGS)
     return lambda: pr.run(probes)

@@ -24,12 +24,12 @@ import urllib.parse
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
-from datetime import UTC, datetime
+from datetime import timedelta
 
 from tasks.config import trackers
 from tasks.config.settings import Settings
 from tasks.config.trackers import TrackerRelease
-from tasks.health import bencode
+from tasks.health import bencode, trust
 from tasks.health import http as h
 from tasks.health.api import AdminSetup, Api, mask
 from tasks.health.reach import ProbeFailed, ProbeSkipped, Reach, credential_refusal, tls_context
@@ -137,7 +137,9 @@ def run(probes: list[Probe]) -> list[ProbeResult]:
 
 # ------------------------------------------------------------------------ public probes
 def _get(reach: Reach, family: int, name: str, path: str, timeout: float) -> h.Response:
-    return h.get(reach.addresses[family], reach.port, name, path, tls=reach.tls, context=reach.context, timeout=timeout)
+    return h.get(
+        reach.addresses[family], reach.port, name, path, tls=reach.tls, context=reach.context_for(name), timeout=timeout
+    )
 
 
 def api_health(reach: Reach, family: int, name: str, timeout: float) -> str:
@@ -296,23 +298,22 @@ def udp_tracker(address: str, port: int, timeout: float, *, mode: Mode = PUBLIC,
 
 
 def certificate(reach: Reach, family: int, name: str, timeout: float) -> str:
-    """A verified handshake, then time left. Fails when less than min(14 days, a third of
-    the certificate's lifetime) remains: renewals (ACME clients, Caddy's internal CA with
-    12-hour leaves) happen at a third, so less than that means renewal is failing."""
-    from datetime import timedelta
-
-    from cryptography import x509
-
-    der = h.peer_certificate(reach.addresses[family], reach.port, name, reach.context or tls_context(), timeout)
-    cert = x509.load_der_x509_certificate(der)
-    remaining = cert.not_valid_after_utc - datetime.now(UTC)
-    lifetime = cert.not_valid_after_utc - cert.not_valid_before_utc
-    threshold = min(timedelta(days=TLS_MIN_DAYS), lifetime / 3)
+    """A verified handshake (chain to the trust that applies, the name), then time left.
+    Fails when less than min(14 days, a third of the certificate's lifetime) remains:
+    renewals (ACME clients, Caddy's internal CA with 12-hour leaves) happen at a third, so
+    less than that means renewal is failing. Reports the issuer and the renewal window."""
+    context = reach.context_for(name) or tls_context()
+    facts = trust.parse(h.peer_certificate(reach.addresses[family], reach.port, name, context, timeout))
+    remaining = facts.remaining()
+    threshold = min(timedelta(days=TLS_MIN_DAYS), facts.lifetime / 3)
     left = f"{remaining.days} days" if remaining.days >= 1 else f"{int(remaining.total_seconds() // 3600)} hours"
-    when = f"{cert.not_valid_after_utc:%Y-%m-%d %H:%M} UTC"
+    when = f"{facts.not_after:%Y-%m-%d %H:%M} UTC"
     if remaining < threshold:
-        raise ProbeFailed(f"certificate expires in {left} ({when}); renewal should have happened by now")
-    return f"valid, expires in {left} ({when})"
+        raise ProbeFailed(
+            f"certificate from {facts.issuer} expires in {left} ({when}); renewal should have happened by now"
+        )
+    renewal = f"{facts.renewal_from:%Y-%m-%d %H:%M} UTC"
+    return f"valid, issued by {facts.issuer}, expires in {left} ({when}), renewal from {renewal}"
 
 
 def mode_of(s: Settings, reach: Reach, timeout: float) -> Mode:

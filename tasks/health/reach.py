@@ -6,7 +6,8 @@ from __future__ import annotations
 import ipaddress
 import socket
 import ssl
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 
 
 class ProbeFailed(Exception):
@@ -43,10 +44,19 @@ class Reach:
     # verifies, else no credential is sent (the probe is skipped with `credential_note`).
     credential_context: ssl.SSLContext | None = None
     credential_note: str = ""
+    # per public name, the verifying context of the trust that applies to it
+    # (tasks/health/trust.py: system store, TORRUST_ACME_CA_ROOT, the proxy's internal CA)
+    contexts: Mapping[str, ssl.SSLContext] = field(default_factory=dict)
 
-    def secure_context(self) -> ssl.SSLContext | None:
+    def context_for(self, name: str) -> ssl.SSLContext | None:
+        return self.contexts.get(name) or self.context
+
+    def secure_context(self, name: str = "") -> ssl.SSLContext | None:
         if self.credential_context is not None:
             return self.credential_context if verifies(self.credential_context) else None
+        named = self.contexts.get(name) if name else None
+        if named is not None:
+            return named if verifies(named) else None
         if self.context is None:
             return tls_context()  # h.get's default: the system trust store
         return self.context if verifies(self.context) else None
@@ -70,12 +80,12 @@ def is_this_machine(address: str) -> bool:
         return False
 
 
-def credential_refusal(reach: Reach, family: int) -> str | None:
+def credential_refusal(reach: Reach, family: int, name: str = "") -> str | None:
     """Why the admin token must not be sent on this path, or None when it may: over TLS
     only with a verified certificate; over plain HTTP only to this machine itself."""
     address = reach.addresses[family]
     if reach.tls:
-        if reach.secure_context() is None:
+        if reach.secure_context(name) is None:
             return reach.credential_note or "the proxy's certificate cannot be verified here"
         return None
     if is_this_machine(address):

@@ -30,7 +30,10 @@ PACKAGES = (
     "unattended-upgrades",
     *("python3", "zstd", "cron"),  # the backup script and its schedule (ADR 0008)
 )
-STEPS = ("packages", "user", "docker", "sshd", "firewall", "sysctl", "upgrades", "storage")
+STEPS = ("packages", "user", "docker", "sshd", "firewall", "sysctl", "network", "upgrades", "storage")
+# conntrack UDP timeouts (seconds) the live demo settled on (docs/guides/network.md#conntrack)
+UDP_TIMEOUT, UDP_TIMEOUT_STREAM = 10, 15
+RPS_FLOW_ENTRIES = 32768
 # The data volume as the guest sees it (empty: no volume).
 DATA_DEVICES = {"hetzner": "/dev/disk/by-id/scsi-0HC_Volume_*", "libvirt": "/dev/vdb"}
 # Top-level keys the template may use. cloud-init's schema validation does not flag an
@@ -74,8 +77,14 @@ def read_public_key(s: Settings) -> str:
     return text
 
 
-def harden_env(s: Settings, provider: str, skip: tuple[str, ...] = ()) -> str:
-    """The hardening script's configuration (shell variables, no secrets)."""
+def harden_env(
+    s: Settings, provider: str, skip: tuple[str, ...] = (), public_addresses: tuple[str, ...] | None = None
+) -> str:
+    """The hardening script's configuration (shell variables, no secrets). `public_addresses`:
+    the host's extra public addresses (floating IPs; default TORRUST_PUBLIC_ADDRESSES),
+    validated by the settings."""
+    if public_addresses is None:
+        public_addresses = s.public_addresses
     unknown = sorted(set(skip) - set(STEPS))
     if unknown:
         raise ConfigError(f"unknown hardening step(s) {unknown}; known: {', '.join(STEPS)}")
@@ -88,6 +97,10 @@ def harden_env(s: Settings, provider: str, skip: tuple[str, ...] = ()) -> str:
         "TCP_PORTS": " ".join(map(str, tcp)),
         "UDP_PORTS": " ".join(map(str, udp)),
         "CONNTRACK_MAX": str(s.infra.conntrack_max),
+        "UDP_TIMEOUT": str(UDP_TIMEOUT),
+        "UDP_TIMEOUT_STREAM": str(UDP_TIMEOUT_STREAM),
+        "RPS_FLOW_ENTRIES": str(RPS_FLOW_ENTRIES),
+        "PUBLIC_ADDRESSES": " ".join(public_addresses),
         "DATA_DEVICE": device,
         "SKIP": " ".join(skip),
         "MARKER": MARKER,

@@ -64,6 +64,8 @@ class DeployOptions:
     command: str = "app.deploy"
     probes: Callable[[Executor], gate.ProbeRunner] | None = None  # builds the gate's protocol probes
     preflight: Callable[[Executor], None] | None = None  # target checks before the first change
+    # waits for the proxy's certificates before the protocol probes (operations/issuance.py)
+    certificates: Callable[[Executor], str] | None = None
     gate_rounds: int = 5  # protocol probe rounds after Compose health ...
     gate_pause: float = 2.0  # ... and the pause between them
 
@@ -209,6 +211,8 @@ class Transaction:
                 )
             with self.step("health gate"), ThreadPoolExecutor(max_workers=1) as pool:
                 states = pool.submit(gate.compose_health, self.ex, self.s, self.candidate.services)  # meanwhile
+                if self.opts.certificates is not None:
+                    self.opts.certificates(self.ex)
                 if run_probes is not None:
                     gate.probe_gate(
                         run_probes,
@@ -219,9 +223,10 @@ class Transaction:
                 return states.result()
         except (CommandFailed, gate.HealthGateFailed, KeyboardInterrupt, *CONNECTION_ERRORS) as exc:
             reason = exc.message.splitlines()[0] if isinstance(exc, ToolError) else f"{type(exc).__name__}: {exc}"
-            if self.reconnect is not None and (isinstance(exc, CONNECTION_ERRORS) or not self.ex.connected):
+            lost = isinstance(exc, CONNECTION_ERRORS) or not self.ex.connected
+            if self.reconnect is not None and lost:
                 self.ex = self.reconnect()  # explicitly: host key check, keepalive, back-off (the 2nd connection)
-            self.roll_back(previous, release_id, reason)
+            self.roll_back(previous, release_id, reason, after_lost_connection=lost)
             if isinstance(exc, KeyboardInterrupt):
                 raise
             raise RolledBack(
@@ -230,12 +235,15 @@ class Transaction:
                 "`app.logs` shows why it failed",
             ) from None
 
-    def roll_back(self, previous: str | None, failed_id: str, reason: str) -> None:
+    def roll_back(self, previous: str | None, failed_id: str, reason: str, *, after_lost_connection=False) -> None:
         ex, lay = self.ex, self.lay
         store.mark_failed(ex, lay, failed_id, reason)
         record = {**self.audit_record("rolled_back", failed_id, previous), "error": reason}
         try:
             with self.step(f"roll back to {previous or 'nothing'}"):
+                if after_lost_connection:  # the `up` the lost connection started still runs on the host
+                    limit = self.opts.wait_timeout + 60
+                    ex.run(docker.wait_compose_idle(self.s.compose_project, limit), timeout=limit + 30)
                 store.switch(ex, lay, previous)
                 if previous:
                     store.bring_up(ex, self.s, lay, self.opts.wait_timeout, pull=False)

@@ -28,6 +28,8 @@ from tasks.release.layout import MANIFEST
 
 APPLICATION = Path(__file__).resolve().parents[2] / "application"
 MANIFEST_FORMAT = 1
+ACME_CA_ROOT = "proxy/acme-ca-root.pem"  # TORRUST_ACME_CA_ROOT, shipped with the release
+ACME_CA_ROOT_PATH = "/etc/caddy/acme-ca-root.pem"  # where the proxy reads it
 
 if TYPE_CHECKING:  # Jinja2 is imported when rendering: a no-op deploy never needs it
     import jinja2
@@ -122,6 +124,9 @@ def context(s: Settings) -> dict:
         "mysql": s.mysql,
         "sites": sites,
         "internal_names": any(site["internal_ca"] for site in sites),
+        "acme_directory": s.acme_directory,
+        "acme_names": s.acme_names,
+        "acme_ca_root_path": ACME_CA_ROOT_PATH,
         "cron_user": s.ssh.user,
         "secrets": secrets,
         "tracker": trackers.capabilities_for(s),  # the release's capabilities (tasks/config/trackers.py)
@@ -209,6 +214,8 @@ def render(s: Settings) -> Release:
                 content = (APPLICATION / source).read_bytes()
             key = _digest_key(ctx["secrets"], content) if secret else b""
             files.append(RenderedFile(target, content, mode, secret, FILE_GROUPS.get(target), key))
+        if s.acme_ca_root is not None:  # a file of this machine, carried as it is (public certificates)
+            files.append(RenderedFile(ACME_CA_ROOT, s.acme_ca_root.read_bytes(), 0o644))
         hashes = {
             svc: hashlib.sha256(
                 "".join(f"{f.path}\0{f.sha256}\n" for f in files if f.path.startswith(prefixes)).encode()

@@ -26,6 +26,7 @@ from tasks.commands import docker
 from tasks.config import trackers
 from tasks.config.settings import Settings
 from tasks.errors import CommandFailed, ConfigError
+from tasks.release.render import ACME_CA_ROOT, ACME_CA_ROOT_PATH
 from tasks.runner.executor import Executor
 
 OK, FAILED, SKIPPED = "ok", "failed", "skipped"
@@ -180,7 +181,9 @@ def validate(release_dir: Path, s: Settings, ex: Executor, *, pull: bool = False
         image = s.images["caddy"]
         if why := image_ready(image):
             return SKIPPED, why
-        r = ex.run(docker.caddy_validate(image, str(d / "proxy/Caddyfile")), check=False, timeout=120)
+        root = d / ACME_CA_ROOT
+        mounts = [(str(root), ACME_CA_ROOT_PATH)] if root.is_file() else []
+        r = ex.run(docker.caddy_validate(image, str(d / "proxy/Caddyfile"), mounts), check=False, timeout=120)
         return (OK, f"caddy validate ({image})") if r.ok else (FAILED, _tail(r.stderr or r.stdout))
 
     def promtool_check() -> tuple[str, str]:

@@ -99,7 +99,18 @@ IMAGES: dict[str, ImageSpec] = {
             "sshhost",
             extras={"docker-compose": compose_plugin_path},
         ),
+        ImageSpec(
+            "nethost",
+            "torrust-test/nethost:1",
+            "nethost",
+            extras={
+                "docker-compose": compose_plugin_path,
+                "sshhost-entrypoint.sh": lambda: HERE / "sshhost" / "entrypoint.sh",
+            },
+        ),
         ImageSpec("cloudinit", "torrust-test/cloudinit:1", "cloudinit"),
+        ImageSpec("pebble", "torrust-test/pebble:2.4", "pebble"),
+        ImageSpec("dns", "torrust-test/dns:dnsmasq-2.90", "dns"),
         # One recipe, one image per tracker release it behaves like (tracker-standin/README.md);
         # the tags name the release, as tasks/config/trackers.py lists them.
         ImageSpec(

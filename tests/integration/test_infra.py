@@ -601,8 +601,9 @@ def test_hardening_script_every_step_in_its_own_network_namespace(images, workdi
     again, sshd = rest.split("=== sshd\n")
     assert "STEP packages changed installed ufw unattended-upgrades" in first
     assert "STEP firewall changed" in first and "STEP sshd changed" in first
+    assert "STEP network changed hooks at boot and after docker/ufw/nftables restarts;" in first
     for rule in ("2222/tcp", "80/tcp", "443/tcp", "443/udp", "6868/udp", "6969/udp"):
         assert f"\n{rule} " in status and f"\n{rule} (v6) " in status, (rule, status)
     assert "22/tcp " not in status.replace("2222/tcp", "")
-    assert [ln.split()[2] for ln in again.splitlines() if ln.startswith("STEP ")] == ["ok"] * 10, again
+    assert [ln.split()[2] for ln in again.splitlines() if ln.startswith("STEP ")] == ["ok"] * 11, again
     assert sorted(sshd.split("\n")[:3]) == ["passwordauthentication no", "permitrootlogin no", "port 2222"]

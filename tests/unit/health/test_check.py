@@ -18,6 +18,9 @@ from tasks.health import check
         ("udp,host", "udp", False),
         ("tls", "", True),
         (" api , host ", "", True),
+        ("network", "", False),
+        ("host,network", "", False),
+        ("", "udp,http,api,tls", False),
     ],
 )
 def test_wants_public_is_true_when_a_group_probed_from_outside_is_left(only, skip, public):
@@ -25,5 +28,5 @@ def test_wants_public_is_true_when_a_group_probed_from_outside_is_left(only, ski
 
 
 def test_an_unknown_group_is_a_named_error():
-    with pytest.raises(ConfigError, match=r"unknown probe group\(s\) dns; allowed: udp, http, api, tls, host"):
+    with pytest.raises(ConfigError, match=r"unknown probe group\(s\) dns; allowed: udp, http, api, tls, host, network"):
         check.wants_public("dns", "")

@@ -8,6 +8,7 @@ import subprocess
 import pytest
 import yaml
 
+from tasks.config.settings import load
 from tasks.errors import ConfigError
 from tasks.infra import cloudinit
 from tests.unit.infra.profiles import KNOWN_TOP_LEVEL, PROFILES, render, settings_for
@@ -70,3 +71,40 @@ def test_hardening_script_passes_shellcheck():
         pytest.fail("shellcheck is required (installed by .ci/install.sh)")
     res = subprocess.run(["shellcheck", str(cloudinit.HARDEN_SCRIPT)], capture_output=True, text=True)
     assert res.returncode == 0, res.stdout
+
+
+# ------------------------------------------------------- the network parts (issue 13)
+def harden_function(name: str, call: str) -> str:
+    """Run one function of the hardening script on its own (bash, no root, no side effects)."""
+    text = cloudinit.HARDEN_SCRIPT.read_text()
+    body = text[text.index(f"{name}() {{") :]
+    body = body[: body.index("\n}\n") + 3]
+    return subprocess.run(["bash", "-c", f"{body}\n{call}"], capture_output=True, text=True, check=True).stdout
+
+
+@pytest.mark.parametrize(
+    ("cpus", "mask"), [(2, "3"), (8, "ff"), (32, "ffffffff"), (40, "ff,ffffffff"), (64, "ffffffff,ffffffff")]
+)
+def test_rps_mask_covers_every_cpu(cpus, mask):
+    assert harden_function("cpu_mask", f"cpu_mask {cpus}").strip() == mask
+
+
+def test_hardening_env_carries_the_network_settings(workdir):
+    s = load("local", root=workdir, environ={"TORRUST_UDP_TRACKERS": "[::]:6969,[::]:6868"})
+    env = cloudinit.harden_env(s, "existing", public_addresses=("203.0.113.7", "2001:db8::7"))
+    lines = dict(line.split("=", 1) for line in env.splitlines())
+    assert lines["UDP_PORTS"] == "'6868 6969'" and lines["CONNTRACK_MAX"] == "'1048576'"
+    assert (lines["UDP_TIMEOUT"], lines["UDP_TIMEOUT_STREAM"], lines["RPS_FLOW_ENTRIES"]) == ("'10'", "'15'", "'32768'")
+    assert lines["PUBLIC_ADDRESSES"] == "'203.0.113.7 2001:db8::7'"
+    assert "network" in cloudinit.STEPS
+
+
+def test_hardening_refuses_a_public_address_that_is_not_one(tmp_path):
+    env = tmp_path / "harden.env"
+    env.write_text(
+        "DEPLOY_USER=u\nDEPLOY_ROOT=/x\nSSH_PORT=22\nCONNTRACK_MAX=1\nMARKER=/m\nPUBLIC_ADDRESSES='1.2.3.4 $(reboot)'\n"
+    )
+    script = cloudinit.HARDEN_SCRIPT.read_text().replace('[ "$(id -u)" = 0 ] ||', "true ||", 1)
+    res = subprocess.run(["bash", "-c", script, "torrust-harden", str(env)], capture_output=True, text=True)
+    assert res.returncode == 2 and res.stdout == ""
+    assert res.stderr.strip() == "torrust-harden: PUBLIC_ADDRESSES: '$(reboot)' is not an address"

@@ -171,3 +171,19 @@ def test_a_live_lock_is_never_taken_over(settings, candidate):
     with pytest.raises(LockHeld) as info:
         d.deploy(target, settings, candidate, opts(force_unlock=True), step)
     assert not info.value.stale and "rm" not in target.calls
+
+
+def test_after_a_lost_connection_the_rollback_waits_for_the_abandoned_up(settings, candidate):
+    """The `up` a dropped connection started keeps running on the host: the rollback waits
+    for it before its own `up` (two of them race for container names)."""
+    switches = iter([EOFError("connection lost")])
+
+    def switch(argv):
+        raise next(switches)
+
+    fresh = FakeTarget(answers(RUNNING, **{"compose-idle": OK}))
+    target = FakeTarget(answers(RUNNING, switch=switch))
+    with pytest.raises(RolledBack):
+        d.deploy(target, settings, candidate, opts(), step, reconnect=lambda: fresh)
+    assert fresh.calls[:4] == ["marker", "compose-idle", "switch", "compose up"]
+    assert fresh.argvs[1][4:] == [settings.compose_project, "360"]
