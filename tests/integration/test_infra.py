@@ -513,7 +513,7 @@ def test_register_then_bootstrap_then_wait(flow):
     assert res.returncode == 0, res.stderr
     doc = json.loads(res.stdout)
     assert [x["step"] for x in doc["steps"]] == [
-        "self", "packages", "user", "docker", "sshd", "firewall", "sysctl", "upgrades", "storage", "marker"
+        "self", "packages", "user", "docker", "sshd", "firewall", "sysctl", "network", "upgrades", "storage", "marker"
     ]  # fmt: skip
     assert doc["skipped"] == ["packages", "firewall"]
     assert {"self", "user", "docker", "sshd", "sysctl", "upgrades", "marker"} <= set(doc["changed"])
