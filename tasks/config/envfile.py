@@ -45,7 +45,7 @@ def _allowed_text(var: Var) -> str:
 
 
 def _prod_hint(var: Var) -> str:
-    if var.secret:
+    if var.generated:
         return "generated"
     if var.production is None:
         return ""
@@ -71,8 +71,10 @@ def config_text(env: str) -> str:
     for group in SECTIONS:
         out.append(f"\n# ==== {group}\n")
         for var in (v for v in VARIABLES if v.section == group):
-            if var.secret:
+            if var.generated:
                 value = sec.generate()
+            elif var.secret:
+                value = ""
             elif strict and var.production is not None:
                 value = var.production
             else:
@@ -115,7 +117,11 @@ def reference_markdown() -> str:
     for group in SECTIONS:
         rows.append(f"| **{group}** | | |")
         for var in (v for v in VARIABLES if v.section == group):
-            default = "(generated secret)" if var.secret else (f"`{var.default}`" if var.default else "(empty)")
+            default = (
+                "(generated secret)"
+                if var.generated
+                else (f"`{var.default}`" if var.default and not var.secret else "(empty)")
+            )
             allowed = _allowed_text(var)
             meaning = var.doc + (f" Allowed: {allowed}." if allowed and var.kind != "secret" else "")
             rows.append(f"| `{var.name}` | {default} | {meaning.replace('|', '/')} |")

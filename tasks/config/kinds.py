@@ -103,6 +103,25 @@ def _secret(check: Check, var, value: str) -> Secret:
     return Secret(value)
 
 
+def _credential(check: Check, var, value: str) -> Secret:
+    """A secret someone else issued (an SMTP password): kept secret, not judged for strength."""
+    if sec.bad_characters(value):
+        check.fail(var.name, "contains characters that are not allowed")
+    return Secret(value)
+
+
+URL_RE = re.compile(r"https?://[A-Za-z0-9.-]+(:[0-9]{1,5})?(/[A-Za-z0-9._~!&'()*+,;=:@%/?-]*)?")
+
+
+def _secret_url(check: Check, var, value: str) -> Secret:
+    """A URL whose path holds a token (a webhook): http(s), kept secret."""
+    if not URL_RE.fullmatch(value):
+        check.fail(var.name, "not an http(s) URL")
+    elif check.strict and value.startswith("http://"):
+        check.fail(var.name, "sends its token unencrypted: use https")
+    return Secret(value)
+
+
 BIND_RE = re.compile(r"\[([0-9A-Fa-f:.]+)\]:([0-9]{1,5})|([0-9.]+):([0-9]{1,5})")
 
 
@@ -348,6 +367,8 @@ KINDS: dict[str, Kind] = {
         Kind("bool", bool, _bool, False, lambda v: "true or false"),
         Kind("enum", str, _enum, "", lambda v: ", ".join(v.choices)),
         Kind("secret", Secret, _secret, Secret(""), lambda v: sec.ALLOWED),
+        Kind("credential", Secret, _credential, Secret(""), lambda v: "printable characters without spaces or quotes"),
+        Kind("secret_url", Secret, _secret_url, Secret(""), lambda v: "an https URL"),
         Kind("binds", tuple, _binds, ()),
         Kind("bind", Bind, _single_bind, Bind("0.0.0.0", 1)),
         Kind("domain", str, _domain, "", lambda v: DOMAIN_ALLOWED),

@@ -132,6 +132,11 @@ def _is_ca(cert) -> bool:
 
 
 def monitoring(s, check) -> None:
+    if s.watch.beside_stack and not (s.prometheus and s.watch.metrics_port):
+        check.fail(
+            "TORRUST_WATCH_BESIDE_STACK",
+            "needs TORRUST_PROMETHEUS=true and a TORRUST_WATCH_METRICS_PORT for Prometheus to scrape",
+        )
     if s.grafana and not s.prometheus:
         check.fail("TORRUST_GRAFANA", "Grafana needs Prometheus: set TORRUST_PROMETHEUS=true or TORRUST_GRAFANA=false")
     if s.grafana:

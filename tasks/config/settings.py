@@ -27,7 +27,7 @@ from tasks.config import rules
 from tasks.config import secrets as sec
 from tasks.config.kinds import ACME_DIRECTORIES, KINDS, MAX_LENGTH, Bind  # noqa: F401 - Bind is part of this module's API
 from tasks.config.secrets import Secret
-from tasks.config.variables import BY_NAME, PREFIX, SECRET, STR, VARIABLES, Var
+from tasks.config.variables import BY_NAME, PREFIX, STR, VARIABLES, Var
 from tasks.errors import SettingsError
 
 ENV_NAME_RE = re.compile(r"^[a-z][a-z0-9_-]{0,31}$")
@@ -196,6 +196,16 @@ class SettingsBase:
         """Let's Encrypt (production or staging), whose rules (ports 80/443, CAA) are known."""
         return self.acme_ca in ACME_DIRECTORIES
 
+    def value_of(self, var: Var):
+        """The typed value of a variable (a part's attribute for `ssh.port`)."""
+        if var.part == "images":
+            return self.images[var.attr]
+        return getattr(getattr(self, var.part), var.attr) if var.part else getattr(self, var.field)
+
+    def secret_values(self) -> list[str]:
+        """Every secret's value, for the executor's redaction (never for printing)."""
+        return [v for var in VARIABLES if var.secret and (v := self.value_of(var).reveal())]
+
     def display(self) -> list[tuple[str, str, str]]:
         """(name, value with secrets masked, origin) for every variable."""
         rows = []
@@ -218,9 +228,11 @@ _PARTS: dict[str, list[Var]] = {}
 for _v in VARIABLES:
     if _v.part:
         _PARTS.setdefault(_v.part, []).append(_v)
-PART_TYPES: dict[str, type] = {"ssh": _part_class("SSHTarget", _PARTS["ssh"])}
-PART_TYPES["infra"] = _part_class("InfraSettings", _PARTS["infra"])
-PART_TYPES["images"] = dict
+PART_NAMES = {"ssh": "SSHTarget", "infra": "InfraSettings", "watch": "WatchSettings"}
+PART_TYPES: dict[str, type] = {
+    part: dict if part == "images" else _part_class(PART_NAMES.get(part, f"{part.title()}Settings"), variables)
+    for part, variables in _PARTS.items()
+}
 SSHTarget, InfraSettings = PART_TYPES["ssh"], PART_TYPES["infra"]
 
 Settings = dataclasses.make_dataclass(
@@ -269,7 +281,7 @@ class _Check:
         if len(value) > MAX_LENGTH:
             self.fail(var.name, f"longer than {MAX_LENGTH} characters")
             return kind.fallback
-        if var.kind != SECRET and sec.looks_like_placeholder(value):
+        if not var.secret and sec.looks_like_placeholder(value):
             self.fail(var.name, "still a placeholder; set a real value")
             return var.default if kind.type is str else kind.fallback
         if value == "" and var.optional:

@@ -23,7 +23,7 @@ STR, INT, BOOL, ENUM, SECRET, BINDS, BIND, DOMAIN, DOMAINS, EMAIL, IMAGE, CRON =
     "str int bool enum secret binds bind domain domains email image cron".split()
 )
 FILE, ABSPATH, SUBNET6, DURATION, HOST, IPV4, IPV6, IP = "file abspath subnet6 duration host ipv4 ipv6 ip".split()
-PUBLIC_IPS = "public_ips"
+PUBLIC_IPS, CREDENTIAL, SECRET_URL = "public_ips", "credential", "secret_url"
 ACME_CA, SUBSET, RESOLVER = "acme_ca subset resolver".split()
 
 PREFIX = "TORRUST_"
@@ -62,6 +62,12 @@ class Var:
 
     @property
     def secret(self) -> bool:
+        """Masked everywhere, never on a command line."""
+        return self.kind in (SECRET, CREDENTIAL, SECRET_URL)
+
+    @property
+    def generated(self) -> bool:
+        """A secret of the stack's own, which app.config generates (not one someone else issued)."""
         return self.kind == SECRET
 
     @property
@@ -915,6 +921,217 @@ VARIABLES: tuple[Var, ...] = (
         "Attempts per probe on network errors (a tracker's refusal is final).",
         minimum=1,
         maximum=10,
+    ),
+    # --- watch (health.watch) -----------------------------------------------------------
+    Var(
+        "TORRUST_WATCH_INTERVAL",
+        "Watch",
+        INT,
+        "60",
+        "Seconds between the starts of two health.watch rounds (--interval). A watch installed on "
+        "another host runs from cron: whole minutes dividing an hour, or whole hours dividing a day.",
+        minimum=1,
+        maximum=86400,
+        field="watch.interval",
+    ),
+    Var(
+        "TORRUST_WATCH_JITTER",
+        "Watch",
+        INT,
+        "5",
+        "Each round starts up to this many seconds late, at random, so vantages do not probe in "
+        "lockstep (at most half the interval).",
+        minimum=0,
+        maximum=43200,
+        field="watch.jitter",
+    ),
+    Var(
+        "TORRUST_WATCH_DOWN_AFTER",
+        "Watch",
+        INT,
+        "3",
+        "A probe is reported down after this many consecutive failed rounds (and recovered at its next success).",
+        minimum=1,
+        maximum=100,
+        field="watch.down_after",
+    ),
+    Var(
+        "TORRUST_WATCH_CERT_DAYS",
+        "Watch",
+        INT,
+        "14",
+        "Alert once when a certificate has fewer days left (again only after a renewal).",
+        minimum=1,
+        maximum=365,
+        field="watch.cert_days",
+    ),
+    Var(
+        "TORRUST_WATCH_SILENT_AFTER",
+        "Watch",
+        INT,
+        "600",
+        "Alert when a vantage recorded no round for this many seconds (at least twice the interval).",
+        minimum=2,
+        maximum=2678400,
+        field="watch.silent_after",
+    ),
+    Var(
+        "TORRUST_WATCH_RETENTION_RAW_DAYS",
+        "Watch",
+        INT,
+        "7",
+        "Days one row per probe result is kept; older hours are folded into hourly aggregates.",
+        minimum=1,
+        maximum=3650,
+        field="watch.retention_raw_days",
+    ),
+    Var(
+        "TORRUST_WATCH_RETENTION_HOURLY_DAYS",
+        "Watch",
+        INT,
+        "400",
+        "Days the hourly aggregates are kept (at least the raw retention).",
+        minimum=1,
+        maximum=3650,
+        field="watch.retention_hourly_days",
+    ),
+    Var(
+        "TORRUST_WATCH_WEBHOOK_URL",
+        "Watch",
+        SECRET_URL,
+        "",
+        "Webhook for alerts: a JSON POST with a 'text' field (Slack incoming webhooks, Matrix "
+        "hookshot). Secret: the token is in the path. Empty: no webhook.",
+        optional=True,
+        field="watch.webhook_url",
+    ),
+    Var(
+        "TORRUST_WATCH_SMTP_HOST",
+        "Watch",
+        HOST,
+        "",
+        "SMTP relay for e-mail alerts. Empty: no e-mail.",
+        optional=True,
+        field="watch.smtp_host",
+    ),
+    Var(
+        "TORRUST_WATCH_SMTP_PORT",
+        "Watch",
+        INT,
+        "587",
+        "Port of the SMTP relay.",
+        minimum=1,
+        maximum=65535,
+        field="watch.smtp_port",
+    ),
+    Var(
+        "TORRUST_WATCH_SMTP_USER",
+        "Watch",
+        STR,
+        "",
+        "SMTP user (with a password).",
+        optional=True,
+        pattern=r"[^\s]{1,254}",
+        pattern_message="not a user name (no spaces)",
+        field="watch.smtp_user",
+    ),
+    Var(
+        "TORRUST_WATCH_SMTP_PASSWORD",
+        "Watch",
+        CREDENTIAL,
+        "",
+        "SMTP password. Secret.",
+        optional=True,
+        field="watch.smtp_password",
+    ),
+    Var(
+        "TORRUST_WATCH_SMTP_FROM",
+        "Watch",
+        EMAIL,
+        "",
+        "Sender of alert e-mails.",
+        optional=True,
+        field="watch.smtp_from",
+    ),
+    Var(
+        "TORRUST_WATCH_SMTP_TO",
+        "Watch",
+        STR,
+        "",
+        "Recipients of alert e-mails, comma-separated.",
+        optional=True,
+        allowed="e-mail addresses, comma-separated",
+        pattern=r"[A-Za-z0-9._%+-]+@[A-Za-z0-9.-]+(\s*,\s*[A-Za-z0-9._%+-]+@[A-Za-z0-9.-]+)*",
+        pattern_message="not a comma-separated list of e-mail addresses",
+        field="watch.smtp_to",
+    ),
+    Var(
+        "TORRUST_WATCH_SMTP_STARTTLS",
+        "Watch",
+        BOOL,
+        "true",
+        "Use STARTTLS (a password is refused over a plain connection to another host).",
+        field="watch.smtp_starttls",
+    ),
+    Var(
+        "TORRUST_WATCH_SMTP_CAFILE",
+        "Watch",
+        FILE,
+        "",
+        "A CA (PEM) to trust for a private relay besides the system's.",
+        optional=True,
+        must_exist=True,
+        field="watch.smtp_cafile",
+    ),
+    Var(
+        "TORRUST_WATCH_VANTAGE",
+        "Watch",
+        STR,
+        "",
+        "Name of this vantage in the store, alerts and metrics. Empty: this machine's host name.",
+        optional=True,
+        pattern=r"[a-z0-9][a-z0-9._-]{0,62}",
+        pattern_message="not a vantage name",
+        allowed="lowercase letters, digits, '.', '_', '-', at most 63 characters",
+        field="watch.vantage",
+    ),
+    Var(
+        "TORRUST_WATCH_STORE",
+        "Watch",
+        FILE,
+        "",
+        "The watch's history (SQLite). Empty: .torrust/<env>/watch.sqlite in this checkout.",
+        optional=True,
+        field="watch.store",
+        derive=lambda v: v["root"] / ".torrust" / v["env"] / "watch.sqlite",
+    ),
+    Var(
+        "TORRUST_WATCH_METRICS_PORT",
+        "Watch",
+        INT,
+        "0",
+        "Serve Prometheus metrics of the watch on this port (--metrics-port). 0: off.",
+        minimum=0,
+        maximum=65535,
+        field="watch.metrics_port",
+    ),
+    Var(
+        "TORRUST_WATCH_BESIDE_STACK",
+        "Watch",
+        BOOL,
+        "false",
+        "A health.watch runs on the stack's own host with its metrics on (TORRUST_WATCH_METRICS_PORT, "
+        "bound to the Docker bridge gateway, e.g. 172.17.0.1): the stack's Prometheus scrapes it "
+        "(job torrust_watch) and Grafana shows its dashboard.",
+        field="watch.beside_stack",
+    ),
+    Var(
+        "TORRUST_WATCH_METRICS_BIND",
+        "Watch",
+        IP,
+        "127.0.0.1",
+        "Address the metrics endpoint listens on.",
+        field="watch.metrics_bind",
     ),
     # --- network -------------------------------------------------------------------------
     Var(

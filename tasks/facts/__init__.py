@@ -8,5 +8,5 @@ recorded outputs kept as files under tests/unit/facts/recorded/<fact>/ (empty, n
 odd, hostile), so a parser bug shows in the fast suite, not only behind Docker.
 
 Deploy, day-2, backup, health and infra read facts from here; none of them imports
-another's helpers (docs/adr/0011-facts.md).
+another's helpers (docs/adr/0011-structure-facts-commands-settings.md).
 """

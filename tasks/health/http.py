@@ -100,3 +100,14 @@ def peer_certificate(address: str, port: int, name: str, context: ssl.SSLContext
     with socket.create_connection((address, port), timeout) as sock:
         with context.wrap_socket(sock, server_hostname=name) as tls:
             return tls.getpeercert(binary_form=True)
+
+
+def peer_certificate_dates(
+    address: str, port: int, name: str, context: ssl.SSLContext, timeout: float = 5.0
+) -> tuple[float, float]:
+    """(notBefore, notAfter) in epoch seconds of the server's certificate after a verified
+    handshake with SNI `name` (standard library only: the watch's vantage bundle uses it)."""
+    with socket.create_connection((address, port), timeout) as sock:
+        with context.wrap_socket(sock, server_hostname=name) as tls:
+            cert = tls.getpeercert()
+    return ssl.cert_time_to_seconds(cert["notBefore"]), ssl.cert_time_to_seconds(cert["notAfter"])

@@ -24,18 +24,21 @@ import urllib.parse
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
+from typing import TYPE_CHECKING
 
 from tasks.config import trackers
-from tasks.config.settings import Settings
 from tasks.config.trackers import TrackerRelease
-from tasks.health import bencode, trust
+from tasks.health import bencode
 from tasks.health import http as h
 from tasks.health.api import AdminSetup, Api, mask
 from tasks.health.reach import ProbeFailed, ProbeSkipped, Reach, credential_refusal, tls_context
 from tasks.health.udp import UDPTrackerClient, UDPTrackerError
 
 __all__ = ["ProbeFailed", "ProbeSkipped", "Reach", "credential_refusal", "tls_context"]  # re-exported
+
+if TYPE_CHECKING:  # the watch's vantage bundle runs these probes without the settings layer
+    from tasks.config.settings import Settings
 
 CANARY_INFO_HASH = hashlib.sha1(b"torrust-deploy health canary").digest()  # noqa: S324 - an identifier
 TLS_MIN_DAYS = 14
@@ -298,22 +301,34 @@ def udp_tracker(address: str, port: int, timeout: float, *, mode: Mode = PUBLIC,
 
 
 def certificate(reach: Reach, family: int, name: str, timeout: float) -> str:
-    """A verified handshake (chain to the trust that applies, the name), then time left.
-    Fails when less than min(14 days, a third of the certificate's lifetime) remains:
-    renewals (ACME clients, Caddy's internal CA with 12-hour leaves) happen at a third, so
-    less than that means renewal is failing. Reports the issuer and the renewal window."""
+    """A verified handshake (chain to the trust that applies, the name), then time left
+    (`certificate_verdict`), with the issuer and the renewal window."""
+    from tasks.health import trust  # cryptography: not needed by the watch's vantage bundle
+
     context = reach.context_for(name) or tls_context()
     facts = trust.parse(h.peer_certificate(reach.addresses[family], reach.port, name, context, timeout))
-    remaining = facts.remaining()
-    threshold = min(timedelta(days=TLS_MIN_DAYS), facts.lifetime / 3)
+    return certificate_verdict(
+        facts.not_before, facts.not_after, datetime.now(UTC), issuer=facts.issuer, renewal_from=facts.renewal_from
+    )
+
+
+def certificate_verdict(
+    not_before: datetime, not_after: datetime, now: datetime, *, issuer: str = "", renewal_from: datetime | None = None
+) -> str:
+    """Fails when less than min(14 days, a third of the certificate's lifetime) remains:
+    renewals (ACME clients, Caddy's internal CA with 12-hour leaves) happen at a third, so
+    less than that means renewal is failing. (health.check and health.watch share it.)"""
+    remaining = not_after - now
+    threshold = min(timedelta(days=TLS_MIN_DAYS), (not_after - not_before) / 3)
     left = f"{remaining.days} days" if remaining.days >= 1 else f"{int(remaining.total_seconds() // 3600)} hours"
-    when = f"{facts.not_after:%Y-%m-%d %H:%M} UTC"
+    when = f"{not_after:%Y-%m-%d %H:%M} UTC"
     if remaining < threshold:
-        raise ProbeFailed(
-            f"certificate from {facts.issuer} expires in {left} ({when}); renewal should have happened by now"
-        )
-    renewal = f"{facts.renewal_from:%Y-%m-%d %H:%M} UTC"
-    return f"valid, issued by {facts.issuer}, expires in {left} ({when}), renewal from {renewal}"
+        source = f" from {issuer}" if issuer else ""
+        raise ProbeFailed(f"certificate{source} expires in {left} ({when}); renewal should have happened by now")
+    if not issuer:
+        return f"valid, expires in {left} ({when})"
+    renewal = f", renewal from {renewal_from:%Y-%m-%d %H:%M} UTC" if renewal_from else ""
+    return f"valid, issued by {issuer}, expires in {left} ({when}){renewal}"
 
 
 def mode_of(s: Settings, reach: Reach, timeout: float) -> Mode:

@@ -104,7 +104,7 @@ def context(s: Settings) -> dict:
     derived from several settings."""
     ctx = {v.field: getattr(s, v.field) for v in VARIABLES if not v.part and not v.secret}
     ctx.update({part: getattr(s, part) for part in PART_TYPES})
-    secrets = {v.field: getattr(s, v.field).reveal() for v in VARIABLES if v.secret}
+    secrets = {v.field: getattr(s, v.field).reveal() for v in VARIABLES if v.secret and not v.part}
     secrets["database_url"] = (
         f"mysql://{s.mysql_user}:{quote(s.mysql_password.reveal(), safe='')}@mysql:3306/{s.mysql_database}"
     )
@@ -178,6 +178,13 @@ def _plan(s: Settings) -> list[tuple[str, str, int, bool, bool]]:
             0o644,
             False,
             s.grafana and "metrics.json" in boards,
+        ),
+        (
+            "grafana/dashboards/watch.json",
+            "grafana/dashboards/watch.json",
+            0o644,
+            False,
+            s.grafana and s.watch.beside_stack,
         ),
         ("bin/torrust-backup", "bin/torrust-backup", 0o755, False, True),
         ("bin/backup.conf.j2", "bin/backup.conf", 0o644, False, True),

@@ -11,8 +11,8 @@ from tasks.runner.executor import Executor, Redactor, local
 
 
 def redactor(s: Settings) -> Redactor:
-    secrets = [s.admin_token, s.mysql_password, s.mysql_root_password, s.grafana_admin_password]
-    return Redactor(x.reveal() for x in secrets)
+    """Masks every secret of the settings (the table's secret variables)."""
+    return Redactor(s.secret_values())
 
 
 def connect_executor(s: Settings, *, accept_new_host_key: bool = False, attempts: int = 4) -> Executor:

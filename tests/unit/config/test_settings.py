@@ -304,7 +304,7 @@ def test_config_writes_every_variable_with_strong_secrets_mode_0600(workdir):
     assert stat.S_IMODE(path.stat().st_mode) == 0o600
     values = dict(line.split("=", 1) for line in path.read_text().splitlines() if line and not line.startswith("#"))
     assert sorted(values) == sorted(BY_NAME)
-    secrets_ = [values[v.name] for v in VARIABLES if v.secret]
+    secrets_ = [values[v.name] for v in VARIABLES if v.generated]
     assert len(set(secrets_)) == len(secrets_) and all(sec.weakness(x) is None for x in secrets_)
     # refused until a domain and an email are set, then valid
     with pytest.raises(SettingsError) as info:
