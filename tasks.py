@@ -19,6 +19,9 @@ VENV = os.path.join(ROOT, ".venv")
 REQUIREMENTS = os.path.join(ROOT, "requirements.txt")
 STAMP = os.path.join(VENV, ".requirements.sha256")
 PYTHON = os.path.join(VENV, "bin", "python")
+# ExitCode.PREREQUISITE of tasks/errors.py (not importable before the venv exists):
+# Python too old, or the pinned dependencies could not be installed.
+PREREQUISITE = 4
 
 
 def _digest() -> str:
@@ -40,19 +43,31 @@ def _bootstrap() -> None:
         return
     print("tasks.py: preparing .venv from requirements.txt (first run or pinned set changed)", file=sys.stderr)
     if not os.path.exists(PYTHON):
-        subprocess.run([sys.executable, "-m", "venv", VENV], check=True)
+        made = subprocess.run([sys.executable, "-m", "venv", VENV], capture_output=True, text=True)
+        if made.returncode != 0:
+            sys.stderr.write(made.stdout + made.stderr)
+            print(
+                "tasks.py: creating .venv failed (on Debian and Ubuntu install python3-venv, as root: "
+                "apt-get install python3-venv; then remove .venv and run again)",
+                file=sys.stderr,
+            )
+            sys.exit(PREREQUISITE)
     pip = [PYTHON, "-m", "pip", "install", "--quiet", "--disable-pip-version-check"]
-    result = subprocess.run([*pip, "--requirement", REQUIREMENTS])
+    # pip's output (deprecation and cache warnings on many first runs) is kept back and
+    # shown only when the install fails.
+    result = subprocess.run([*pip, "--requirement", REQUIREMENTS], capture_output=True, text=True)
     if result.returncode != 0:
-        print("tasks.py: installing the pinned dependencies failed (see above)", file=sys.stderr)
-        sys.exit(4)
+        sys.stderr.write(result.stdout + result.stderr)
+        print("tasks.py: installing the pinned dependencies failed (pip's output above)", file=sys.stderr)
+        sys.exit(PREREQUISITE)
     with open(STAMP, "w", encoding="ascii") as fh:
         fh.write(want + "\n")
 
 
 def main() -> None:
     if sys.version_info < (3, 11):
-        sys.exit("tasks.py: Python 3.11 or newer is required (found %d.%d)" % sys.version_info[:2])
+        print("tasks.py: Python 3.11 or newer is required (found %d.%d)" % sys.version_info[:2], file=sys.stderr)
+        sys.exit(PREREQUISITE)
     if os.path.realpath(sys.prefix) != os.path.realpath(VENV):
         _bootstrap()
         os.execv(PYTHON, [PYTHON, os.path.abspath(__file__), *sys.argv[1:]])

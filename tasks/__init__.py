@@ -7,7 +7,7 @@ flags, load settings and call one plain function below `cli/` (docs/design.md, m
 
 from invoke import Collection
 
-from tasks.cli import app, backups, health, infra, operate, test
+from tasks.cli import app, backups, health, infra, operate, rotate, test
 from tasks.cli.boundary import VERBOSE_HELP
 
 
@@ -21,7 +21,7 @@ def _namespace(name: str, *modules) -> Collection:
 
 ns = Collection()
 ns.add_collection(_namespace("infra", infra))
-ns.add_collection(_namespace("app", app, operate, backups))
+ns.add_collection(_namespace("app", app, operate, backups, rotate))
 ns.add_collection(_namespace("health", health))
 ns.add_collection(_namespace("test", test))
 for _collection in ns.collections.values():

@@ -17,6 +17,7 @@ class ExitCode(IntEnum):
     VALIDATION = 3  # a rendered artifact was rejected by its validator
     PREREQUISITE = 4  # a tool the task needs is missing (docker, compose v2, ...)
     CONFIRMATION = 5  # a destructive action needs --yes (no prompt under CI)
+    REMOVAL_REFUSED = 6  # the deploy would remove a service, cron job, port or the database driver: refused
     CONNECTION = 10  # the deploy target cannot be reached
     AUTH = 11  # the target refused our credentials
     HOST_KEY = 12  # the host key is unknown or changed
@@ -26,6 +27,9 @@ class ExitCode(IntEnum):
     DEPLOY_FAILED = 30  # the deploy failed before switching: the running release is untouched
     ROLLED_BACK = 31  # the new release failed after starting; the previous one runs again
     ROLLBACK_FAILED = 32  # the new release failed and bringing the previous one back failed too
+    NO_BACKUP_YET = 33  # deployed and healthy, but the baseline backup failed: the environment has no backup yet
+    ROTATION_ROLLED_BACK = 34  # secret rotation failed and was put back: the stack runs on the old secrets
+    ROTATION_FAILED = 35  # secret rotation failed and putting it back failed too: the message says what runs
     HEALTH_FAILED = 40  # a required health probe failed
     WATCH_STORE_CORRUPT = 41  # the watch history store is not a readable store of this tool: left untouched
     WATCH_STORE_LOCKED = 42  # another process held the watch store's write lock too long
@@ -44,6 +48,8 @@ class ExitCode(IntEnum):
     CLOUD_INIT_TIMEOUT = 66  # infra.wait: cloud-init still running at the deadline
     CLOUD_INIT_FAILED = 67  # cloud-init (or the hardening script) failed on the host
     HOST_NOT_READY = 68  # infra.register: the host lacks Docker, Compose v2 or sudo
+    FLEET_PARTIAL = 70  # a fleet task succeeded on some hosts, not all (each host's own code is in the result)
+    FLEET_FAILED = 71  # a fleet task succeeded on no host
 
 
 class ToolError(Exception):
@@ -119,6 +125,16 @@ class CommandFailed(ToolError):
         self.exit_status = exit_status
         self.output = output
 
+    def brief(self, width: int = 100) -> str:
+        """One line for a summary or an audit line: the command shortened and what it
+        printed last (a lost connection says so instead)."""
+        first = self.message.splitlines()[0]
+        last = (self.output.strip().splitlines() or [""])[-1].strip()
+        if "connection was lost" in first or not last:
+            return first if len(first) <= 2 * width else first[: 2 * width] + "..."
+        head = first if len(first) <= width else first[:width] + "..."
+        return f"{head} (exit {self.exit_status}): {last[:200]}"
+
 
 class Untrusted(ToolError):
     """A document or name that crossed the trust boundary (from the deploy target, or a
@@ -149,6 +165,35 @@ class RolledBack(ToolError):
 
 class RollbackFailed(ToolError):
     code = ExitCode.ROLLBACK_FAILED
+
+
+class RemovalRefused(ToolError):
+    """A deploy would remove something the running release has (a service, the backup
+    cron job, a published port) or switch the database driver: refused before anything is
+    touched, unless --allow-removal or TORRUST_ALLOW_REMOVAL names it."""
+
+    code = ExitCode.REMOVAL_REFUSED
+
+    def __init__(self, message: str, *, removals: list[str], hint: str | None = None):
+        super().__init__(message, hint=hint)
+        self.removals = removals
+
+    def as_dict(self) -> dict:
+        return {**super().as_dict(), "removals": self.removals}
+
+
+class NoBackupYet(ToolError):
+    """The release is deployed and healthy, but its baseline backup failed."""
+
+    code = ExitCode.NO_BACKUP_YET
+
+
+class RotationRolledBack(ToolError):
+    code = ExitCode.ROTATION_ROLLED_BACK
+
+
+class RotationFailed(ToolError):
+    code = ExitCode.ROTATION_FAILED
 
 
 class HealthFailed(ToolError):
@@ -221,3 +266,11 @@ class CloudInitFailed(ToolError):
 
 class HostNotReady(ToolError):
     code = ExitCode.HOST_NOT_READY
+
+
+class FleetPartial(ToolError):
+    code = ExitCode.FLEET_PARTIAL
+
+
+class FleetFailed(ToolError):
+    code = ExitCode.FLEET_FAILED

@@ -8,10 +8,20 @@ from pathlib import Path
 from invoke import task
 
 from tasks.cli.boundary import operation
-from tasks.cli.options import ENV_HELP, FORCE_UNLOCK_HELP, JSON_HELP, NO_PROBES_HELP, WAIT_TIMEOUT_HELP, load
+from tasks.cli.options import (
+    CONTINUE_HELP,
+    ENV_HELP,
+    FLEET_HELP,
+    FORCE_UNLOCK_HELP,
+    JSON_HELP,
+    NO_PROBES_HELP,
+    PARALLEL_HELP,
+    WAIT_TIMEOUT_HELP,
+    load,
+)
 from tasks.cli.output import emit, note, step, table
 from tasks.config import settings as settings_mod
-from tasks.errors import PrerequisiteError, ValidationError
+from tasks.errors import NoBackupYet, PrerequisiteError, ValidationError
 from tasks.release import render as render_mod
 from tasks.runner.executor import local
 from tasks.runner.target import open_target, redactor
@@ -153,6 +163,13 @@ DEPLOY_HELP = {
     "accept_new_host_key": "record an unknown host key (first contact only)",
     "wait_timeout": WAIT_TIMEOUT_HELP,
     "no_probes": NO_PROBES_HELP,
+    "allow_removal": "let the deploy remove a service, the backup cron job, a published port or switch the "
+    "database driver (refused otherwise, exit 6)",
+    "no_upgrade_backup": "do not back up the data before the tracker's or the database's image changes",
+    "fleet": FLEET_HELP,
+    "parallel": PARALLEL_HELP,
+    "canary": "with --fleet: deploy the first K hosts first; the rest start only when they all succeeded",
+    "continue_on_error": CONTINUE_HELP,
     "json": JSON_HELP,
 }
 
@@ -213,8 +230,37 @@ def _summary(s: settings_mod.Settings, outcome: dict) -> str:
     ]
     if outcome.get("recreated"):
         lines.append("recreated: " + ", ".join(outcome["recreated"]))
+    lines += [f"image change: {c['service']} {c['ref']} -> {c['new']}" for c in outcome.get("image_changes", [])]
+    if outcome.get("pre_upgrade_backup"):
+        backup = outcome["pre_upgrade_backup"]
+        lines.append(f"backup before the upgrade: {backup} (app.rollback --with-data restores it)")
+    if outcome.get("removed"):
+        lines.append(f"removed ({outcome['removal_allowed_by']}): " + ", ".join(outcome["removed"]))
+    if outcome.get("baseline_backup"):
+        lines.append(f"baseline backup: {outcome['baseline_backup']}")
+    if outcome.get("baseline_error"):
+        lines.append(f"NO BACKUP YET: the baseline backup failed: {outcome['baseline_error']}")
     lines += [f"  {e['service']:<16} {e['url']}" for e in endpoints_of(s)]
+    if outcome.get("first_deploy"):
+        lines += next_steps(s)
     return "\n".join(lines)
+
+
+def next_steps(s: settings_mod.Settings) -> list[str]:
+    """What matters after a first deploy (issue #18), briefly."""
+    env = s.env
+    steps = [
+        "next steps:",
+        f"  ./tasks.py health.check --env {env}      prove it from outside (UDP, HTTP, API)",
+        f"  ./tasks.py health.watch --env {env}      keep watching it",
+    ]
+    if s.backup:
+        steps.append(f"  backups: cron '{s.backup_schedule}' (host time) into {s.backup_dir}")
+        steps.append(f"  ./tasks.py app.backups --env {env}          list them; app.backup takes one now")
+    else:
+        steps.append("  backups are off: set TORRUST_BACKUP=true to schedule them")
+    steps.append(f"  audit log: {s.deploy_root}/audit.log on the target; app.releases lists the releases")
+    return steps
 
 
 @task(help=DEPLOY_HELP)
@@ -228,66 +274,60 @@ def deploy(
     accept_new_host_key=False,
     wait_timeout=300,
     no_probes=False,
+    allow_removal=False,
+    no_upgrade_backup=False,
+    fleet="",
+    parallel=None,
+    canary=None,
+    continue_on_error=False,
     json=False,
 ):
     """Deploy the release: locked, atomic, health-gated, rolled back automatically on failure."""
-    import time
+    from tasks.operations import session
 
-    from tasks.facts import target
-    from tasks.operations import deploy as deploy_mod
-    from tasks.release import cache
-    from tasks.runner.target import connect_executor
+    request = session.DeployRequest(
+        pull=not no_pull,
+        force_unlock=force_unlock,
+        accept_new_host_key=accept_new_host_key,
+        wait_timeout=int(wait_timeout),
+        probes=None if no_probes else gate_probes,
+        certificates=None if no_probes else certificate_wait,
+        after=network_check,
+        allow_removal=allow_removal,
+        upgrade_backup=not no_upgrade_backup,
+    )
+    if fleet:
+        from tasks.cli import fleet as fleet_cli
 
-    started = time.monotonic()
+        fleet_cli.deploy(fleet, env, request, dry_run, fleet_cli.Walk(parallel, canary, continue_on_error), json)
+        return
     s = load(env)
+    if dry_run:
+        emit(session.dry_run(s, request, step), _plan_text, json)
+        return
+    result = session.deploy(s, request, step)
+    emit(result, lambda o: _summary(s, o), json)
+    _no_backup_yet(env, result)
 
-    def render_and_remember():
-        release = render_mod.render(s)
-        cache.store(s, release.content_sha256, render_mod.services(s))
-        return release
 
-    known = None if dry_run else cache.lookup(s)
-    if known:  # rendered before with these exact inputs: render only if the host differs
-        candidate = deploy_mod.Candidate(*known, render_and_remember)
-    else:
-        with step(f"render release for '{env}'"):
-            candidate = deploy_mod.Candidate.of(render_and_remember())
-    with step(f"connect to the '{env}' target"):
-        ex = connect_executor(s, accept_new_host_key=accept_new_host_key)
-    extra: list = []
-    try:
-        if dry_run:
-            from tasks.operations import plan
-
-            with step("check the target"):
-                deploy_mod.check_target(target.read(ex, s.deploy_root))
-            result = plan.plan(ex, s, candidate.release())
-            emit(result, _plan_text, json)
-            return
-        opts = deploy_mod.DeployOptions(
-            pull=not no_pull,
-            force_unlock=force_unlock,
-            wait_timeout=int(wait_timeout),
-            probes=None if no_probes else gate_probes(s),
-            preflight=lambda e: deploy_mod.check_target(target.read(e, s.deploy_root)),
-            certificates=None if no_probes else certificate_wait(s, started),
+def _no_backup_yet(env: str, result: dict) -> None:
+    """Exit 33 when the baseline backup failed: the release stays, CI must notice."""
+    if result.get("baseline_error"):
+        raise NoBackupYet(
+            f"release {result['release']} is deployed and healthy, but the baseline backup failed: "
+            f"{result['baseline_error']}; '{env}' has no backup yet",
+            hint=f"fix the cause (often a full backup disk), then `./tasks.py app.backup --env {env}`; "
+            "the next deploy tries again too",
         )
 
-        def reconnect():
-            fresh = connect_executor(s)
-            extra.append(fresh)
-            return fresh
 
-        outcome = deploy_mod.deploy(ex, s, candidate, opts, step, reconnect=reconnect)
-        result = outcome.as_dict()
-        if outcome.status == "deployed" and s.target == "ssh":  # a switch may have undone the host's network path
-            with step("check the host's network path"):
-                result["network"] = network_drift(ex, s)
-    finally:
-        for e in [ex, *extra]:
-            if e.remote:
-                e.ctx.close()
-    emit(result, lambda o: _summary(s, o), json)
+def network_check(ex, s, outcome: dict, step) -> dict:
+    """After a change over SSH, on the deploy's connection: a switch may have undone the
+    host's network path (`network` in the result; warnings, never a failure)."""
+    if outcome["status"] != "deployed" or s.target != "ssh":
+        return {}
+    with step("check the host's network path"):
+        return {"network": network_drift(ex, s)}
 
 
 def network_drift(ex, s) -> list[dict]:
@@ -297,7 +337,7 @@ def network_drift(ex, s) -> list[dict]:
 
     found = hn.drift(ex, s)
     for f in found:
-        note(f"warning: network {f['name']}: {f['detail']}")
+        note(f"warning: network {f['name']} on {s.env}: {f['detail']}")
     return found
 
 
@@ -310,4 +350,17 @@ def _plan_text(p: dict) -> str:
         lines += ["", p["diff"]]
     lines.append("would recreate: " + (", ".join(p["recreate"]) or "nothing"))
     lines.append("would pull: " + (", ".join(p["pull"]) or "nothing"))
+    lines.append("images:")
+    lines += [
+        f"  {i['service']:<11} {i['ref']}  running {i['running'] or '-'}  new {i['new']}"
+        + ("  IMAGE CHANGE" if i["change"] else "")
+        for i in p["images"]
+    ]
+    if p["removals"]:
+        verdict = "REFUSED without --allow-removal" if p["removals_refused"] else "allowed by TORRUST_ALLOW_REMOVAL"
+        lines.append(f"would remove ({verdict}): " + "; ".join(p["removals"]))
+    if p["upgrade_backup"]:
+        lines.append("would back up the data first (the tracker's or the database's image changes)")
+    if p["baseline_backup"]:
+        lines.append("would take the baseline backup after the gate (backups on, none on the host yet)")
     return "\n".join(lines)

@@ -8,7 +8,16 @@ from invoke import task
 
 from tasks.cli.app import gate_probes
 from tasks.cli.boundary import operation
-from tasks.cli.options import ENV_HELP, FORCE_UNLOCK_HELP, JSON_HELP, NO_PROBES_HELP, WAIT_TIMEOUT_HELP, load
+from tasks.cli.options import (
+    CONTINUE_HELP,
+    ENV_HELP,
+    FORCE_UNLOCK_HELP,
+    JSON_HELP,
+    NO_PROBES_HELP,
+    PARALLEL_HELP,
+    WAIT_TIMEOUT_HELP,
+    load,
+)
 from tasks.cli.output import emit, step, table
 from tasks.runner.target import open_target
 
@@ -37,12 +46,27 @@ def _size(n: int) -> str:
     return str(n)  # pragma: no cover
 
 
-@task(help={**BACKUP_HELP, "stop_tracker": "stop the tracker during the copy for a consistent one (always restarted)"})
+@task(
+    help={
+        **BACKUP_HELP,
+        "stop_tracker": "stop the tracker during the copy for a consistent one (always restarted)",
+        "fleet": "back up every host of this fleet (fleets.toml) instead of --env",
+        "parallel": PARALLEL_HELP,
+        "continue_on_error": CONTINUE_HELP,
+    }
+)
 @operation
-def backup(c, env="local", stop_tracker=False, force_unlock=False, json=False):
+def backup(
+    c, env="local", stop_tracker=False, force_unlock=False, fleet="", parallel=None, continue_on_error=False, json=False
+):
     """Back up the database (online), the running release, certificates and Grafana data on the host."""
     from tasks.operations import backup as backup_mod
 
+    if fleet:
+        from tasks.cli import fleet as fleet_cli
+
+        walk = fleet_cli.Walk(parallel, None, continue_on_error)
+        return fleet_cli.backup(fleet, env, walk, stop_tracker, force_unlock, json)
     s = load(env)
     with step("back up on the target"), open_target(s) as ex:
         result = backup_mod.backup(ex, s, stop_tracker=stop_tracker, force_unlock=force_unlock)

@@ -42,15 +42,29 @@ def endpoints_of(s: settings_mod.Settings) -> list[dict]:
     return rows
 
 
-@task(help={"env": "environment name (default: local)", "json": "print one machine-readable JSON result on stdout"})
+@task(
+    help={
+        "env": "environment name (default: local)",
+        "fleet": "every environment of this fleet (fleets.toml): the announce URLs to list for clients",
+        "json": "print one machine-readable JSON result on stdout",
+    }
+)
 @operation
-def endpoints(c, env="local", json=False):
+def endpoints(c, env="local", fleet="", json=False):
     """List the announce URLs and service endpoints the environment exposes."""
-    s = settings_mod.load(env, root=Path.cwd())
-    rows = endpoints_of(s)
+    if fleet:
+        from tasks.cli import fleet as fleet_cli
+
+        members = [(m.env, m.settings) for m in fleet_cli.load(fleet, env).members]
+    else:
+        members = [(env, settings_mod.load(env, root=Path.cwd()))]
+    rows = [{"env": name, **e} for name, s in members for e in endpoints_of(s)]
     emit(
-        {"ok": True, "env": env, "endpoints": rows},
-        lambda r: table([(e["service"], e["url"], e["reach"]) for e in rows], ("service", "url", "reach")),
+        {"ok": True, **({"fleet": fleet} if fleet else {"env": env}), "endpoints": rows},
+        lambda r: table(
+            [(*((e["env"],) if fleet else ()), e["service"], e["url"], e["reach"]) for e in rows],
+            (*(("host",) if fleet else ()), "service", "url", "reach"),
+        ),
         json,
     )
 
@@ -62,43 +76,52 @@ def endpoints(c, env="local", json=False):
         "only": "only these probe groups, comma-separated: udp, http, api, tls, host, network",
         "skip": "skip these probe groups, comma-separated: udp, http, api, tls, host, network",
         "internal_ca": "trust the proxy's internal CA (fetched from the host) for .local/.test names",
+        "fleet": "every host of this fleet (fleets.toml) in parallel, one table, instead of --env",
         "json": "print one machine-readable JSON result on stdout",
     }
 )
 @operation
-def check(c, env="local", family="both", only="", skip="", internal_ca=False, json=False):
+def check(c, env="local", family="both", only="", skip="", internal_ca=False, fleet="", json=False):
     """Probe the deployed tracker from outside (UDP, HTTP, API, TLS) and on the host, in parallel."""
-    from tasks.errors import HealthFailed
     from tasks.health import check as hc
 
+    if fleet:
+        from tasks.cli import fleet as fleet_cli
+
+        fleet_cli.check(fleet, env, family, only, skip, internal_ca, json)
+        return
     s = settings_mod.load(env, root=Path.cwd())
     result = hc.run_check(s, family=family, only=only, skip=skip, trust_internal_ca=internal_ca)
     emit(result.as_dict(), lambda d: check_table(result), json)
-    if result.unprobed:
-        raise HealthFailed("no address to probe: set TORRUST_PROBE_IPV4/TORRUST_PROBE_IPV6 or DNS for the names")
-    if result.failed:
-        raise HealthFailed(
-            f"{len(result.failed)} of {len(result.results)} probes failed: "
-            + "; ".join(f"{x.name} {x.target}: {x.detail}" for x in result.failed[:5])
-        )
+    error = result.error()
+    if error:
+        raise error
+
+
+PROBE_HEADERS = ("", "probe", "target", "family", "latency", "detail")
+VERDICT = {"skipped": "skip", "ok": "ok", "failed": "FAIL"}
+
+
+def verdict(p: dict) -> str:
+    """skip, warn (passed with a warning: the network group), ok or FAIL."""
+    if p["status"] == "ok" and p["detail"].startswith("WARNING:"):
+        return "warn"
+    return VERDICT[p["status"]]
+
+
+def probe_row(p: dict) -> tuple:
+    """One probe's row (from its as_dict()), in health.check's table and the fleet's."""
+    family = f"IPv{p['family']}" if p["family"] else "host"
+    return (verdict(p), p["name"], p["target"], family, f"{p['latency'] * 1000:.0f} ms", p["detail"])
 
 
 def check_table(result) -> str:
     """The probes as a table, then one summary line (passed, skipped, time, families)."""
-
-    def verdict(x) -> str:
-        if x.skipped:
-            return "skip"
-        return ("warn" if x.detail.startswith("WARNING:") else "ok") if x.ok else "FAIL"
-
-    rows = [
-        (verdict(x), x.name, x.target, f"IPv{x.family}" if x.family else "host", f"{x.latency * 1000:.0f} ms", x.detail)
-        for x in result.results
-    ]
+    rows = [probe_row(x.as_dict()) for x in result.results]
     fams = ", ".join(f"IPv{f}" for f in result.families) or "none"
     n, skipped = len(result.results), len(result.skipped)
     passed = n - len(result.failed) - skipped
-    return table(rows, ("", "probe", "target", "family", "latency", "detail")) + (
+    return table(rows, PROBE_HEADERS) + (
         f"\n{passed}/{n} probes passed"
         + (f", {skipped} skipped" if skipped else "")
         + f" in {result.wall:.2f}s (families: {fams})"
@@ -195,14 +218,41 @@ def _internal_ca(s, internal_ca: bool) -> str:
         "vantage": "name of this vantage in the store (default TORRUST_WATCH_VANTAGE or the host name)",
         "metrics_port": "serve Prometheus metrics of the watch on this port (default TORRUST_WATCH_METRICS_PORT)",
         "internal_ca": INTERNAL_CA_HELP,
+        "fleet": "watch every host of this fleet (fleets.toml) at once, each in its own store, instead of --env",
     }
 )
 @operation
-def watch(c, env="local", interval=0, once=False, for_="", vantage="", metrics_port=-1, internal_ca=False, json=False):
+def watch(
+    c,
+    env="local",
+    interval=0,
+    once=False,
+    for_="",
+    vantage="",
+    metrics_port=-1,
+    internal_ca=False,
+    fleet="",
+    json=False,
+):
     """Watch the tracker from outside on a schedule: every address and family, history, alerts, metrics."""
-    from tasks.errors import HealthFailed
+    from tasks.errors import ConfigError, HealthFailed
     from tasks.watch import service
 
+    if fleet:
+        from tasks.cli import fleet as fleet_cli
+
+        if int(metrics_port) >= 0:
+            raise ConfigError(
+                "--metrics-port with --fleet: one port cannot serve several watches; "
+                "set TORRUST_WATCH_METRICS_PORT in each .env.NAME"
+            )
+
+        def plan(s):
+            cfg = _watch_cfg(s, interval=float(interval) or None, vantage=vantage or None)
+            return cfg, _internal_ca(s, internal_ca)
+
+        fleet_cli.watch(fleet, env, plan, once=once, duration=for_, as_json=json)
+        return
     s = settings_mod.load(env, root=Path.cwd())
     cfg = _watch_cfg(
         s,

@@ -258,17 +258,8 @@ def environments(c, json=False):
     from tasks.infra import state
 
     root = Path.cwd()
-    names = sorted(
-        {settings_mod.LOCAL_ENV}
-        | {
-            p.name.split(".", 2)[2]
-            for p in root.glob(".env.*")
-            if p.name != ".env.example" and settings_mod.ENV_NAME_RE.fullmatch(p.name.split(".", 2)[2])
-        }
-        | {p.name for p in (root / ".torrust").glob("*") if (p / "host.env").is_file()}
-    )
     rows = []
-    for name in names:
+    for name in settings_mod.configured_environments(root):
         try:
             s = settings_mod.load(name, root=root)
             rec = state.recorded(s) or {}

@@ -7,9 +7,18 @@ from invoke import task
 
 from tasks.cli.app import network_drift
 from tasks.cli.boundary import operation
-from tasks.cli.options import ENV_HELP, FORCE_UNLOCK_HELP, JSON_HELP, WAIT_TIMEOUT_HELP, load
+from tasks.cli.options import (
+    CONTINUE_HELP,
+    ENV_HELP,
+    FLEET_VIEW_HELP,
+    FORCE_UNLOCK_HELP,
+    JSON_HELP,
+    PARALLEL_HELP,
+    WAIT_TIMEOUT_HELP,
+    load,
+)
 from tasks.cli.output import emit, step, table
-from tasks.errors import PrerequisiteError
+from tasks.errors import ConfigError, PrerequisiteError
 from tasks.runner.target import open_target
 
 
@@ -19,20 +28,33 @@ def _with_target(env: str, fn, accept_new_host_key: bool = False):
         return s, fn(ex, s)
 
 
-@task(help={"env": ENV_HELP, "json": JSON_HELP})
+@task(help={"env": ENV_HELP, "fleet": FLEET_VIEW_HELP, "json": JSON_HELP})
 @operation
-def status(c, env="local", json=False):
+def status(c, env="local", fleet="", json=False):
     """Show the current release, the lock and every service with its state and health."""
     from tasks.operations import day2
 
+    if fleet:
+        from tasks.cli import fleet as fleet_cli
+
+        return fleet_cli.status(fleet, env, json)
     _, st = _with_target(env, day2.status)
 
     def human(r: dict) -> str:
         lock = r["lock"]
         lock_text = "free" if not lock["held"] else ("STALE " if lock["stale"] else "held ") + str(lock.get("info"))
-        rows = [(x["service"], x["state"], x.get("health") or "-") for x in r["services"]]
+        rows = [
+            (
+                x["service"],
+                x["state"],
+                x.get("health") or "-",
+                x.get("ref", ""),
+                (x.get("digest") or "-") + (" (TAG MOVED since)" if x.get("tag_moved") else ""),
+            )
+            for x in r["services"]
+        ]
         return f"target:  {r['target']}\ncurrent: {r['current'] or 'nothing deployed'}\nlock:    {lock_text}\n" + (
-            table(rows, ("service", "state", "health")) if rows else ""
+            table(rows, ("service", "state", "health", "image", "digest")) if rows else ""
         )
 
     emit(st, human, json)
@@ -40,21 +62,32 @@ def status(c, env="local", json=False):
         raise PrerequisiteError("not every service is running and healthy" if st["current"] else "nothing deployed")
 
 
-@task(help={"env": ENV_HELP, "json": JSON_HELP})
+@task(help={"env": ENV_HELP, "fleet": FLEET_VIEW_HELP + "; hosts that drift are marked", "json": JSON_HELP})
 @operation
-def releases(c, env="local", json=False):
+def releases(c, env="local", fleet="", json=False):
     """List the releases on the target, newest last, marking the current one."""
     from tasks.operations import day2
 
+    if fleet:
+        from tasks.cli import fleet as fleet_cli
+
+        return fleet_cli.releases(fleet, env, json)
     _, rows = _with_target(env, day2.releases)
     emit(
         {"ok": True, "releases": rows},
         lambda r: table(
             [
-                ("*" if x["current"] else "", x["release"], x["content_sha256"][:16], "failed" if x["failed"] else "")
+                (
+                    "*" if x["current"] else "",
+                    x["release"],
+                    x["content_sha256"][:16],
+                    "failed" if x["failed"] else "",
+                    x["images"].get("tracker", "-")[-19:],
+                    x["pre_upgrade_backup"] or "",
+                )
                 for x in rows
             ],
-            ("", "release", "content", "status"),
+            ("", "release", "content", "status", "tracker digest", "pre-upgrade backup"),
         ),
         json,
     )
@@ -174,15 +207,61 @@ def down(c, env="local", purge_data=False, yes=False, json=False):
         "to": "the release to return to (default: the one before current)",
         "force_unlock": FORCE_UNLOCK_HELP,
         "wait_timeout": WAIT_TIMEOUT_HELP,
+        "with_data": "also restore the backup taken before the upgrade being undone (a safety backup first)",
+        "yes": "confirm --with-data without a prompt (required when CI is set)",
+        "fleet": "every host of this fleet back to its own previous good release (not with --to)",
+        "parallel": PARALLEL_HELP,
+        "continue_on_error": CONTINUE_HELP,
         "json": JSON_HELP,
     }
 )
 @operation
-def rollback(c, env="local", to="", force_unlock=False, wait_timeout=300, json=False):
-    """Switch back to an earlier release and bring it up, health-gated."""
-    from tasks.operations import day2
+def rollback(
+    c,
+    env="local",
+    to="",
+    force_unlock=False,
+    wait_timeout=300,
+    with_data=False,
+    yes=False,
+    fleet="",
+    parallel=None,
+    continue_on_error=False,
+    json=False,
+):
+    """Switch back to an earlier release and bring it up, health-gated; --with-data restores the pre-upgrade data."""
+    from tasks.cli.output import confirm
+    from tasks.operations import day2, upgrade
 
+    if fleet:
+        from tasks.cli import fleet as fleet_cli
+
+        if to or with_data:
+            raise ConfigError(
+                "--to and --with-data name one host's release and data; with --fleet each host goes back to its own "
+                "previous release"
+            )
+        walk = fleet_cli.Walk(parallel, None, continue_on_error)
+        return fleet_cli.rollback(fleet, env, walk, int(wait_timeout), force_unlock, json)
     s = load(env)
+    if with_data and not yes:
+        confirm(
+            env,
+            f"--with-data replaces the tracker database of '{env}' with the backup taken before the upgrade",
+            f"Roll '{env}' back and replace its database with the pre-upgrade backup?",
+        )
+    run = upgrade.rollback if with_data else day2.rollback
     with open_target(s) as ex:
-        result = day2.rollback(ex, s, to or None, wait_timeout=int(wait_timeout), step=step, force_unlock=force_unlock)
-    emit(result, lambda r: f"{r['status']}: current is {r['release']}", json)
+        result = run(ex, s, to or None, wait_timeout=int(wait_timeout), step=step, force_unlock=force_unlock)
+    emit(
+        result,
+        lambda r: (
+            f"{r['status']}: current is {r['release']}"
+            + (
+                f"; data restored from backup {r['restored_backup']} (before: {r['safety_backup']})"
+                if r.get("restored_backup")
+                else ""
+            )
+        ),
+        json,
+    )

@@ -75,6 +75,10 @@ def all_(c):
 
 
 BENCHMARKS = tuple(sorted(p.stem for p in (ROOT / "tests" / "benchmarks").glob("*.py") if p.stem != "__init__"))
+# Scripts run more than once, with these argument sets (the others: once, as they are).
+VARIANTS: dict[str, tuple[tuple[str, ...], ...]] = {
+    "fleet": ((), ("--profile", "light", "--hosts", "6")),  # the targets, then the growth to six hosts
+}
 
 
 @task(
@@ -90,4 +94,5 @@ def bench(c, runs=5, only=""):
     with c.cd(str(ROOT)):
         for name in BENCHMARKS:
             if only in ("", name):
-                _py(c, f"tests/benchmarks/{name}.py", "--runs", str(int(runs)))
+                for extra in VARIANTS.get(name, ((),)):
+                    _py(c, f"tests/benchmarks/{name}.py", "--runs", str(int(runs)), *extra)

@@ -28,9 +28,10 @@ def compose(project: str, directory: str, *args: str) -> list[str]:
     ]
 
 
-# "service|state|status|{json}": the prefix lets scripts/snapshot.sh judge health with
-# shell builtins only; tasks/facts/services.py reads the JSON.
-PS_FORMAT = '{{.Label "com.docker.compose.service"}}|{{.State}}|{{.Status}}|{{json .}}'
+# "service|state|status|image|{json}": the prefix lets scripts/snapshot.sh judge health
+# (and whether an image's tag moved: docker shows the short ID then) with shell builtins
+# only; tasks/facts/services.py reads the JSON.
+PS_FORMAT = '{{.Label "com.docker.compose.service"}}|{{.State}}|{{.Status}}|{{.Image}}|{{json .}}'
 
 
 def ps_project(project: str) -> list[str]:
@@ -50,7 +51,29 @@ def ps_project(project: str) -> list[str]:
 
 def images_present(images: Sequence[str]) -> list[str]:
     """Succeeds only when every image is present (one round trip)."""
-    return ["docker", "image", "inspect", "--format", "{{.Id}}", *images]
+    return image_inspect(images, "{{.Id}}")
+
+
+def image_inspect(images: Sequence[str], fmt: str) -> list[str]:
+    """One line per image found, in order; fails when one is missing."""
+    return ["docker", "image", "inspect", "--format", fmt, *images]
+
+
+def retag(pairs: Sequence[tuple[str, str]]) -> list[str]:
+    """`docker tag IMAGE-ID REF` for each pair, in one round trip; stops at the first failure."""
+    script = 'while [ "$#" -gt 1 ]; do docker tag "$1" "$2" || exit; shift 2; done'
+    return ["sh", "-c", script, "retag", *(x for pair in pairs for x in pair)]
+
+
+def container_images(containers: Sequence[str]) -> list[str]:
+    """`ID IMAGE-ID` of each container: what it actually runs."""
+    return ["docker", "inspect", "--type", "container", "--format", "{{.Id}} {{.Image}}", *containers]
+
+
+def exec_stdin(container: str, script: str, name: str, *args: str) -> list[str]:
+    """`sh -c SCRIPT` inside a container, stdin passed through (secrets travel there,
+    never in argv)."""
+    return ["docker", "exec", "-i", container, "sh", "-c", script, name, *args]
 
 
 def started_at(container: str) -> list[str]:

@@ -31,6 +31,12 @@ def symlink_atomic(target: str, link: str, *then: str) -> list[str]:
     return ["sh", "-c", script, "switch", target, f"{link}.new", link, *then]
 
 
+def write_then(path: str, text: str, *then: str) -> list[str]:
+    """Write `text` (never a secret: the executor refuses command lines holding one) to
+    `path`, then exec `then` (an argv) in the same round trip, only if the write worked."""
+    return ["sh", "-c", 'printf "%s" "$2" > "$1" && shift 2 && exec "$@"', "write", path, text, *then]
+
+
 def remove_link(link: str) -> list[str]:
     return ["rm", "-f", "--", link]
 

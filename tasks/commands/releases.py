@@ -10,10 +10,25 @@ from tasks.commands import sh
 from tasks.commands.docker import PS_FORMAT
 
 
-def snapshot(root: str, project: str, want: str = "", audit_line: str = "", services: Sequence[str] = ()) -> list[str]:
-    """Lock, current release, its manifest and the containers (tasks/facts/snapshot.py);
-    with `want`, `audit_line` is appended when that release runs healthy and unlocked."""
-    return sh("snapshot", root, project, want, audit_line, PS_FORMAT, *services)
+def snapshot(
+    root: str,
+    project: str,
+    want: str = "",
+    audit_line: str = "",
+    services: Sequence[str] = (),
+    backup_dir: str = "",
+) -> list[str]:
+    """Lock, current release, its manifest, the containers, the backup cron entry and
+    whether `backup_dir` holds a backup (tasks/facts/snapshot.py); with `want`,
+    `audit_line` is appended when that release runs healthy and unlocked."""
+    return sh("snapshot", root, project, want, audit_line, backup_dir, PS_FORMAT, *services)
+
+
+def release_records(releases: str, name: str, ids: Sequence[str]) -> list[str]:
+    """The file `name` of each release in `ids`, each after a `=== ID` line (absent: no
+    text after it), in one round trip."""
+    script = 'd=$1; n=$2; shift 2; for r; do printf "=== %s\\n" "$r"; cat -- "$d/$r/$n" 2>/dev/null; echo; done'
+    return ["sh", "-c", script, "records", releases, name, *ids]
 
 
 def unpack(

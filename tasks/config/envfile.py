@@ -126,3 +126,56 @@ def reference_markdown() -> str:
             meaning = var.doc + (f" Allowed: {allowed}." if allowed and var.kind != "secret" else "")
             rows.append(f"| `{var.name}` | {default} | {meaning.replace('|', '/')} |")
     return "\n".join(rows) + "\n"
+
+
+def replace_values(text: str, values: dict[str, str]) -> str:
+    """`text` (a dotenv file) with each variable of `values` set to its value: its line
+    replaced where it is set (the last such line), appended otherwise. Every other line is
+    kept as it was."""
+    lines = text.splitlines()
+    for name, value in values.items():
+        where = [i for i, ln in enumerate(lines) if ln.split("=", 1)[0].strip().removeprefix("export ").strip() == name]
+        if where:
+            lines[where[-1]] = f"{name}={value}"
+        else:
+            lines.append(f"{name}={value}")
+    return "\n".join(lines) + "\n"
+
+
+def _write_private(path: Path, data: bytes) -> None:
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    try:
+        os.fchmod(fd, 0o600)
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(data)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def rewrite_values(root: Path, env: str, values: dict[str, str], stamp: str) -> tuple[Path, Path | None]:
+    """Write `values` into .env.NAME (mode 0600), keeping the old file as a 0600 backup
+    `.env.NAME.bak-STAMP` first. Returns (the file, its backup or None when there was no
+    file: it is then created with these values only)."""
+    path = root / f".env.{env}"
+    try:
+        old = path.read_bytes() if path.exists() else None
+        backup = None
+        if old is not None:
+            backup = root / f".env.{env}.bak-{stamp}"
+            _write_private(backup, old)
+        _write_private(path, replace_values(old.decode("utf-8") if old else "", values).encode("utf-8"))
+    except OSError as exc:
+        raise ConfigError(f"cannot write {path}: {exc.strerror or exc}", hint="nothing was rotated") from None
+    return path, backup
+
+
+def put_back(path: Path, backup: Path | None) -> None:
+    """Undo `rewrite_values`: the old content again (the backup stays), or no file."""
+    if backup is None:
+        path.unlink(missing_ok=True)
+    else:
+        _write_private(path, backup.read_bytes())

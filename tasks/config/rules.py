@@ -181,6 +181,27 @@ def _required(s, check, names: list[str]) -> None:
             check.fail(name, f"required; run ./tasks.py app.config --env {s.env} to generate it, or set it")
 
 
+IMAGE_VARIABLES = {
+    "tracker": "TORRUST_TRACKER_IMAGE",
+    "mysql": "TORRUST_MYSQL_IMAGE",
+    "caddy": "TORRUST_CADDY_IMAGE",
+    "prometheus": "TORRUST_PROMETHEUS_IMAGE",
+    "grafana": "TORRUST_GRAFANA_IMAGE",
+}
+
+
+def images(s, check) -> None:
+    """TORRUST_REQUIRE_IMAGE_DIGESTS: outside local, every image the release uses is pinned
+    by digest (a tag can move; a digest names one image for ever)."""
+    if not (check.strict and s.require_image_digests):
+        return
+    used = {"tracker", "caddy"} | ({"mysql"} if s.mysql else set())
+    used |= ({"prometheus"} if s.prometheus else set()) | ({"grafana"} if s.grafana else set())
+    for key in sorted(used):
+        if "@sha256:" not in s.images[key]:
+            check.fail(IMAGE_VARIABLES[key], "not pinned by digest (TORRUST_REQUIRE_IMAGE_DIGESTS is on)")
+
+
 RULES: tuple[Callable, ...] = (
     infrastructure,
     domains,
@@ -190,6 +211,7 @@ RULES: tuple[Callable, ...] = (
     proxy,
     monitoring,
     published_ports,
+    images,
 )
 
 

@@ -108,6 +108,14 @@ class _Stream:
         return self._text
 
 
+def configured_environments(root: Path) -> list[str]:
+    """The environments configured in a checkout: 'local', every `.env.NAME` and every
+    environment with a recorded host (`.torrust/NAME/host.env`), sorted."""
+    names = {p.name.split(".", 2)[2] for p in root.glob(".env.*") if p.name != ".env.example"}
+    names |= {p.name for p in (root / ".torrust").glob("*") if (p / "host.env").is_file()}
+    return sorted({LOCAL_ENV} | {n for n in names if ENV_NAME_RE.fullmatch(n)})
+
+
 def env_files(root: Path, env: str) -> list[tuple[Path, str]]:
     return [(root / ".env", ".env"), (root / f".env.{env}", f".env.{env}")]
 

@@ -192,6 +192,20 @@ VARIABLES: tuple[Var, ...] = (
         minimum=2,
         maximum=100,
     ),
+    Var(
+        "TORRUST_ALLOW_REMOVAL",
+        "Deploy target",
+        STR,
+        "",
+        "What a deploy may remove from the running release without --allow-removal, comma-separated: "
+        "a service (grafana, prometheus), backup-cron, a published port (9090/tcp), database-driver, "
+        "or all. Empty: a deploy that would remove anything stops and names it (exit 6). Set it in the "
+        "committed settings so the decision is recorded.",
+        optional=True,
+        allowed="comma-separated: service names, backup-cron, PORT/tcp or PORT/udp, database-driver, all",
+        pattern=r"[a-z0-9][a-z0-9/_-]{0,40}(,[a-z0-9][a-z0-9/_-]{0,40}){0,31}",
+        pattern_message="not a comma-separated list of names",
+    ),
     # --- infrastructure ----------------------------------------------------------------
     Var(
         "TORRUST_PROVIDER",
@@ -814,6 +828,15 @@ VARIABLES: tuple[Var, ...] = (
         minimum=1,
         maximum=8760,
     ),
+    Var(
+        "TORRUST_UPGRADE_BACKUP",
+        "Backups",
+        BOOL,
+        "true",
+        "Take a backup (the host backup script) before a deploy changes the tracker's or the database's "
+        "image; it is recorded in the release and the audit line, and app.rollback --with-data restores it. "
+        "app.deploy --no-upgrade-backup skips it once.",
+    ),
     # --- images --------------------------------------------------------------------------
     Var(
         "TORRUST_TRACKER_IMAGE",
@@ -870,6 +893,14 @@ VARIABLES: tuple[Var, ...] = (
         "Grafana image (used when TORRUST_GRAFANA=true).",
         allowed="NAME:TAG or NAME@sha256:DIGEST",
         field="images.grafana",
+    ),
+    Var(
+        "TORRUST_REQUIRE_IMAGE_DIGESTS",
+        "Images",
+        BOOL,
+        "false",
+        "Outside 'local', refuse image settings that are not pinned by digest (NAME@sha256:DIGEST): a tag "
+        "such as develop or latest can point at another image tomorrow.",
     ),
     # --- health probes -------------------------------------------------------------------
     Var(

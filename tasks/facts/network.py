@@ -14,6 +14,7 @@ this command's and raises MalformedFact.
 
 from __future__ import annotations
 
+import dataclasses
 import ipaddress
 import json
 import re
@@ -83,6 +84,13 @@ class Ruleset:
     forward_udp: frozenset[int]  # filter DOCKER: UDP ports accepted towards a container
     ufw_udp: PortRanges  # UDP ports ufw's user input chain accepts
     connmarks: frozenset[str]  # mangle: destination addresses whose connections get a mark
+    dnat_to: tuple[tuple[int, int], ...] = ()  # (host port, container port) of the UDP DNAT rules
+
+    def forwarded(self, port: int) -> bool:
+        """The host port's DNAT leads to a container port the filter accepts (they differ when
+        the container listens elsewhere, e.g. the proxy's 443/udp behind another host port)."""
+        targets = {to for host, to in self.dnat_to if host == port} or {port}
+        return bool(targets & self.forward_udp)
 
 
 @dataclass(frozen=True)
@@ -212,7 +220,7 @@ def _rule_opt(words: list[str], *names: str) -> str | None:
 
 def parse_iptables_save(text: str, family: int) -> Ruleset:
     table, docker_nat = "", False
-    dnat, forward, ufw, marks = set(), set(), [], set()
+    dnat, forward, ufw, marks, dnat_to = set(), set(), [], set(), set()
     for line in text.splitlines():
         if line.startswith("*"):
             table = line[1:].strip()
@@ -231,13 +239,18 @@ def parse_iptables_save(text: str, family: int) -> Ruleset:
             key = (table, chain, target)
             if key == ("nat", "DOCKER", "DNAT") and proto == "udp":
                 dnat.update(lo for lo, _ in ports)
+                to = (_rule_opt(words, "--to-destination") or "").rpartition(":")[2]
+                if to.isdigit() and len(ports) == 1:
+                    dnat_to.add((ports[0][0], int(to)))
             elif key == ("filter", "DOCKER", "ACCEPT") and proto == "udp":
                 forward.update(lo for lo, _ in ports)
             elif key == ("filter", UFW_INPUT[family], "ACCEPT") and proto in ("udp", None) and ports:
                 ufw.extend(ports)
             elif table == "mangle" and target == "CONNMARK" and _rule_opt(words, "-d"):
                 marks.add(_rule_opt(words, "-d").split("/")[0])
-    return Ruleset(docker_nat, frozenset(dnat), frozenset(forward), tuple(ufw), frozenset(marks))
+    return Ruleset(
+        docker_nat, frozenset(dnat), frozenset(forward), tuple(ufw), frozenset(marks), tuple(sorted(dnat_to))
+    )
 
 
 NFT_FAMILIES = {"ip": (4,), "ip6": (6,), "inet": (4, 6)}
@@ -483,7 +496,7 @@ def published_udp(f: NetworkFacts, e: NetworkExpectations) -> Finding:
         missing += [
             f"udp {p} on IPv{fam} ({'no DNAT' if p not in rs.dnat_udp else 'no forward accept'})"
             for p in e.udp_ports
-            if p not in rs.dnat_udp or p not in rs.forward_udp
+            if p not in rs.dnat_udp or not rs.forwarded(p)
         ]
     ports = ", ".join(map(str, e.udp_ports))
     fams = " and ".join(f"IPv{x}" for x in families)
@@ -757,5 +770,25 @@ CHECK_NAMES = (
 )
 
 
+HARDENING_FILES = ("/usr/local/sbin/torrust-harden", "/etc/torrust/harden.env")
+
+
 def evaluate(f: NetworkFacts, e: NetworkExpectations) -> list[Finding]:
+    """Every finding. A host expected to be hardened that never ran torrust-harden (a
+    server registered but not bootstrapped, a test host) is held to what any host must
+    have, and the re-apply hooks finding says to run infra.bootstrap."""
+    if e.hardened and not any(h in f.hooks for h in HARDENING_FILES):
+        found = [check(f, dataclasses.replace(e, hardened=False)) for check in CHECKS]
+        return [_not_hardened(x) if x.name == "re-apply hooks" else x for x in found]
     return [check(f, e) for check in CHECKS]
+
+
+def _not_hardened(x: Finding) -> Finding:
+    return Finding(
+        x.name,
+        "warn",
+        "torrust-harden never ran on this host: its conntrack limits, firewall rules, RPS/RFS and hooks are "
+        "not checked",
+        "the network settings of the live demo's post-mortems are not applied",
+        f"run infra.bootstrap; {_anchor('drift-boot-and-restarts')}",
+    )

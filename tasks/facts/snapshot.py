@@ -25,6 +25,8 @@ class Snapshot:
     recorded: bool = False  # the host already appended an "unchanged" audit line
     docker_ok: bool = False  # the Docker engine answered for the deploy user
     problem: str = ""  # why the current manifest could not be used (a new release replaces it)
+    cron: bool = False  # the backup cron entry of the project exists
+    backups: bool = False  # the backup directory holds at least one complete backup
 
 
 def parse(out: str) -> Snapshot:
@@ -46,8 +48,12 @@ def parse(out: str) -> Snapshot:
         fields.get("RECORDED") == "yes",
         fields.get("DOCKER") == "0",
         problem,
+        fields.get("CRON") == "yes",
+        fields.get("BACKUPS") == "yes",
     )
 
 
-def read(ex: Executor, lay: Layout, project: str, want: str = "", audit_line: str = "", names=()) -> Snapshot:
-    return parse(ex.run(command(lay.root, project, want, audit_line, names), check=False).stdout)
+def read(
+    ex: Executor, lay: Layout, project: str, want: str = "", audit_line: str = "", names=(), backup_dir: str = ""
+) -> Snapshot:
+    return parse(ex.run(command(lay.root, project, want, audit_line, names, backup_dir), check=False).stdout)

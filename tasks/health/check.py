@@ -11,11 +11,13 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
+from cronsim import CronSim, CronSimError
+
 from tasks.commands import backup as backup_cmd
 from tasks.commands import docker, files
 from tasks.config import trackers
 from tasks.config.settings import Settings
-from tasks.errors import ConfigError
+from tasks.errors import ConfigError, HealthFailed
 from tasks.facts import releases, services
 from tasks.health import network as hn
 from tasks.health import probes as p
@@ -155,11 +157,14 @@ def host_probes(ex: Executor, s: Settings, timeout: float) -> list[p.Probe]:
         out = run_ok(backup_cmd.list_ids(s.backup_dir))
         ids = sorted(line.split("/")[0] for line in out.split())
         if not ids:
-            raise p.ProbeFailed(f"no backup in {s.backup_dir}")
+            raise p.ProbeFailed(f"no backup in {s.backup_dir}; {backup_advice(s, datetime.now(UTC))}")
         age = datetime.now(UTC) - datetime.strptime(ids[-1][:16], "%Y%m%dT%H%M%SZ").replace(tzinfo=UTC)
         hours = age.total_seconds() / 3600
         if hours > s.backup_max_age_hours:
-            raise p.ProbeFailed(f"newest backup {ids[-1]} is {hours:.1f} h old (limit {s.backup_max_age_hours} h)")
+            raise p.ProbeFailed(
+                f"newest backup {ids[-1]} is {hours:.1f} h old (limit {s.backup_max_age_hours} h); "
+                + backup_advice(s, datetime.now(UTC))
+            )
         return f"newest backup {ids[-1]} is {hours:.1f} h old"
 
     def host_probe(name: str, fn) -> p.Probe:
@@ -177,6 +182,37 @@ def host_probes(ex: Executor, s: Settings, timeout: float) -> list[p.Probe]:
     if s.backup:
         result.append(host_probe("backup age", backup_age))
     return result
+
+
+CRON_SHORTHANDS = {
+    "@hourly": "0 * * * *",
+    "@daily": "0 0 * * *",
+    "@midnight": "0 0 * * *",
+    "@weekly": "0 0 * * 0",
+    "@monthly": "0 0 1 * *",
+    "@yearly": "0 0 1 1 *",
+    "@annually": "0 0 1 1 *",
+}
+
+
+def next_run(schedule: str, now: datetime) -> datetime | None:
+    """The next time cron starts the backup (the host's clock read as UTC), or None."""
+    try:
+        return next(CronSim(CRON_SHORTHANDS.get(schedule, schedule), now.replace(second=0, microsecond=0)))
+    except (CronSimError, StopIteration):
+        return None
+
+
+def backup_advice(s: Settings, now: datetime) -> str:
+    """When the next scheduled backup runs and which command takes one now (issue #18)."""
+    nxt = next_run(s.backup_schedule, now)
+    when = (
+        f"next scheduled run {nxt:%Y-%m-%d %H:%M} host time (in {(nxt - now).total_seconds() / 3600:.1f} h if the "
+        f"host clock is UTC; TORRUST_BACKUP_SCHEDULE '{s.backup_schedule}')"
+        if nxt
+        else f"scheduled by TORRUST_BACKUP_SCHEDULE '{s.backup_schedule}'"
+    )
+    return f"{when}; take one now: ./tasks.py app.backup --env {s.env}"
 
 
 def group_of(probe: p.Probe) -> str:
@@ -272,9 +308,24 @@ class CheckResult:
         """Public probes were asked for but there is no address to send them to."""
         return self.public_wanted and not self.families
 
+    @property
+    def ok(self) -> bool:
+        return self.error() is None
+
+    def error(self) -> HealthFailed | None:
+        """What health.check fails with (exit 40), or None: no address to probe, or failed probes."""
+        if self.unprobed:
+            return HealthFailed("no address to probe: set TORRUST_PROBE_IPV4/TORRUST_PROBE_IPV6 or DNS for the names")
+        if self.failed:
+            return HealthFailed(
+                f"{len(self.failed)} of {len(self.results)} probes failed: "
+                + "; ".join(f"{x.name} {x.target}: {x.detail}" for x in self.failed[:5])
+            )
+        return None
+
     def as_dict(self) -> dict:
         return {
-            "ok": not self.failed and not self.unprobed,
+            "ok": self.ok,
             "env": self.env,
             "families": self.families,
             "wall": round(self.wall, 3),
@@ -309,9 +360,11 @@ def run_check(s: Settings, *, family: str = "both", only: str = "", skip: str = 
         if ex is not None:
             probes += host_probes(ex, s, s.probe_timeout)
             expect = hn.expectations(s)
-            probes += hn.network_probes(ex, expect, s.probe_timeout)
+            probes += hn.network_probes(ex, expect, s.probe_timeout, required=hn.required_on(s))
             public = [*r.addresses.values(), *s.public_addresses]
-            probes += hn.reply_source_probes(public, list(expect.udp_ports), s.probe_timeout, s.probe_attempts)
+            # the tracker ports (not the HTTP/3 port: it speaks QUIC, not BEP 15), when they serve
+            trackers = [b.port for b in s.udp_trackers] if p.udp_served(s) else []
+            probes += hn.reply_source_probes(public, trackers, s.probe_timeout, s.probe_attempts)
         probes = select(probes, only, skip)
         results = p.run(probes)
     return CheckResult(s.env, sorted(r.addresses), time.monotonic() - started, results, wants_public(only, skip))

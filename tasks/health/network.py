@@ -82,7 +82,16 @@ def verdict(f: nf.Finding) -> str:
 # What a deploy gate may fail on: the release's own network path. A full conntrack table
 # or a missing RPS setting is the host's state, not the new release's: rolling back would
 # not help, so the gate shows those without failing (required=False).
-GATE_FINDINGS = frozenset({"docker ipv6 rules", "published udp ports", "firewall"})
+
+
+# The host-wide counters of a local target are the laptop's or the CI machine's (every
+# other process's UDP and connections): shown there, failing only on a server.
+HOST_WIDE = frozenset({"conntrack fill", "udp errors", "softirq spread"})
+
+
+def required_on(s) -> frozenset[str] | None:
+    """The findings whose failure fails health.check on this target (None: all)."""
+    return frozenset(nf.CHECK_NAMES) - HOST_WIDE if s.target == "local" else None
 
 
 def network_probes(
@@ -95,7 +104,7 @@ def network_probes(
 ) -> list[p.Probe]:
     """One probe per network finding, read on the host through `ex` (one round trip per
     round: a read older than `fresh_after` seconds is repeated). `required`: the findings
-    whose failure fails the run (default all; the deploy gate passes GATE_FINDINGS)."""
+    whose failure fails the run (default all; the deploy gate passes none: it reports them)."""
     facts = _Facts(ex, expect, state_file, fresh_after)
     return [
         p.Probe(
@@ -247,19 +256,21 @@ def expectations(s) -> nf.NetworkExpectations:
 
 
 def public_probes_with_vantage(ex: Executor | None, s, r: p.Reach, vantage: Vantage | None) -> list[p.Probe]:
-    """The public probes, IPv6 UDP from the vantage that applies: from here, or on the host
-    itself when this machine has no IPv6 route (then HTTP, API and TLS over IPv6 are not
-    probed, and the `ipv6 vantage` line says so). Without an executor: all from here."""
+    """The public probes, with a line saying where IPv6 was probed from. From here: the
+    usual probes of every family. From the host (this machine has no IPv6 route): IPv6 UDP
+    runs on the host itself against its public IPv6 address, and HTTP, API and TLS over
+    IPv6 are not probed (the line says so). Without an executor: all from here."""
     fams = sorted(r.addresses)
     if 6 not in r.addresses or vantage is None or ex is None:
         return p.public_probes(s, r, fams, s.probe_timeout, s.probe_attempts)
-    probes = p.public_probes(s, r, [f for f in fams if f != 6], s.probe_timeout, s.probe_attempts)
-    address, ports = r.addresses[6], [b.port for b in s.udp_trackers]
-    _v, udp6 = ipv6_udp_probes(ex, address, ports, s.probe_timeout, s.probe_attempts, vantage.where, label=s.domain)
-    probes += [*udp6, vantage_probe(vantage, address)]
+    line = vantage_probe(vantage, r.addresses[6])
     if vantage.where == "here":
-        probes += [x for x in p.public_probes(s, r, [6], s.probe_timeout, s.probe_attempts) if x.name != "udp tracker"]
-    return probes
+        return [*p.public_probes(s, r, fams, s.probe_timeout, s.probe_attempts), line]
+    probes = p.public_probes(s, r, [f for f in fams if f != 6], s.probe_timeout, s.probe_attempts)
+    if p.udp_served(s):
+        ports = [b.port for b in s.udp_trackers]
+        probes += ipv6_udp_probes(ex, r.addresses[6], ports, s.probe_timeout, s.probe_attempts, "host", s.domain)[1]
+    return [*probes, line]
 
 
 def drift(ex: Executor, s) -> list[dict]:

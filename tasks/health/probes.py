@@ -331,6 +331,11 @@ def certificate_verdict(
     return f"valid, issued by {issuer}, expires in {left} ({when}){renewal}"
 
 
+def udp_served(s: Settings) -> bool:
+    """Whether the tracker serves its UDP trackers (a release may start none in private mode)."""
+    return not s.private or trackers.release_of(s).release.udp_in_private_mode
+
+
 def mode_of(s: Settings, reach: Reach, timeout: float) -> Mode:
     """The tracker probes' expectations for an environment (its release and modes)."""
     release = trackers.release_of(s).release

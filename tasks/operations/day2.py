@@ -8,14 +8,15 @@ import time
 from tasks.commands import files
 from tasks.config.settings import Settings
 from tasks.errors import ConfigError, RollbackFailed, ToolError
+from tasks.facts import images, services
+from tasks.facts import record as release_record
 from tasks.facts import releases as facts
-from tasks.facts import services
 from tasks.operations import gate
 from tasks.operations import lock as lock_mod
 from tasks.operations import releases as store
-from tasks.operations.deploy import CONNECTION_ERRORS
 from tasks.release.layout import Layout
 from tasks.runner.executor import Executor
+from tasks.runner.ssh import CONNECTION_ERRORS
 
 
 def require_current(ex: Executor, lay: Layout) -> tuple[str, facts.ReleaseManifest | None]:
@@ -34,13 +35,26 @@ def status(ex: Executor, s: Settings) -> dict:
     states = services.read(ex, s.compose_project) if release_id else {}
     expected = list(manifest.services) if manifest else []
     missing = {"state": "missing", "health": ""}
+    rec = release_record.read_many(ex, lay, [release_id]).get(release_id) if release_id else None
+    refs = {("proxy" if k == "caddy" else k): v for k, v in (manifest.images if manifest else {}).items()}
+
+    def image(name: str) -> dict:
+        recorded = rec.images.get(name) if rec else None
+        shown = states[name].image if name in states else ""
+        return {
+            "ref": refs.get(name, ""),
+            "digest": recorded.digest if recorded else None,  # resolved on the host after the pull
+            "tag_moved": images.moved(shown),  # the reference now names another image
+        }
+
     return {
         "ok": bool(release_id) and not services.unhealthy(states, expected),
         "target": ex.where,
         "current": release_id,
         "content_sha256": manifest.content_sha256 if manifest else None,
         "lock": {"held": lock.held, "stale": lock.stale, **({"info": lock.info} if lock.held else {})},
-        "services": [{"service": n, **(states[n].as_dict() if n in states else missing)} for n in expected],
+        "services": [{"service": n, **(states[n].as_dict() if n in states else missing), **image(n)} for n in expected],
+        "pre_upgrade_backup": rec.pre_upgrade_backup.id if rec and rec.pre_upgrade_backup else None,
     }
 
 
@@ -48,11 +62,22 @@ def releases(ex: Executor, s: Settings) -> list[dict]:
     lay = Layout(s.deploy_root)
     current, _ = facts.current(ex, lay)
     all_releases, failed = facts.inventory(ex, lay)
+    records = release_record.read_many(ex, lay, all_releases)
     rows = []
     for rid in all_releases:
         manifest = facts.manifest(ex, lay, rid)
         sha = manifest.content_sha256 if manifest else ""
-        rows.append({"release": rid, "content_sha256": sha, "current": rid == current, "failed": rid in failed})
+        rec = records.get(rid)
+        rows.append(
+            {
+                "release": rid,
+                "content_sha256": sha,
+                "current": rid == current,
+                "failed": rid in failed,
+                "images": {k: v.digest for k, v in rec.images.items()} if rec else {},
+                "pre_upgrade_backup": rec.pre_upgrade_backup.id if rec and rec.pre_upgrade_backup else None,
+            }
+        )
     return rows
 
 
@@ -111,7 +136,7 @@ def rollback(ex: Executor, s: Settings, to: str | None, *, wait_timeout: int, st
     started = time.monotonic()
     with lock_mod.HostLock(ex, lay, env=s.env, command="app.rollback", force_unlock=force_unlock):
         current, _ = require_current(ex, lay)
-        to = _rollback_target(ex, lay, current, to)
+        to = rollback_target(ex, lay, current, to)
         if to == current:
             return {"ok": True, "status": "unchanged", "release": current}
         manifest = facts.manifest(ex, lay, to)
@@ -120,6 +145,7 @@ def rollback(ex: Executor, s: Settings, to: str | None, *, wait_timeout: int, st
         record = {"event": "rollback", "env": s.env, "release": to, "previous": current}
         try:
             with step(f"switch current to {to} and start"):
+                store.retag(ex, release_record.tags_to_restore(ex, lay, to))  # its images, even under a moved tag
                 store.switch(ex, lay, to)
                 store.bring_up(ex, s, lay, wait_timeout, pull=False)
             with step("health gate"):
@@ -127,6 +153,7 @@ def rollback(ex: Executor, s: Settings, to: str | None, *, wait_timeout: int, st
         except (ToolError, *CONNECTION_ERRORS) as exc:
             reason = (exc.message if isinstance(exc, ToolError) else str(exc)).splitlines()[0]
             store.switch(ex, lay, current)
+            store.retag(ex, release_record.tags_to_restore(ex, lay, current))
             store.bring_up(ex, s, lay, wait_timeout, pull=False)
             store.audit(ex, lay, {**record, "result": "failed", "error": reason})
             raise RollbackFailed(f"rolling back to {to} failed ({reason}); {current} runs again") from None
@@ -134,7 +161,7 @@ def rollback(ex: Executor, s: Settings, to: str | None, *, wait_timeout: int, st
     return {"ok": True, "status": "rolled_back", "release": to, "previous": current}
 
 
-def _rollback_target(ex: Executor, lay: Layout, current: str, to: str | None) -> str:
+def rollback_target(ex: Executor, lay: Layout, current: str, to: str | None) -> str:
     all_releases, failed = facts.inventory(ex, lay)
     if to is None:
         older = [r for r in all_releases if r < current and r not in failed]

@@ -1,6 +1,8 @@
 """The dry run of a deploy: what it would change, read-only. File diff against the running
 release (secret values never shown: only which keys changed), the services Compose would
-recreate, the images that would be pulled."""
+recreate, the images that would be pulled, each service's image (tag and digest, running
+and new: a tag that moved is an image change), what it would remove (and whether the
+deploy would be refused for it), and the backups it would take."""
 
 from __future__ import annotations
 
@@ -13,8 +15,11 @@ import yaml
 
 from tasks.commands import files
 from tasks.config.settings import Settings
+from tasks.errors import RemovalRefused
 from tasks.facts import images
 from tasks.facts import releases as facts
+from tasks.facts import snapshot as snapshots
+from tasks.operations import removals, upgrade
 from tasks.release.layout import MANIFEST, Layout
 from tasks.release.render import Release
 from tasks.runner.executor import Executor
@@ -46,15 +51,55 @@ def plan(ex: Executor, s: Settings, release: Release) -> dict:
         if kind == "changed":
             diffs.append(_diff(ex, lay, path, new))
     recreate = _services_to_recreate(ex, lay, release) if current else new_manifest["services"]
+    more = _images_and_removals(ex, s, release, new_manifest)
+    same = manifest is not None and manifest.content_sha256 == release.content_sha256
     return {
+        **more,
         "ok": True,
         "target": ex.where,
         "current": current,
-        "unchanged": manifest is not None and manifest.content_sha256 == release.content_sha256,
+        "unchanged": same and not any(row["change"] for row in more["images"]),
         "changes": changes,
         "diff": "\n".join(x for x in diffs if x),
         "recreate": recreate,
-        "pull": images.missing(ex, sorted(set(new_manifest["images"].values()))),
+    }
+
+
+def _images_and_removals(ex: Executor, s: Settings, release: Release, manifest: dict) -> dict:
+    snap = snapshots.read(ex, Layout(s.deploy_root), s.compose_project, backup_dir=s.backup_dir)
+    wanted = {("proxy" if k == "caddy" else k): v for k, v in manifest["images"].items()}
+    wanted = {k: v for k, v in wanted.items() if k in manifest["services"]}
+    resolved, missing = images.resolve(ex, sorted(set(wanted.values()) | set(upgrade.running_refs(snap.states))))
+    changes = {c.service: c for c in upgrade.image_changes(snap.states, wanted, resolved)}
+    rows = []
+    for service, ref in sorted(wanted.items()):
+        state = snap.states.get(service)
+        new = resolved.get(ref)
+        rows.append(
+            {
+                "service": service,
+                "ref": ref,
+                "running": upgrade.running_image(state, resolved) if state else None,
+                "new": new.digest if new else "not on the host: would be pulled",
+                "change": service in changes,
+            }
+        )
+    found = removals.removals(
+        snap, manifest["services"], s.backup, removals.compose_ports(release.file("compose.yaml").content)
+    )
+    try:
+        removals.check(found, allow_flag=False, setting=s.allow_removal, env=s.env)
+        refused = False
+    except RemovalRefused:
+        refused = True
+    data = upgrade.data_changes(list(changes.values()))
+    return {
+        "images": rows,
+        "pull": [r for r in missing if r in wanted.values()],
+        "removals": [str(r) for r in found],
+        "removals_refused": refused,
+        "upgrade_backup": bool(data and snap.current and s.upgrade_backup),
+        "baseline_backup": bool(s.backup and not snap.backups),
     }
 
 

@@ -17,7 +17,7 @@ from tasks.commands import releases as cmd
 from tasks.config.settings import Settings
 from tasks.facts import releases as facts
 from tasks.operations.lock import who
-from tasks.release.layout import FAILED_MARKER, Layout
+from tasks.release.layout import FAILED_MARKER, RECORD, Layout
 from tasks.release.render import Release
 from tasks.runner.executor import Executor
 
@@ -76,10 +76,18 @@ def switch(ex: Executor, lay: Layout, release_id: str | None) -> None:
 
 
 def bring_up(
-    ex: Executor, s: Settings, lay: Layout, wait_timeout: int, *, pull: bool, switch_to: str | None = None
+    ex: Executor,
+    s: Settings,
+    lay: Layout,
+    wait_timeout: int,
+    *,
+    pull: bool,
+    switch_to: str | None = None,
+    record: str | None = None,
 ) -> None:
     """`up -d --wait` on `current`; with `switch_to`, switch `current` first in the same
-    round trip (the switch is atomic and happens only if nothing before it failed)."""
+    round trip (the switch is atomic and happens only if nothing before it failed), and
+    before that write `record` (the release's images.json) into the release."""
     up = compose_for(
         s,
         lay.current,
@@ -88,7 +96,17 @@ def bring_up(
     )
     if switch_to is not None:
         up = files.symlink_atomic(f"releases/{switch_to}", lay.current, *up)
+        if record is not None:
+            up = files.write_then(f"{lay.release(switch_to)}/{RECORD}", record, *up)
     ex.run(up, timeout=wait_timeout + 120)
+
+
+def retag(ex: Executor, pairs: list[tuple[str, str]]) -> None:
+    """Point each reference back at the image a release ran (image ID, reference): a
+    mutable tag that moved since (`develop` after a pull) would otherwise start the new
+    image again on a rollback. Locally, as `docker tag`; nothing is pulled."""
+    if pairs:
+        ex.run(docker.retag(pairs))
 
 
 def mark_failed(ex: Executor, lay: Layout, release_id: str, reason: str) -> None:

@@ -18,6 +18,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import tempfile
 from pathlib import Path
 
 from tasks.config.settings import Settings
@@ -74,11 +75,14 @@ def store(s: Settings, content_sha256: str, services: list[str]) -> None:
     path = cache_dir()
     try:
         path.mkdir(parents=True, exist_ok=True, mode=0o700)
-        tmp = path / f".{os.getpid()}.tmp"
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        with os.fdopen(fd, "w") as fh:
-            json.dump({"content_sha256": content_sha256, "services": services}, fh)
-        tmp.replace(path / fingerprint(s))
+        # a name of its own per call: a fleet rollout stores from several threads at once
+        fd, tmp = tempfile.mkstemp(dir=path, prefix=".", suffix=".tmp")  # mode 0600
+        try:
+            with os.fdopen(fd, "w") as fh:
+                json.dump({"content_sha256": content_sha256, "services": services}, fh)
+            os.replace(tmp, path / fingerprint(s))
+        finally:
+            Path(tmp).unlink(missing_ok=True)  # gone already when the replace succeeded
         entries = sorted((p for p in path.iterdir() if not p.name.startswith(".")), key=lambda p: p.stat().st_mtime)
         for old in entries[:-KEEP]:
             old.unlink(missing_ok=True)

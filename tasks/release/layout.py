@@ -17,6 +17,7 @@ from datetime import UTC, datetime
 
 RELEASE_ID_RE = re.compile(r"^[0-9]{8}T[0-9]{6}Z-[0-9a-f]{8}$")
 MANIFEST = "release.json"  # in each release directory: what it holds (tasks/release/render.py)
+RECORD = "images.json"  # in each release: the image digests it runs and its pre-upgrade backup (after pull)
 FAILED_MARKER = "FAILED"  # in a release that failed its gate: kept for inspection, never rolled back to
 
 

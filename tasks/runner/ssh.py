@@ -23,6 +23,8 @@ from tasks.config.settings import Settings
 from tasks.errors import AuthFailed, ConfigError, ConnectionFailed, HostKeyError
 
 KEEPALIVE_SECONDS = 15
+# What a dropped or broken connection raises while a command runs.
+CONNECTION_ERRORS = (paramiko.SSHException, EOFError, OSError, socket.timeout)
 # paramiko logs a traceback (through logging's last-resort handler, on stderr) when a
 # peer sends no SSH banner; the failure is reported as a ConnectionFailed instead.
 logging.getLogger("paramiko").addHandler(logging.NullHandler())

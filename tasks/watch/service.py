@@ -97,8 +97,17 @@ def _log_to_stderr() -> None:
         log.setLevel(logging.INFO)
 
 
-def watch(s: Settings, cfg: WatchConfig, *, once: bool, duration: str = "", extra_ca_pem: str = "") -> dict:
-    """One round (`once`) or rounds until SIGINT/SIGTERM or `duration` ("1h", "30m")."""
+def watch(
+    s: Settings,
+    cfg: WatchConfig,
+    *,
+    once: bool,
+    duration: str = "",
+    extra_ca_pem: str = "",
+    stop: threading.Event | None = None,
+) -> dict:
+    """One round (`once`) or rounds until SIGINT/SIGTERM or `duration` ("1h", "30m").
+    `stop`: an event set by the caller instead (a fleet's watches share one)."""
     seconds = parse_duration(duration) if duration else None
     spec = targets.spec_from_settings(s, extra_ca_pem)
     metrics = WatchMetrics() if cfg.metrics_port else None
@@ -109,8 +118,9 @@ def watch(s: Settings, cfg: WatchConfig, *, once: bool, duration: str = "", extr
             metrics.serve(cfg.metrics_port, cfg.metrics_bind)
         if once:
             return round_document(w.once(), cfg)
-        stop = threading.Event()
-        restore = install_stop_signals(stop)
+        own = stop is None  # then Ctrl-C and SIGTERM stop this watch
+        stop = threading.Event() if own else stop
+        restore = install_stop_signals(stop) if own else (lambda: None)
         try:
             rounds = w.run(stop, seconds)
         finally:

@@ -56,8 +56,9 @@ def timed(argv: list[str], **kw) -> float:
 
 
 class Bench:
-    def __init__(self, host: SSHHost, work: Path):
-        self.host, self.work = host, work
+    def __init__(self, host: SSHHost, work: Path, prefix: str = "bench"):
+        """`prefix` starts the Compose project names (prefix + "tool", prefix + "raw")."""
+        self.host, self.work, self.prefix = host, work, prefix
         self.cwd = work / "cwd"
         self.cwd.mkdir()
         self.ports = {n: (free_port(socket.SOCK_DGRAM), free_port(), free_port()) for n in ("tool", "raw")}
@@ -85,7 +86,7 @@ class Bench:
         ports = self.ports[name]
         return {
             **self.base_env,
-            "TORRUST_COMPOSE_PROJECT": f"bench{name}",
+            "TORRUST_COMPOSE_PROJECT": f"{self.prefix}{name}",
             "TORRUST_DEPLOY_ROOT": str(self.host.deploy_root / name),
             "TORRUST_UDP_TRACKERS": f"[::]:{ports[0]}",
             "TORRUST_HTTP_PORT": str(ports[1]),
@@ -127,7 +128,7 @@ class Bench:
             "docker",
             "compose",
             "--project-name",
-            "benchraw",
+            f"{self.prefix}raw",
             "--project-directory",
             str(cur),
             "--file",
@@ -142,7 +143,16 @@ class Bench:
 
     def down(self, name: str) -> None:
         subprocess.run(
-            ["docker", "compose", "--project-name", f"bench{name}", "down", "--remove-orphans", "--timeout", "5"],
+            [
+                "docker",
+                "compose",
+                "--project-name",
+                f"{self.prefix}{name}",
+                "down",
+                "--remove-orphans",
+                "--timeout",
+                "5",
+            ],
             capture_output=True,
             timeout=120,
         )

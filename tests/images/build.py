@@ -69,6 +69,9 @@ class ImageSpec:
     build_args: dict[str, str] = field(default_factory=dict)  # one recipe, several images
     # file name in the build context -> function returning the host path to copy there
     extras: dict[str, Callable[[], Path]] = field(default_factory=dict)
+    # the key of the image it is built FROM, when that is not the base (built first; its
+    # image id is part of this one's recipe)
+    parent: str | None = None
 
 
 def compose_plugin_path() -> Path:
@@ -126,6 +129,13 @@ IMAGES: dict[str, ImageSpec] = {
             "tracker-standin",
             labels={"org.torrust.stand-in-for": "torrust/tracker develop (02c33f69)"},
             build_args={"STANDIN_PROFILE": "develop-02c33f69"},
+        ),
+        ImageSpec(
+            "tracker-standin-migrating",
+            "torrust-test/tracker-standin-migrating:1",
+            "tracker-standin-migrating",
+            labels={"org.torrust.stand-in-for": "torrust/tracker (a newer release that migrates its schema on start)"},
+            parent="tracker-standin",
         ),
         ImageSpec(
             "grafana-standin",
@@ -484,25 +494,30 @@ def build_images(
         log(f"[images] {'base':16} {BASE.ref:32} {'cached' if cached else 'built '} {time.monotonic() - t0:6.1f}s")
         base_id = _image_id(BASE.ref)
 
+        parents = [IMAGES[n].parent for n in wanted if IMAGES[n].parent]  # a child needs its parent
+        wanted += [p for p in dict.fromkeys(parents) if p not in wanted]
         derived = [IMAGES[n] for n in wanted if n != "base"]
 
         def one(spec: ImageSpec) -> tuple[ImageSpec, bool, float]:
             t = time.monotonic()
-            was_cached = _build_image(spec, base_id, force, logdir)
+            parent_id = _image_id(IMAGES[spec.parent].ref) if spec.parent else base_id
+            was_cached = _build_image(spec, parent_id, force, logdir)
             return spec, was_cached, time.monotonic() - t
 
         errors: list[str] = []
-        with concurrent.futures.ThreadPoolExecutor(max_workers=PARALLEL_BUILDS) as pool:
-            futures = [pool.submit(one, spec) for spec in derived]
-            for fut in concurrent.futures.as_completed(futures):
-                try:
-                    spec, was_cached, secs = fut.result()
-                except BuildError as exc:
-                    errors.append(str(exc))
-                    continue
-                log(f"[images] {spec.key:16} {spec.ref:32} {'cached' if was_cached else 'built '} {secs:6.1f}s")
-        if errors:
-            raise BuildError("\n\n".join(errors))
+        # two waves: the images built FROM the base, then those built FROM one of them
+        for wave in ([s for s in derived if not s.parent], [s for s in derived if s.parent]):
+            with concurrent.futures.ThreadPoolExecutor(max_workers=PARALLEL_BUILDS) as pool:
+                futures = [pool.submit(one, spec) for spec in wave]
+                for fut in concurrent.futures.as_completed(futures):
+                    try:
+                        spec, was_cached, secs = fut.result()
+                    except BuildError as exc:
+                        errors.append(str(exc))
+                        continue
+                    log(f"[images] {spec.key:16} {spec.ref:32} {'cached' if was_cached else 'built '} {secs:6.1f}s")
+            if errors:
+                raise BuildError("\n\n".join(errors))
         log(f"[images] all done in {time.monotonic() - t_all:.1f}s")
 
     result = {"base": BASE.ref}

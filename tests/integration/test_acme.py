@@ -176,7 +176,7 @@ def announce(port: int, bundle: str) -> dict:
 
 def assert_verified_everywhere(st: Stack) -> None:
     doc = st.check()
-    assert doc["_code"] == 0, doc
+    assert doc["_code"] == 0, [p for p in doc["probes"] if not p["ok"]]
     tls = [p for p in doc["probes"] if p["name"] == "tls certificate"]
     assert len(tls) == 4 and all(p["ok"] for p in tls), tls  # 2 names x 2 families
     assert all("issued by Pebble Intermediate CA" in p["detail"] and "renewal from" in p["detail"] for p in tls)
@@ -262,8 +262,8 @@ def test_http01_port_closed_names_the_challenge_and_the_running_release_keeps_se
     # a new name needs a certificate, but HTTP now goes to another port: Pebble's HTTP-01
     # connection to the port it validates on is refused (port 80 closed, as the CA sees it)
     started = time.monotonic()
-    res = st.cli(
-        "app.deploy", "--json",
+    res = st.cli(  # the old HTTP port stops being published: a removal, allowed
+        "app.deploy", "--json", "--allow-removal",
         TORRUST_HTTP_TRACKERS="[::]:7070,[::]:7071", TORRUST_HTTP_TRACKER_DOMAINS=f"{TRACKER},{TRACKER2}",
         TORRUST_HTTP_PORT=str(free_port()), TORRUST_ISSUANCE_TIMEOUT="12",
     )  # fmt: skip

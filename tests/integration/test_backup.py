@@ -148,6 +148,8 @@ def bdep(images, tmp_path_factory):
         assert d.cli("app.preflight", "--accept-new-host-key").returncode == 0
         code, out = d.deploy()
         assert code == 0, out["_stderr"]
+        d.baseline = out["baseline_backup"]  # the first deploy with backups on takes one (issue #18)
+        assert d.baseline and [r["reason"] for r in d.listed()] == ["baseline"]
         d.sql(TABLES_SQL)
         yield d
     finally:
@@ -519,7 +521,7 @@ def test_health_check_reports_the_backup_age(bdep, tmp_path):
     empty = tmp_path / "none"
     code, doc, err = bdep.json_cli("health.check", "--only", "host", env={"TORRUST_BACKUP_DIR": str(empty)})
     probe = next(p for p in doc["probes"] if p["name"] == "backup age")
-    assert code == 40 and not probe["ok"] and probe["detail"] == f"no backup in {empty}", probe
+    assert code == 40 and not probe["ok"] and probe["detail"].startswith(f"no backup in {empty}; "), probe
     assert [p["name"] for p in doc["probes"] if not p["ok"]] == ["backup age"]
 
 
@@ -558,5 +560,7 @@ def test_secrets_never_in_output(bdep):
 def test_backups_off_removes_the_cron_entry(bdep):
     bdep.env["TORRUST_BACKUP"] = "false"  # the module's settings from now on
     code, out = bdep.deploy()
-    assert code == 0 and out["status"] == "deployed", out["_stderr"]
+    assert code == 6 and out["removals"] == ["backup-cron"], out["_stderr"]  # never silently (issue #15)
+    code, out = bdep.deploy("--allow-removal")
+    assert code == 0 and out["status"] == "deployed" and out["removed"] == ["backup-cron"], out["_stderr"]
     assert bdep.sh(f"test -e /etc/cron.d/torrust-backup-{bdep.project}", check=False).returncode == 1

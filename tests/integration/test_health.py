@@ -14,6 +14,7 @@ import time
 import pytest
 import requests
 
+from tasks.facts.network import CHECK_NAMES
 from tests.conftest import ROOT, clean_environ
 from tests.integration.conftest import DEVELOP_TRACKER, docker, free_port, local_env
 
@@ -71,7 +72,7 @@ def stats(env: dict) -> dict:
 def test_every_probe_passes_on_both_families_and_reaches_the_tracker(stack):
     cli, env = stack
     before = stats(env)
-    res = cli("health.check", "--skip", "network", "--json")  # the network group: test_network_host.py
+    res = cli("health.check", "--json")
     assert res.returncode == 0, res.stdout + res.stderr
     doc = json.loads(res.stdout)
     assert doc["ok"] is True and doc["families"] == [4, 6]
@@ -79,9 +80,11 @@ def test_every_probe_passes_on_both_families_and_reaches_the_tracker(stack):
     for p in doc["probes"]:
         assert p["ok"], p
         by_family.setdefault(p["family"], []).append(p["name"])
-    for fam in (4, 6):
-        assert sorted(by_family[fam]) == ["api health", "api stats", "http tracker", "udp tracker", "udp tracker"]
-    assert sorted(by_family[None]) == ["containers", "database", "health-check api", "prometheus"]
+    public = ["api health", "api stats", "http tracker", "udp reply source", "udp reply source"]
+    assert sorted(by_family[4]) == [*public, "udp tracker", "udp tracker"]
+    assert sorted(by_family[6]) == sorted([*public, "ipv6 vantage", "udp tracker", "udp tracker"])
+    host = ["containers", "database", "health-check api", "prometheus"]
+    assert sorted(by_family[None]) == sorted([*host, *CHECK_NAMES])  # the host's network path too
     after = stats(env)
     # the tracker counted the probes: 2 UDP trackers x (started + stopped) x 2 families. Docker's
     # userland proxy hands ::1 traffic to the container over IPv4 here (no IPv6 Docker network in
@@ -99,6 +102,8 @@ def test_family_and_group_selection(stack):
     assert {(p["name"], p["family"]) for p in doc["probes"]} == {("udp tracker", 6)}
     doc = json.loads(cli("health.check", "--skip", "host,api,network", "--family", "4", "--json").stdout)
     assert sorted(p["name"] for p in doc["probes"]) == ["http tracker", "udp tracker", "udp tracker"]
+    doc = json.loads(cli("health.check", "--only", "network", "--family", "4", "--json").stdout)
+    assert sorted(p["name"] for p in doc["probes"]) == sorted([*CHECK_NAMES, "udp reply source", "udp reply source"])
     bad = cli("health.check", "--only", "dns")
     assert bad.returncode == 2 and "unknown probe group" in bad.stderr
 
@@ -155,7 +160,7 @@ def test_tls_with_the_proxys_internal_ca(images, tmp_path):
     try:
         deployed = cli("app.deploy", "--json")  # the gate probes HTTPS without verifying (see ADR 0007)
         assert deployed.returncode == 0, deployed.stderr
-        untrusted = cli("health.check", "--skip", "host,network", "--family", "4", "--json")
+        untrusted = cli("health.check", "--skip", "host", "--family", "4", "--json")
         assert untrusted.returncode == 40
         details = {p["name"]: p["detail"] for p in json.loads(untrusted.stdout)["probes"] if not p["ok"]}
         assert "certificate not trusted" in details["tls certificate"] and "http tracker" in details
@@ -163,7 +168,7 @@ def test_tls_with_the_proxys_internal_ca(images, tmp_path):
         (stats,) = [p for p in json.loads(untrusted.stdout)["probes"] if p["name"] == "api stats"]
         assert stats["status"] == "skipped" and "is not trusted" in stats["detail"], stats
         assert "the admin token was not sent" in stats["detail"]
-        trusted = cli("health.check", "--internal-ca", "--skip", "network", "--json")
+        trusted = cli("health.check", "--internal-ca", "--json")
         assert trusted.returncode == 0, trusted.stdout + trusted.stderr
         probes = json.loads(trusted.stdout)["probes"]
         tls = [p for p in probes if p["name"] == "tls certificate"]

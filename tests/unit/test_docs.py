@@ -11,10 +11,20 @@ Rules (also in docs/design.md, "Documentation rules"):
   `TORRUST_TRACKER_CONFIG_*` variables and the tool's own switches such as
   `TORRUST_VERBOSE` excepted).
 - Every relative link must resolve to a file or directory (anchors are not checked).
+- Every `--flag` written right after a task name (`app.deploy --dry-run`, in the same code
+  span, table cell or command line) is a flag of that task.
+- Every exit code named in prose ("exit 31", "exits with 68", "exit codes 63-67") or in
+  the first column of a table headed "Code" or "Exit" is a code of `ExitCode` (or 130,
+  Ctrl-C).
+- Measured numbers have one home, docs/benchmarks.md: a ratio such as `0.39x` appears
+  elsewhere only as a target (after <, <=, >, >=, ≤ or ≥), and no document counts tests
+  ("252 unit tests"): counts and timings drift the day they are written.
 """
 
 from __future__ import annotations
 
+import copy
+import itertools
 import re
 from pathlib import Path
 
@@ -193,3 +203,120 @@ def test_example_workflows_parse_name_real_tasks_and_keep_secrets_off_command_li
 
 def test_there_is_an_example_workflow():
     assert EXAMPLES
+
+
+def test_the_ci_example_carries_every_setting_production_has():
+    """Issue #15: a CI deploy that leaves out a production setting (Grafana, backups, IPv6)
+    would remove it; the example's committed settings file sets every one app.config sets
+    for a non-local environment, and the workflow copies it."""
+    from tasks.config.variables import VARIABLES
+
+    prod = (ROOT / "docs/examples/prod.env").read_text()
+    names = {ln.split("=", 1)[0] for ln in prod.splitlines() if "=" in ln and not ln.startswith("#")}
+    assert {v.name for v in VARIABLES if v.production is not None} <= names
+    assert not {v.name for v in VARIABLES if v.secret} & names  # secrets come from the CI secret store
+    workflow = (ROOT / "docs/examples/github-actions-deploy.yml").read_text()
+    assert "cp deploy/prod.env .env.prod" in workflow
+    for v in VARIABLES:
+        if v.generated:  # the stack's own secrets (watch's webhook and SMTP password are optional)
+            assert f"{v.name}: ${{{{ secrets.{v.name} }}}}" in workflow, v.name
+
+
+# ------------------------------------------------------------------ flags, exit codes, numbers
+# A command after a task name: up to the end of its code span, table cell or line.
+COMMAND_RE = re.compile(TASK_RE.pattern + r"([^`|\n#;]*)")
+FLAG_RE = re.compile(r"(?<![\w-])--([a-z][a-z0-9-]*)")
+EXIT_RE = re.compile(r"\bexit(?:s| with| code| codes|s with)?\s+(\d+)(?:\s*-\s*(\d+))?", re.I)
+RATIO_RE = re.compile(r"(?P<before>.{0,10})\b(?P<ratio>\d+\.\d+x)\b")
+TARGET_RE = re.compile(r"(<|>|=|≤|≥|at most|at least|target)\s*$")
+QUOTED_RE = re.compile(r"'[^']*'|\"[^\"]*\"")
+TEST_COUNT_RE = re.compile(r"\b\d[\d,]* (?:unit |integration |e2e )?tests\b(?! (?:on|of|for|in) )")
+CODES = {int(c) for c in ExitCode} | {130}
+
+
+def task_flags(task: str) -> set[str]:
+    """The long flags of a task (from a copy: Invoke's get_arguments() pops the help texts)."""
+    from tasks import ns
+
+    clone = copy.copy(ns[task])
+    clone.help = dict(ns[task].help)
+    return {n for a in clone.get_arguments() for n in a.names if len(n) > 1} | {"help"}
+
+
+def unknown_flags(text: str, known_tasks: set[str]) -> list[tuple[int, str, str]]:
+    """(line number, task, flag) for each flag written after a task that it does not take."""
+    problems = []
+    for number, line in enumerate(text.splitlines(), 1):
+        starts = [m.start() for m in TASK_RE.finditer(line)] + [len(line)]
+        for start, end in itertools.pairwise(starts):
+            m = COMMAND_RE.match(line, start, end)
+            if m is None or m.group(1) not in known_tasks:
+                continue
+            task, rest = m.group(1), QUOTED_RE.sub("", m.group(2))
+            flags = task_flags(task)
+            problems += [(number, task, f) for f in FLAG_RE.findall(rest) if f not in flags]
+    return problems
+
+
+def unknown_exit_codes(text: str) -> list[tuple[int, int]]:
+    problems = []
+    in_table = False
+    for number, line in enumerate(text.splitlines(), 1):
+        for first, last in EXIT_RE.findall(line):
+            for code in {int(first), int(last or first)}:
+                if code not in CODES:
+                    problems.append((number, code))
+        cells = [c.strip() for c in line.strip().strip("|").split("|")] if line.startswith("|") else []
+        if cells and cells[0] in ("Code", "Exit"):
+            in_table = True
+        elif not cells:
+            in_table = False
+        elif in_table and cells[0] and not cells[0].startswith("-"):
+            problems += [(number, int(c)) for c in re.findall(r"\d+", cells[0]) if int(c) not in CODES]
+    return problems
+
+
+def measured_numbers(text: str) -> list[tuple[int, str]]:
+    problems = []
+    for number, line in enumerate(text.splitlines(), 1):
+        for m in RATIO_RE.finditer(line):
+            if not TARGET_RE.search(m.group("before")):
+                problems.append((number, m.group("ratio")))
+        problems += [(number, m.group(0)) for m in TEST_COUNT_RE.finditer(line)]
+    return problems
+
+
+@pytest.mark.parametrize("path", DOC_FILES, ids=lambda p: str(p.relative_to(ROOT)))
+def test_flags_written_after_a_task_are_its_flags(path, task_names):
+    problems = unknown_flags(path.read_text(), task_names)
+    where = path.relative_to(ROOT)
+    assert not problems, "\n".join(f"{where}:{n}: {task} has no --{flag}" for n, task, flag in problems)
+
+
+@pytest.mark.parametrize("path", DOC_FILES, ids=lambda p: str(p.relative_to(ROOT)))
+def test_exit_codes_named_in_prose_exist(path):
+    assert not unknown_exit_codes(path.read_text()), f"{path.relative_to(ROOT)}: {unknown_exit_codes(path.read_text())}"
+
+
+@pytest.mark.parametrize(
+    "path", [p for p in DOC_FILES if p.name != "benchmarks.md"], ids=lambda p: str(p.relative_to(ROOT))
+)
+def test_measured_numbers_live_only_in_benchmarks(path):
+    found = measured_numbers(path.read_text())
+    assert not found, f"{path.relative_to(ROOT)}: measured numbers belong in docs/benchmarks.md (link it): {found}"
+
+
+def test_the_deeper_checkers_can_fail(task_names):
+    text = "`app.deploy --dry-run --no-such-flag`\n./tasks.py infra.wait --env x --accept-new-host-key --fleet f\n"
+    assert unknown_flags(text, task_names) == [(1, "app.deploy", "no-such-flag"), (2, "infra.wait", "fleet")]
+    assert unknown_flags("`app.deploy` with `--fleet` and `health.check --only network` | --x", task_names) == []
+    assert (
+        unknown_flags("app.rollback --with-data restores it. app.deploy --no-upgrade-backup skips it", task_names) == []
+    )
+    assert unknown_flags("app.exec --service mysql --command 'mysql --version'", task_names) == []
+    assert unknown_exit_codes("fails with exit 31; exit codes 63-67; it exits 99\n") == [(1, 99)]
+    assert unknown_exit_codes("| Code | Meaning |\n|---|---|\n| 10, 11, 12 | x |\n| 77 | y |\n\nexit 0") == [(4, 77)]
+    assert measured_numbers("no-op 0.39x of raw; target <= 0.5x, ≤ 1.3x, at most 0.5x; 252 unit tests ran") == [
+        (1, "0.39x"),
+        (1, "252 unit tests"),
+    ]

@@ -2,7 +2,7 @@
 
 A module may import from its own package and from the layers below it, never above:
 
-    cli -> watch -> health, infra -> operations -> facts -> release -> runner -> config -> commands, errors
+    cli -> watch -> fleet -> health, infra -> operations -> facts -> release -> runner -> config -> commands, errors
 
 (`release` renders and validates; `facts` read what the target shows; `operations` change
 it.) Imports of the standard library and third-party packages are not restricted here.
@@ -17,7 +17,18 @@ import pytest
 
 from tests.conftest import ROOT
 
-LAYERS = ["cli", "watch", "health|infra", "operations", "facts", "release", "runner", "config", "commands|errors"]
+LAYERS = [
+    "cli",
+    "watch",
+    "fleet",
+    "health|infra",
+    "operations",
+    "facts",
+    "release",
+    "runner",
+    "config",
+    "commands|errors",
+]
 RANK = {pkg: i for i, layer in enumerate(LAYERS) for pkg in layer.split("|")}
 MODULES = sorted(p for p in (ROOT / "tasks").rglob("*.py") if p.parent != ROOT / "tasks")
 

@@ -74,3 +74,39 @@ def test_every_script_the_code_names_exists():
     for path in (ROOT / "tasks").rglob("*.py"):
         named |= set(re.findall(r'\bsh\(\s*"([a-z0-9-]+)"', path.read_text()))
     assert named and named <= {p.stem for p in SCRIPTS.glob("*.sh")}, named - {p.stem for p in SCRIPTS.glob("*.sh")}
+
+
+def snapshot_run(tmp_path, image: str, want: str, backups: str = ""):
+    """scripts/snapshot.sh for real, with a stand-in `docker` on PATH printing one healthy
+    tracker line whose image field is `image` (a reference, or an id when the tag moved)."""
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir(exist_ok=True)
+    fake = bin_dir / "docker"
+    fake.write_text(f"#!/bin/sh\nprintf '%s\\n' 'tracker|running|Up 2 minutes (healthy)|{image}|{{}}'\n")
+    fake.chmod(0o755)
+    root = tmp_path / "root"
+    (root / "releases/r1").mkdir(parents=True, exist_ok=True)
+    (root / "releases/r1/release.json").write_text('{"content_sha256": "abc"}\n')
+    if not (root / "current").exists():
+        (root / "current").symlink_to("releases/r1")
+    argv = releases.snapshot(str(root), "no-such-project-x", want, '{"audit": 1}', ["tracker"], backups)
+    env = {**os.environ, "PATH": f"{bin_dir}:{os.environ['PATH']}"}
+    out = subprocess.run(argv, capture_output=True, text=True, env=env).stdout
+    return out, root
+
+
+def test_snapshot_fast_path_needs_the_image_its_tag_names(tmp_path):
+    out, root = snapshot_run(tmp_path, "torrust/tracker:v3.0.0", "abc")
+    assert "RECORDED yes" in out and (root / "audit.log").read_text() == '{"audit": 1}\n'
+    out, root = snapshot_run(tmp_path, "46b1e8e2f1c3", "abc")  # the tag moved: docker ps shows the id
+    assert "RECORDED no" in out and (root / "audit.log").read_text().count("\n") == 1
+    assert "CRON no" in out and "BACKUPS no" in out
+
+
+def test_snapshot_says_whether_a_complete_backup_exists(tmp_path):
+    backups = tmp_path / "backups"
+    (backups / ".tmp-20261129T000000Z-aaaa").mkdir(parents=True)  # a partial one does not count
+    assert "BACKUPS no" in snapshot_run(tmp_path, "a:1", "", str(backups))[0]
+    (backups / "20261129T000000Z-aaaa").mkdir()
+    (backups / "20261129T000000Z-aaaa/manifest.json").write_text("{}")
+    assert "BACKUPS yes" in snapshot_run(tmp_path, "a:1", "", str(backups))[0]

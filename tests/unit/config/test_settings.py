@@ -351,3 +351,26 @@ def test_config_in_an_unwritable_directory_is_a_named_error(tmp_path):
     """Issue 11: `app.config` where it cannot write was a traceback."""
     with pytest.raises(ConfigError, match=r"cannot write /proc/\.env\.prod"):
         envfile.write_config(Path("/proc"), "prod")
+
+
+def test_digest_pinned_images_can_be_required_outside_local(workdir):
+    from tasks.config.settings import load as load_settings
+
+    strict = {
+        "TORRUST_TRACKER_ADMIN_TOKEN": "Dp4-Kx9Wq2Lm7Zt5Rv8Nb3Hc6Jf1Gs0Y",
+        "TORRUST_REQUIRE_IMAGE_DIGESTS": "true",
+        "TORRUST_TRACKER_IMAGE": "torrust/tracker@sha256:" + "a" * 64,
+    }
+    with pytest.raises(SettingsError) as info:
+        load_settings("prod", root=workdir, environ=strict)
+    problems = [p for p in info.value.problems if "pinned by digest" in p]
+    assert len(problems) == 1 and problems[0].startswith("TORRUST_CADDY_IMAGE = 'caddy:2.8.4' (default)")
+    load_settings("local", root=workdir, environ={**strict, "TORRUST_TRACKER_ADMIN_TOKEN": ""})  # local: not required
+
+
+def test_allow_removal_takes_a_list_of_names(workdir):
+    from tasks.config.settings import load as load_settings
+
+    assert load_settings("local", root=workdir, environ={"TORRUST_ALLOW_REMOVAL": "grafana,9090/tcp"}).allow_removal
+    with pytest.raises(SettingsError, match="TORRUST_ALLOW_REMOVAL"):
+        load_settings("local", root=workdir, environ={"TORRUST_ALLOW_REMOVAL": "grafana; rm -rf /"})

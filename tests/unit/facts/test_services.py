@@ -39,3 +39,12 @@ def test_a_line_that_is_not_a_container_record_is_refused(name):
     with pytest.raises(MalformedFact) as info:
         services.parse(recorded(name))
     assert info.value.code == ExitCode.UNTRUSTED and "`docker ps` line 1" in info.value.message
+
+
+def test_published_ports_and_the_image_shown():
+    from tasks.facts.services import moved, published
+
+    assert published("443/tcp, 0.0.0.0:18080->80/tcp, [::]:18080->80/tcp") == ("18080/tcp",)
+    assert published("127.0.0.1:9090->9090/tcp, 6969/udp") == ("9090/tcp",) and published("") == ()
+    states = services.parse(recorded("services/healthy.txt"))
+    assert states["tracker"].image == "torrust-test/tracker-standin:1" and not moved(states, ["tracker", "proxy"])

@@ -39,3 +39,15 @@ def test_a_corrupt_manifest_is_named_and_not_used():
 def test_a_current_link_that_leaves_releases_is_refused():
     with pytest.raises(MalformedFact, match="not at releases/<id>"):
         snapshot.parse(recorded("snapshot/hostile-current.txt"))
+
+
+def test_the_cron_entry_the_backups_and_a_moved_tag():
+    snap = snapshot.parse(recorded("snapshot/moved-tag.txt"))
+    assert snap.cron and snap.backups
+    assert snap.states["tracker"].image == "46b1e8e2f1c3" and snap.states["proxy"].image == "torrust-test/caddy:2.6"
+    assert snap.states["tracker"].ports == ("16969/udp",) and snap.states["proxy"].ports == ("18080/tcp",)
+
+
+def test_an_older_snapshot_has_no_cron_or_backups():
+    snap = snapshot.parse(recorded("snapshot/running.txt"))
+    assert not snap.cron and not snap.backups

@@ -53,7 +53,8 @@ def test_network_group_reads_the_host_once_and_names_the_cause():
     assert docker.detail.startswith('Docker\'s ip6tables is off: daemon.json lacks "ip6tables": true')
     assert ". Means: IPv6 queries to a published UDP port" in docker.detail
     assert docker.detail.endswith("Fix: " + nf.docker_ipv6(nf.parse(host.text), EXPECT).fix)
-    assert results["rps/rfs"].ok and results["rps/rfs"].detail.startswith("WARNING: RPS off on eth0 rx-0. Means:")
+    hooks = results["re-apply hooks"]
+    assert hooks.ok and hooks.detail.startswith("WARNING: torrust-harden never ran on this host")
     assert results["conntrack fill"].ok and results["conntrack fill"].detail == "2 of 262,144 entries (0%)"
 
 
@@ -65,13 +66,14 @@ def test_network_group_on_a_healthy_host_passes():
 
 def test_the_deploy_gate_fails_only_on_the_release_s_network_path():
     host = RecordedHost((RECORDED / "missing-rules.txt").read_text())
-    results = p.run(hn.network_probes(host, EXPECT, required=hn.GATE_FINDINGS))
+    some = frozenset({"docker ipv6 rules", "published udp ports", "firewall"})
+    results = p.run(hn.network_probes(host, EXPECT, required=some))
     assert sorted(r.name for r in results if not r.ok and r.required) == [
         "docker ipv6 rules",
         "firewall",
         "published udp ports",
     ]
-    assert {r.name for r in results if not r.required} == set(nf.CHECK_NAMES) - hn.GATE_FINDINGS
+    assert {r.name for r in results if not r.required} == set(nf.CHECK_NAMES) - some
 
 
 def test_a_later_round_reads_the_host_again():
@@ -207,3 +209,12 @@ def test_ipv6_udp_probes_from_here_use_the_public_probe():
         (result,) = p.run(probes)
     assert v.where == "here" and result.ok, result
     assert result.target.endswith("(from here)") and result.detail.startswith("connect, announce interval=120")
+
+
+def test_host_wide_counters_fail_health_check_only_on_a_server():
+    from types import SimpleNamespace
+
+    local = hn.required_on(SimpleNamespace(target="local"))
+    assert local == frozenset(nf.CHECK_NAMES) - {"conntrack fill", "udp errors", "softirq spread"}
+    assert "published udp ports" in local and "docker ipv6 rules" in local
+    assert hn.required_on(SimpleNamespace(target="ssh")) is None

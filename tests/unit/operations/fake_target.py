@@ -54,9 +54,9 @@ class FakeTarget(Executor):
             raise CommandFailed(f"fake-host: `{key_of(list(argv))}` exited with {result.exit_status}", exit_status=1)
         return result
 
-    def feed(self, argv, data: bytes, *, timeout=None) -> Result:
+    def feed(self, argv, data: bytes, *, timeout=None, check=True) -> Result:
         self.fed.append(data)
-        return self.run(argv)
+        return self.run(argv, check=check)
 
     def spawn_guard(self) -> Guard:
         self.calls.append("guard")

@@ -76,3 +76,53 @@ def test_a_service_must_be_one_of_the_release(s, service):
     with pytest.raises(ConfigError, match=r"not a service of the current release \(tracker, proxy\)"):
         day2.logs(target, s, service=service)
     assert "compose logs" not in target.calls
+
+
+def test_rollback_re_tags_moved_tags_and_audits(workdir):
+    """app.rollback (without data): the target's recorded images whose tags moved are
+    pointed back at them before `up`, then the audit line."""
+    import contextlib
+    import json
+
+    from tasks.config.settings import load
+    from tasks.operations import day2
+    from tests.unit.facts.recorded import recorded
+    from tests.unit.operations.fake_target import FakeTarget
+
+    s = load("local", root=workdir, environ={})
+    old, new = "20261129T100000Z-aaaaaaaa", "20261129T110000Z-bbbbbbbb"
+    rec = recorded("record/plain.json")  # tracker torrust-test/upgrade-up1a2b3c:v3, mariadb, caddy
+    moved = "sha256:" + "e" * 64
+
+    ids = {img["ref"]: img["id"] for img in json.loads(rec)["images"].values()}
+
+    def inspect(argv):  # the tracker's tag now names another image; the others their recorded one
+        return 0, "".join(f"{moved if 'upgrade' in r else ids[r]}|[]\n" for r in argv[5:])
+
+    manifest = recorded("releases/release.json")
+    target = FakeTarget(
+        {
+            "guard": (0, ""),
+            "lock": (0, ""),
+            "readlink": (0, f"releases/{new}\n"),
+            "cat": (0, manifest),
+            "inventory": (0, f"{old}\n{new}\n---\n"),
+            "records": (0, f"=== {old}\n{rec}"),
+            "docker image": inspect,
+            "retag": (0, ""),
+            "switch": (0, ""),
+            "compose up": (0, ""),
+            "docker ps": (0, recorded("services/healthy.txt")),
+            "append": (0, ""),
+            "release-lock": (0, ""),
+        }
+    )
+    out = day2.rollback(target, s, None, wait_timeout=30, step=lambda t: contextlib.nullcontext(), force_unlock=False)
+    assert out["release"] == old
+    retag = target.argvs[target.calls.index("retag")]
+    assert retag[4:] == [
+        "sha256:a4898aa174cad3426ef0a5484c8964d8424b37222578845bb18004d1f973ef29",
+        "torrust-test/upgrade-up1a2b3c:v3",
+    ]
+    assert target.calls.index("retag") < target.calls.index("compose up")
+    assert json.loads(target.argvs[target.calls.index("append")][5])["result"] == "rolled_back"

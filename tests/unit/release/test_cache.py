@@ -96,3 +96,27 @@ def test_the_cache_keeps_a_bounded_number_of_entries(workdir, monkeypatch):
         cache.store(s, "b" * 64, ["tracker"])
     assert len([p for p in cache.cache_dir().iterdir() if not p.name.startswith(".")]) == 3
     assert cache.lookup(s) == ("b" * 64, ["tracker"])  # the newest stays
+
+
+def test_stores_from_several_threads_at_once(workdir):
+    """A fleet rollout renders and stores from one thread per host: every entry lands whole
+    and no temporary file is left (they once shared one name per process)."""
+    import threading
+
+    envs = [
+        load("prod", root=workdir, environ={**prod_env(), "TORRUST_ANNOUNCE_INTERVAL": str(200 + i)}) for i in range(8)
+    ]
+    start = threading.Barrier(len(envs), timeout=10)
+
+    def store(s):
+        start.wait()
+        for n in range(20):
+            cache.store(s, f"{n:064x}", ["tracker", "proxy"])
+
+    threads = [threading.Thread(target=store, args=(s,)) for s in envs]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert [cache.lookup(s) for s in envs] == [(f"{19:064x}", ["tracker", "proxy"])] * len(envs)
+    assert sorted(p.name for p in cache.cache_dir().iterdir() if p.name.startswith(".")) == []
