@@ -7,7 +7,8 @@ from __future__ import annotations
 import random
 from dataclasses import dataclass
 
-from tasks.watch.store import DAY_MS, HOUR_MS, Row, SeriesKey, Store
+from tasks.watch.records import DAY_MS, HOUR_MS, Row, SeriesKey
+from tasks.watch.store import Store
 
 
 def twenty_probes(vantage: str = "sim") -> list[SeriesKey]:

@@ -29,6 +29,7 @@ from dataclasses import dataclass
 from tasks.commands import network as cmd
 from tasks.errors import ConfigError, ToolError
 from tasks.facts import network as nf
+from tasks.health import network_findings as nfind
 from tasks.health import probes as p
 from tasks.runner.executor import Executor
 
@@ -48,20 +49,20 @@ class _Facts:
     round (run in parallel) share the read, a later round (the deploy gate retries after
     a pause) reads again."""
 
-    def __init__(self, ex: Executor, expect: nf.NetworkExpectations, state_file: str, max_age: float = 1.0):
+    def __init__(self, ex: Executor, expect: nfind.NetworkExpectations, state_file: str, max_age: float = 1.0):
         self.ex, self.expect, self.state_file, self.max_age = ex, expect, state_file, max_age
         self._lock = threading.Lock()
         self._read_at = -math.inf
-        self._findings: dict[str, nf.Finding] = {}
+        self._findings: dict[str, nfind.Finding] = {}
         self._error: str | None = None
 
-    def finding(self, name: str) -> nf.Finding:
+    def finding(self, name: str) -> nfind.Finding:
         with self._lock:
             if time.monotonic() - self._read_at > self.max_age:
                 self._error = None
                 try:
                     facts = nf.read(self.ex, self.state_file)
-                    self._findings = {f.name: f for f in nf.evaluate(facts, self.expect)}
+                    self._findings = {f.name: f for f in nfind.evaluate(facts, self.expect)}
                 except ToolError as exc:
                     self._error = f"cannot read the host's network facts: {exc.message}"
                 self._read_at = time.monotonic()
@@ -70,7 +71,7 @@ class _Facts:
         return self._findings[name]
 
 
-def verdict(f: nf.Finding) -> str:
+def verdict(f: nfind.Finding) -> str:
     """A probe's detail for a finding; raises ProbeFailed for a failure."""
     if f.status == "fail":
         raise p.ProbeFailed(f"{f.detail}. Means: {f.meaning}. Fix: {f.fix}")
@@ -91,12 +92,12 @@ HOST_WIDE = frozenset({"conntrack fill", "udp errors", "softirq spread"})
 
 def required_on(s) -> frozenset[str] | None:
     """The findings whose failure fails health.check on this target (None: all)."""
-    return frozenset(nf.CHECK_NAMES) - HOST_WIDE if s.target == "local" else None
+    return frozenset(nfind.CHECK_NAMES) - HOST_WIDE if s.target == "local" else None
 
 
 def network_probes(
     ex: Executor,
-    expect: nf.NetworkExpectations,
+    expect: nfind.NetworkExpectations,
     timeout: float = 10.0,
     state_file: str = "",
     required: frozenset[str] | None = None,
@@ -117,13 +118,13 @@ def network_probes(
             required is None or name in required,
             GROUP,
         )
-        for name in nf.CHECK_NAMES
+        for name in nfind.CHECK_NAMES
     ]
 
 
-def findings(ex: Executor, expect: nf.NetworkExpectations, state_file: str = "") -> list[nf.Finding]:
+def findings(ex: Executor, expect: nfind.NetworkExpectations, state_file: str = "") -> list[nfind.Finding]:
     """Every finding at once (the drift check after app.deploy / app.restart)."""
-    return nf.evaluate(nf.read(ex, state_file), expect)
+    return nfind.evaluate(nf.read(ex, state_file), expect)
 
 
 # --------------------------------------------------------------------- reply source
@@ -239,13 +240,13 @@ def vantage_probe(v: Vantage, address: str) -> p.Probe:
 
 
 # --------------------------------------------------------------------- from the settings
-def expectations(s) -> nf.NetworkExpectations:
+def expectations(s) -> nfind.NetworkExpectations:
     """What the settings promise about the host's network path. The hardening
     (torrust-harden) runs on provisioned and bootstrapped hosts, so an SSH target is held
     to its limits; the local target only to what any host must have."""
     udp = sorted({b.port for b in s.udp_trackers} | ({s.https_port} if s.tls else set()))
     hardened = s.target == "ssh"
-    return nf.NetworkExpectations(
+    return nfind.NetworkExpectations(
         udp_ports=tuple(udp),
         ipv6=s.ipv6,
         conntrack_max=s.infra.conntrack_max,

@@ -36,7 +36,8 @@ from typing import Protocol
 
 from tasks.config.secrets import MASK
 from tasks.watch.config import WatchConfig
-from tasks.watch.store import SeriesKey, Store
+from tasks.watch.records import SeriesKey
+from tasks.watch.store import Store
 
 log = logging.getLogger("torrust.watch")
 

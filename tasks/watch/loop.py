@@ -32,7 +32,8 @@ from tasks.health import probes as p
 from tasks.watch import alerts as al
 from tasks.watch.config import WatchConfig
 from tasks.watch.metrics import WatchMetrics
-from tasks.watch.store import HOUR_MS, Row, SeriesKey, Store
+from tasks.watch.records import HOUR_MS, Row, SeriesKey
+from tasks.watch.store import Store
 from tasks.watch.targets import WatchProbe
 
 log = logging.getLogger("torrust.watch")

@@ -58,6 +58,8 @@ BUNDLED = (
     "tasks/watch/config.py",
     "tasks/watch/loop.py",
     "tasks/watch/metrics.py",
+    "tasks/watch/records.py",
+    "tasks/watch/retention.py",
     "tasks/watch/runner.py",
     "tasks/watch/store.py",
     "tasks/watch/targets.py",

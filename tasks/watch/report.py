@@ -18,7 +18,8 @@ import html
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
-from tasks.watch.store import DAY_MS, HOUR_MS, HourAgg, Store
+from tasks.watch.records import DAY_MS, HOUR_MS, HourAgg
+from tasks.watch.store import Store
 from tasks.watch.uptime import Summary, hist_quantile, hour_view, summarize
 
 INCIDENTS_SHOWN = 50

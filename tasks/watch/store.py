@@ -14,22 +14,18 @@ newer version raises `StoreCorrupt`; a write lock held too long raises `StoreLoc
 
 from __future__ import annotations
 
-import bisect
 import json
 import sqlite3
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
 from pathlib import Path
 
 from tasks.errors import StoreCorrupt, StoreLocked, StoreMissing
+from tasks.watch.records import BUCKETS_MS, HOUR_MS, HourAgg, Row, SeriesKey, agg_from_row
+from tasks.watch.retention import Retention
 
 SCHEMA_VERSION = 1
 APPLICATION = "torrust-watch"
-HOUR_MS = 3_600_000
-DAY_MS = 86_400_000
-# Upper bounds (ms) of the latency histogram's buckets; one more bucket holds the rest.
-BUCKETS_MS = (5, 10, 25, 50, 100, 250, 500, 1000, 2500, 5000, 10000)
 
 SCHEMA = """
 CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -58,122 +54,6 @@ CREATE TABLE deliveries (
 """
 
 
-@dataclass(frozen=True, order=True)
-class SeriesKey:
-    vantage: str
-    kind: str  # udp, http, api, tls, dns
-    target: str  # udp://tracker.example:6969, tracker.example, ...
-    family: int  # 4, 6, or 0 (dns: either)
-    address: str
-
-    @property
-    def label(self) -> str:
-        fam = f" IPv{self.family}" if self.family else ""
-        via = f" via {self.address}" if self.address else ""
-        return f"{self.kind} {self.target}{fam}{via}"
-
-
-@dataclass(frozen=True)
-class Row:
-    key: SeriesKey
-    t: int  # milliseconds since the epoch
-    ok: bool
-    latency_ms: int
-    error: str | None = None  # error class when not ok
-    value: float | None = None  # tls: the certificate's notAfter (epoch seconds)
-
-
-@dataclass
-class HourAgg:
-    """One probe's hour: counts, a latency histogram of the answers, error classes, and
-    where its failures lie (first, last, longest run) so incidents survive the folding."""
-
-    n: int = 0
-    ok: int = 0
-    lat_sum: int = 0
-    lat_max: int = 0
-    hist: list[int] | None = None
-    errors: dict[str, int] | None = None
-    value_min: float | None = None
-    fail_first: int | None = None
-    fail_last: int | None = None
-    streak: int = 0  # the longest run of consecutive failed results (rows added in time order)
-    run: int = 0
-
-    def add(self, ok: bool, latency_ms: int, error: str | None, value: float | None, t: int | None = None) -> None:
-        self.n += 1
-        self.ok += int(ok)
-        if ok:  # latency statistics describe answers, not timeouts
-            self.lat_sum += latency_ms
-            self.lat_max = max(self.lat_max, latency_ms)
-            hist = self.hist if self.hist is not None else [0] * (len(BUCKETS_MS) + 1)
-            hist[bucket(latency_ms)] += 1
-            self.hist = hist
-            self.run = 0
-        else:
-            self.run += 1
-            self.streak = max(self.streak, self.run)
-            if t is not None:
-                self.fail_first = t if self.fail_first is None else min(self.fail_first, t)
-                self.fail_last = t if self.fail_last is None else max(self.fail_last, t)
-        if error:
-            errors = self.errors if self.errors is not None else {}
-            errors[error] = errors.get(error, 0) + 1
-            self.errors = errors
-        if value is not None:
-            self.value_min = value if self.value_min is None else min(self.value_min, value)
-
-    def merge(self, other: HourAgg) -> None:
-        self.n += other.n
-        self.ok += other.ok
-        self.lat_sum += other.lat_sum
-        self.lat_max = max(self.lat_max, other.lat_max)
-        self.hist = [a + b for a, b in zip(self.histogram(), other.histogram(), strict=True)]
-        errors = dict(self.errors or {})
-        for k, v in (other.errors or {}).items():
-            errors[k] = errors.get(k, 0) + v
-        self.errors = errors
-        self.value_min = _min(self.value_min, other.value_min)
-        self.fail_first = _min(self.fail_first, other.fail_first)
-        self.fail_last = (
-            None
-            if self.fail_last is None and other.fail_last is None
-            else max(x for x in (self.fail_last, other.fail_last) if x is not None)
-        )
-        self.streak = max(self.streak, other.streak)
-
-    def histogram(self) -> list[int]:
-        return list(self.hist) if self.hist is not None else [0] * (len(BUCKETS_MS) + 1)
-
-
-def _min(a, b):
-    return b if a is None else a if b is None else min(a, b)
-
-
-def bucket(latency_ms: int) -> int:
-    return bisect.bisect_left(BUCKETS_MS, latency_ms)
-
-
-def _agg_from_row(n, ok, lat_sum, lat_max, hist, errors, value_min, fail_first, fail_last, streak) -> HourAgg:
-    hist_list = [int(x) for x in hist.split(",")]
-    return HourAgg(n, ok, lat_sum, lat_max, hist_list, json.loads(errors), value_min, fail_first, fail_last, streak)
-
-
-def _agg_values(agg: HourAgg) -> tuple:
-    return (
-        agg.n,
-        agg.ok,
-        agg.lat_sum,
-        agg.lat_max,
-        ",".join(map(str, agg.histogram())),
-        json.dumps(agg.errors or {}, sort_keys=True),
-        agg.value_min,
-        agg.fail_first,
-        agg.fail_last,
-        agg.streak,
-    )
-
-
 def _classify(exc: sqlite3.Error, path: Path) -> Exception:
     if isinstance(exc, sqlite3.ProgrammingError | sqlite3.InterfaceError):
         raise exc  # a bug in the tool, not a property of the file
@@ -194,7 +74,7 @@ def _classify(exc: sqlite3.Error, path: Path) -> Exception:
     )
 
 
-class Store:
+class Store(Retention):
     """One open store. Not shared between threads: each thread opens its own."""
 
     def __init__(self, conn: sqlite3.Connection, path: Path):
@@ -477,7 +357,7 @@ class Store:
                 "SELECT series, hour, n, ok, lat_sum, lat_max, hist, errors, value_min, fail_first, fail_last, streak "
                 "FROM hourly"
             ).fetchall()
-        return {(r[0], r[1]): _agg_from_row(*r[2:]) for r in rows}
+        return {(r[0], r[1]): agg_from_row(*r[2:]) for r in rows}
 
     def hourly_totals(self, since: int, until: int) -> dict[int, tuple[int, int]]:
         """Per series: (results, successes) of the hours in [since, until), summed by SQLite."""
@@ -552,106 +432,3 @@ class Store:
             }
             for r in rows
         ]
-
-    # ------------------------------------------------------------------ retention
-    def maintain(self, now: int, raw_days: int, hourly_days: int) -> dict[str, int]:
-        """Fold raw rows older than `raw_days` (whole hours) into hourly aggregates and drop
-        what is older than `hourly_days`. One transaction: an hour is either raw or hourly."""
-        cutoff = (now - raw_days * DAY_MS) // HOUR_MS * HOUR_MS
-        hourly_cutoff = (now - hourly_days * DAY_MS) // HOUR_MS * HOUR_MS
-        with self.transaction():
-            aggs: dict[tuple[int, int], HourAgg] = {}
-            folded = dropped = 0
-            sids = [sid for (sid,) in self.conn.execute("SELECT id FROM series").fetchall()]
-            for sid in sids:  # per series: the primary key's range, never a scan of the table
-                for t, ok, lat, error, value in self.conn.execute(
-                    "SELECT t, ok, latency_ms, error, value FROM results WHERE series = ? AND t < ?", (sid, cutoff)
-                ):
-                    hour = t // HOUR_MS * HOUR_MS
-                    if hour >= hourly_cutoff:
-                        aggs.setdefault((sid, hour), HourAgg()).add(bool(ok), lat, error, value, t)
-                folded += self.conn.execute("DELETE FROM results WHERE series = ? AND t < ?", (sid, cutoff)).rowcount
-            self._merge_hourly(aggs)
-            for sid in sids:
-                dropped += self.conn.execute(
-                    "DELETE FROM hourly WHERE series = ? AND hour < ?", (sid, hourly_cutoff)
-                ).rowcount
-            self.conn.execute("DELETE FROM rounds WHERE t < ?", (cutoff,))
-            self.conn.execute(
-                "DELETE FROM deliveries WHERE alert IN (SELECT id FROM alerts WHERE t < ?)", (hourly_cutoff,)
-            )
-            self.conn.execute("DELETE FROM alerts WHERE t < ?", (hourly_cutoff,))
-        return {"folded": folded, "hours": len(aggs), "dropped_hours": dropped}
-
-    def _merge_hourly(self, aggs: dict[tuple[int, int], HourAgg], only_new: bool = False) -> None:
-        for (sid, hour), agg in aggs.items():
-            row = self.conn.execute(
-                "SELECT n, ok, lat_sum, lat_max, hist, errors, value_min, fail_first, fail_last, streak FROM hourly "
-                "WHERE series = ? AND hour = ?",
-                (sid, hour),
-            ).fetchone()
-            if row and only_new:
-                continue
-            if row:
-                merged = _agg_from_row(*row)
-                merged.merge(agg)
-                agg = merged
-            self.conn.execute(
-                "INSERT OR REPLACE INTO hourly VALUES (?,?,?,?,?,?,?,?,?,?,?,?)", (sid, hour, *_agg_values(agg))
-            )
-
-    def vacuum(self) -> None:
-        with self.guard():
-            self.conn.execute("VACUUM")
-
-    # ------------------------------------------------------------------ merging
-    def import_from(self, other_path: Path | str, now: int, raw_days: int) -> dict[str, int]:
-        """Copy another store's rows in (another vantage's, fetched or shared). Idempotent:
-        raw rows are keyed by series and time; hours already folded here are not added twice."""
-        with Store.open(other_path, readonly=True) as other:
-            if Path(other_path).resolve() == self.path.resolve():
-                raise StoreCorrupt(f"cannot import watch store {self.path} into itself")
-            theirs = other.series()
-            cutoff = (now - raw_days * DAY_MS) // HOUR_MS * HOUR_MS
-            counts = {"results": 0, "hours": 0, "rounds": 0, "alerts": 0}
-            with self.transaction():
-                ids = {sid: self.series_id(key) for sid, key in theirs.items()}
-                old: dict[tuple[int, int], HourAgg] = {}
-                recent = []
-                for sid, t, ok, lat, error, value in other.raw_rows(0, 2**62):
-                    if t >= cutoff:
-                        recent.append((ids[sid], t, ok, lat, error, value))
-                    else:
-                        old.setdefault((ids[sid], t // HOUR_MS * HOUR_MS), HourAgg()).add(
-                            bool(ok), lat, error, value, t
-                        )
-                before = self.conn.total_changes
-                self.conn.executemany("INSERT OR IGNORE INTO results VALUES (?,?,?,?,?,?)", recent)
-                counts["results"] = self.conn.total_changes - before
-                hours = {(ids[sid], hour): agg for (sid, hour), agg in other.hourly_full().items()}
-                for key, agg in old.items():
-                    hours.setdefault(key, HourAgg()).merge(agg)
-                before = self.conn.total_changes
-                self._merge_hourly(hours, only_new=True)
-                counts["hours"] = self.conn.total_changes - before
-                before = self.conn.total_changes
-                self.conn.executemany(
-                    "INSERT OR IGNORE INTO rounds VALUES (?,?,?,?,?)",
-                    other.conn.execute("SELECT vantage, t, duration_ms, probes, failed FROM rounds").fetchall(),
-                )
-                counts["rounds"] = self.conn.total_changes - before
-                before = self.conn.total_changes
-                self.conn.executemany(
-                    "INSERT OR IGNORE INTO alerts (t, vantage, kind, subject, text, body) VALUES (?,?,?,?,?,?)",
-                    other.conn.execute("SELECT t, vantage, kind, subject, text, body FROM alerts").fetchall(),
-                )
-                counts["alerts"] = self.conn.total_changes - before
-        return counts
-
-    def export_to(self, dest: Path | str) -> None:
-        """A consistent copy (while the watch writes) in one file, for reading elsewhere."""
-        dest = Path(dest)
-        if dest.exists():
-            dest.unlink()
-        with self.guard():
-            self.conn.execute("VACUUM INTO ?", (str(dest),))

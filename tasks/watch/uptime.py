@@ -19,7 +19,8 @@ from datetime import UTC, datetime
 
 from tasks.errors import ConfigError
 from tasks.watch.config import parse_duration
-from tasks.watch.store import BUCKETS_MS, HOUR_MS, HourAgg, SeriesKey, Store
+from tasks.watch.records import BUCKETS_MS, HOUR_MS, HourAgg, SeriesKey
+from tasks.watch.store import Store
 
 WINDOWS = ("24h", "7d", "30d")
 JOIN_GAP_MS = 5 * 60_000  # failures of one probe in consecutive folded hours this close are one incident

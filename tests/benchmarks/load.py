@@ -34,6 +34,7 @@ sys.path.insert(0, str(ROOT))
 
 from tasks.config.settings import load as load_settings  # noqa: E402
 from tasks.health import load as hl  # noqa: E402
+from tasks.health import loadgen  # noqa: E402
 from tasks.infra import cloudinit  # noqa: E402
 from tests.integration.conftest import _load_builder  # noqa: E402
 from tests.integration.nethost import NetHost, unique_prefix  # noqa: E402
@@ -70,7 +71,7 @@ def raw_baseline(port: int, seconds: float) -> float:
         with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
             s.settimeout(1.0)
             s.connect(("127.0.0.1", port))
-            s.send(struct.pack("!qiI", hl.PROTOCOL_ID, 0, done))
+            s.send(struct.pack("!qiI", loadgen.PROTOCOL_ID, 0, done))
             conn = s.recv(64)[8:16]
             s.send(conn + struct.pack("!iI", 1, done) + b"i" * 20 + b"p" * 20 + b"\0" * 42)
             s.recv(2048)
@@ -107,7 +108,7 @@ def ceiling(runs: int, seconds: float) -> None:
     for rate, sent, late, got, loss, p50, p99 in rows:
         print(f"| {rate:,} | {sent:,.0f} | {late:.1f} | {got:,.0f} | {loss:.2f} | {p50:.2f} | {p99:.2f} |")
     print(
-        f"\ngenerator ceiling (on schedule: <= {hl.LATE_SHARE:.0%} sent over {hl.LATE * 1000:.0f} ms late): "
+        f"\ngenerator ceiling (on schedule: <= {hl.LATE_SHARE:.0%} sent over {loadgen.LATE * 1000:.0f} ms late): "
         f"{best or 0:,} transactions/s (connect + announce each)"
     )
     print(f"raw baseline (blocking, one in flight, same core): {raw:,.0f} transactions/s")

@@ -37,8 +37,9 @@ from tasks.health import probes as pr  # noqa: E402
 from tasks.watch import runner  # noqa: E402
 from tasks.watch.config import WatchConfig  # noqa: E402
 from tasks.watch.loop import Watch, run_probes  # noqa: E402
+from tasks.watch.records import DAY_MS  # noqa: E402
 from tasks.watch.report import ReportInput, render  # noqa: E402
-from tasks.watch.store import DAY_MS, Store  # noqa: E402
+from tasks.watch.store import Store  # noqa: E402
 from tasks.watch.targets import round_probes, spec_from_settings  # noqa: E402
 from tasks.watch.uptime import summarize  # noqa: E402
 from tests.conftest import clean_environ  # noqa: E402

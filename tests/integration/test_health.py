@@ -14,7 +14,7 @@ import time
 import pytest
 import requests
 
-from tasks.facts.network import CHECK_NAMES
+from tasks.health.network_findings import CHECK_NAMES
 from tests.conftest import ROOT, clean_environ
 from tests.integration.conftest import DEVELOP_TRACKER, docker, free_port, local_env
 

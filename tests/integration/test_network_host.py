@@ -23,6 +23,7 @@ from tasks.config.settings import load
 from tasks.facts import network as nf
 from tasks.health import load as hl
 from tasks.health import network as hn
+from tasks.health import network_findings as nfind
 from tasks.health import probes as p
 from tasks.health.udp import UDPTrackerClient
 from tasks.infra import cloudinit
@@ -40,8 +41,8 @@ class Net:
         self.host, self.cwd, self.env = host, cwd, env
         self.settings = load("net", root=cwd, environ=env)
 
-    def expect(self, **kw) -> nf.NetworkExpectations:
-        base = nf.NetworkExpectations(
+    def expect(self, **kw) -> nfind.NetworkExpectations:
+        base = nfind.NetworkExpectations(
             udp_ports=(6969,),
             ipv6=True,
             conntrack_max=262144,
@@ -49,7 +50,7 @@ class Net:
         )
         return dataclasses.replace(base, **kw)
 
-    def findings(self, expect: nf.NetworkExpectations) -> dict[str, nf.Finding]:
+    def findings(self, expect: nfind.NetworkExpectations) -> dict[str, nfind.Finding]:
         with open_target(self.settings) as ex:
             return {f.name: f for f in hn.findings(ex, expect)}
 
@@ -144,7 +145,7 @@ def test_the_tool_s_settings_fix_it(net):
         started = time.monotonic()
         results = p.run(hn.network_probes(ex, net.expect()))
         print(f"network probe group over SSH: {time.monotonic() - started:.2f} s")
-    assert [r.name for r in results if not r.ok] == [] and len(results) == len(nf.CHECK_NAMES)
+    assert [r.name for r in results if not r.ok] == [] and len(results) == len(nfind.CHECK_NAMES)
     again = net.host.harden(net.harden_env())  # idempotent: nothing changes the second time
     assert [ln for ln in again.splitlines() if ln.startswith("STEP ") and ln.split()[2] == "changed"] == [], again
 

@@ -20,8 +20,9 @@ from pathlib import Path
 
 import pytest
 
+from tasks.watch.records import DAY_MS, HOUR_MS, SeriesKey
 from tasks.watch.report import ReportInput, render
-from tasks.watch.store import DAY_MS, HOUR_MS, SeriesKey, Store
+from tasks.watch.store import Store
 from tests.watchsim import Outage, simulate, twenty_probes
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")

@@ -14,9 +14,10 @@ import pytest
 from tasks.commands import network as cmd
 from tasks.errors import ExitCode, MalformedFact
 from tasks.facts import network as nf
+from tasks.health import network_findings as nfind
 
 RECORDED = Path(__file__).parent / "recorded" / "network"
-EXPECT = nf.NetworkExpectations(
+EXPECT = nfind.NetworkExpectations(
     udp_ports=(6969,), ipv6=True, conntrack_max=262144, public_addresses=("fd42:7e57:77::11", "172.31.77.11")
 )
 
@@ -25,8 +26,8 @@ def facts(name: str) -> nf.NetworkFacts:
     return nf.parse((RECORDED / f"{name}.txt").read_text())
 
 
-def by_name(f: nf.NetworkFacts, expect: nf.NetworkExpectations = EXPECT) -> dict[str, nf.Finding]:
-    return {x.name: x for x in nf.evaluate(f, expect)}
+def by_name(f: nf.NetworkFacts, expect: nfind.NetworkExpectations = EXPECT) -> dict[str, nfind.Finding]:
+    return {x.name: x for x in nfind.evaluate(f, expect)}
 
 
 # ------------------------------------------------------------------------------ parsing
@@ -61,8 +62,8 @@ def test_healthy_host_every_section():
 
 def test_healthy_host_every_finding_ok():
     found = by_name(facts("healthy"))
-    assert list(found) == list(nf.CHECK_NAMES)
-    assert {n: x.status for n, x in found.items()} == dict.fromkeys(nf.CHECK_NAMES, "ok")
+    assert list(found) == list(nfind.CHECK_NAMES)
+    assert {n: x.status for n, x in found.items()} == dict.fromkeys(nfind.CHECK_NAMES, "ok")
     assert found["published udp ports"].detail == "udp 6969: DNAT and forward rules in IPv4 and IPv6"
     assert found["firewall"].detail == "ufw allows udp 6969 in IPv4 and IPv6"
     assert found["conntrack fill"].detail.endswith("of 262,144 entries (0%)")
@@ -92,7 +93,7 @@ def test_the_ipv6_post_mortem_is_named_with_its_cause_and_fix():
     assert hooks.status == "warn" and hooks.detail.startswith("torrust-harden never ran on this host")
     assert hooks.fix.startswith("run infra.bootstrap")
     # held to the hardening once it ran (the hooks' files present), the same host warns about its limits
-    hardened = dataclasses.replace(facts("missing-rules"), hooks=nf.HARDENING_FILES)
+    hardened = dataclasses.replace(facts("missing-rules"), hooks=nfind.HARDENING_FILES)
     again = by_name(hardened)
     assert again["conntrack settings"].status == "warn"
     assert again["conntrack settings"].detail.startswith(
@@ -255,13 +256,13 @@ def test_port_ranges_and_nft_sets():
 
 
 def test_finding_as_dict():
-    f = nf.Finding("x", "warn", "d", "m", "fix")
+    f = nfind.Finding("x", "warn", "d", "m", "fix")
     assert f.as_dict() == {"name": "x", "status": "warn", "detail": "d", "meaning": "m", "fix": "fix"}
-    assert f.ok and not nf.Finding("x", "fail", "d").ok
+    assert f.ok and not nfind.Finding("x", "fail", "d").ok
 
 
 def test_every_fix_points_at_a_heading_of_the_guide():
-    guide = (Path(__file__).parents[3] / nf.GUIDE).read_text()
+    guide = (Path(__file__).parents[3] / nfind.GUIDE).read_text()
     slugs = {
         re.sub(r"[^a-z0-9 -]", "", line.lstrip("#").strip().lower()).replace(" ", "-")
         for line in guide.splitlines()
@@ -270,7 +271,7 @@ def test_every_fix_points_at_a_heading_of_the_guide():
     cited = set()
     for name in ("missing-rules", "hostile", "full", "near-full"):
         for expect in (EXPECT, dataclasses.replace(EXPECT, conntrack_max=10**7)):
-            cited |= {x.fix.rsplit("#", 1)[1] for x in nf.evaluate(facts(name), expect) if "#" in x.fix}
+            cited |= {x.fix.rsplit("#", 1)[1] for x in nfind.evaluate(facts(name), expect) if "#" in x.fix}
     harden = (cmd.SCRIPTS.parents[2] / "infrastructure/cloud-init/harden.sh").read_text()
     cited |= set(re.findall(r"network\.md#([a-z0-9-]+)", harden))
     assert cited >= {"docker-and-ipv6", "conntrack", "udp-errors", "several-public-addresses-floating-ips"}

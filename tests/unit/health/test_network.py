@@ -14,12 +14,13 @@ from tasks.commands import network as cmd
 from tasks.errors import ConfigError
 from tasks.facts import network as nf
 from tasks.health import network as hn
+from tasks.health import network_findings as nfind
 from tasks.health import probes as p
 from tasks.runner.executor import Result, local
 from tests.standins.bep15 import Responder
 
 RECORDED = Path(__file__).parents[1] / "facts" / "recorded" / "network"
-EXPECT = nf.NetworkExpectations(udp_ports=(6969,), ipv6=True, conntrack_max=262144)
+EXPECT = nfind.NetworkExpectations(udp_ports=(6969,), ipv6=True, conntrack_max=262144)
 
 
 class RecordedHost:
@@ -46,13 +47,13 @@ def run_group(recording: str) -> tuple[RecordedHost, dict[str, p.ProbeResult]]:
 def test_network_group_reads_the_host_once_and_names_the_cause():
     host, results = run_group("missing-rules")
     assert host.calls == 1  # ten probes in parallel, one round trip
-    assert list(results) == list(nf.CHECK_NAMES)
+    assert list(results) == list(nfind.CHECK_NAMES)
     assert all(r.target == "recorded-host" and r.family is None for r in results.values())
     docker = results["docker ipv6 rules"]
     assert not docker.ok and docker.required
     assert docker.detail.startswith('Docker\'s ip6tables is off: daemon.json lacks "ip6tables": true')
     assert ". Means: IPv6 queries to a published UDP port" in docker.detail
-    assert docker.detail.endswith("Fix: " + nf.docker_ipv6(nf.parse(host.text), EXPECT).fix)
+    assert docker.detail.endswith("Fix: " + nfind.docker_ipv6(nf.parse(host.text), EXPECT).fix)
     hooks = results["re-apply hooks"]
     assert hooks.ok and hooks.detail.startswith("WARNING: torrust-harden never ran on this host")
     assert results["conntrack fill"].ok and results["conntrack fill"].detail == "2 of 262,144 entries (0%)"
@@ -73,7 +74,7 @@ def test_the_deploy_gate_fails_only_on_the_release_s_network_path():
         "firewall",
         "published udp ports",
     ]
-    assert {r.name for r in results if not r.required} == set(nf.CHECK_NAMES) - some
+    assert {r.name for r in results if not r.required} == set(nfind.CHECK_NAMES) - some
 
 
 def test_a_later_round_reads_the_host_again():
@@ -215,6 +216,6 @@ def test_host_wide_counters_fail_health_check_only_on_a_server():
     from types import SimpleNamespace
 
     local = hn.required_on(SimpleNamespace(target="local"))
-    assert local == frozenset(nf.CHECK_NAMES) - {"conntrack fill", "udp errors", "softirq spread"}
+    assert local == frozenset(nfind.CHECK_NAMES) - {"conntrack fill", "udp errors", "softirq spread"}
     assert "published udp ports" in local and "docker ipv6 rules" in local
     assert hn.required_on(SimpleNamespace(target="ssh")) is None

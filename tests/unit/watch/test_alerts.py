@@ -13,7 +13,8 @@ import pytest
 from tasks.config.secrets import Secret
 from tasks.watch import alerts as al
 from tasks.watch.config import WatchConfig
-from tasks.watch.store import SeriesKey, Store
+from tasks.watch.records import SeriesKey
+from tasks.watch.store import Store
 from tests.watchservers import SMTP_PASSWORD, SMTP_USER, Receiver, SMTPServer, free_port, make_ca_and_leaf
 
 UDP4 = SeriesKey("berlin", "udp", "udp://tracker.example.org:6969", 4, "203.0.113.10")

@@ -10,7 +10,7 @@ import pytest
 from tasks.errors import ConfigError
 from tasks.watch.alerts import Observation
 from tasks.watch.metrics import WatchMetrics
-from tasks.watch.store import SeriesKey
+from tasks.watch.records import SeriesKey
 
 UDP6 = SeriesKey("berlin", "udp", "udp://tracker.example.org:6969", 6, "2001:db8::10")
 API4 = SeriesKey("berlin", "api", "api.example.org", 4, "203.0.113.10")

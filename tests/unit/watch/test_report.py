@@ -9,8 +9,9 @@ from html.parser import HTMLParser
 
 import pytest
 
+from tasks.watch.records import DAY_MS, HOUR_MS, Row, SeriesKey
 from tasks.watch.report import ReportInput, bar_chart, line_chart, render
-from tasks.watch.store import DAY_MS, HOUR_MS, Row, SeriesKey, Store
+from tasks.watch.store import Store
 from tasks.watch.uptime import summarize
 from tests.watchsim import Outage, simulate, twenty_probes
 

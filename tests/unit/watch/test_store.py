@@ -10,7 +10,8 @@ from pathlib import Path
 import pytest
 
 from tasks.errors import ExitCode, StoreCorrupt, StoreLocked, StoreMissing
-from tasks.watch.store import DAY_MS, HOUR_MS, Row, SeriesKey, Store
+from tasks.watch.records import DAY_MS, HOUR_MS, Row, SeriesKey
+from tasks.watch.store import Store
 from tasks.watch.uptime import summarize
 from tests.watchsim import Outage, simulate, twenty_probes
 

@@ -5,7 +5,8 @@ from __future__ import annotations
 import pytest
 
 from tasks.errors import ConfigError
-from tasks.watch.store import Row, SeriesKey, Store
+from tasks.watch.records import Row, SeriesKey
+from tasks.watch.store import Store
 from tasks.watch.uptime import exact_quantile, hist_quantile, merge_runs, summarize, window_seconds
 
 NOW = 1_795_000_000_000
