@@ -14,6 +14,7 @@ import time
 import pytest
 import requests
 
+from tasks.health.network import HOST_WIDE
 from tasks.health.network_findings import CHECK_NAMES
 from tests.conftest import ROOT, clean_environ
 from tests.integration.conftest import DEVELOP_TRACKER, docker, free_port, local_env
@@ -78,7 +79,9 @@ def test_every_probe_passes_on_both_families_and_reaches_the_tracker(stack):
     assert doc["ok"] is True and doc["families"] == [4, 6]
     by_family = {}
     for p in doc["probes"]:
-        assert p["ok"], p
+        # the host-wide counters (HOST_WIDE: UDP errors, conntrack fill) judge the whole shared
+        # machine, which other suites load too: reported, and on the local target not required
+        assert p["ok"] or (p["name"] in HOST_WIDE and p["required"] is False), p
         by_family.setdefault(p["family"], []).append(p["name"])
     public = ["api health", "api stats", "http tracker", "udp reply source", "udp reply source"]
     assert sorted(by_family[4]) == [*public, "udp tracker", "udp tracker"]
