@@ -7,6 +7,20 @@ def remove_tree(path: str) -> list[str]:
     return ["rm", "-rf", "--", path]
 
 
+REMOVE_PRIVILEGED = (
+    'rm -rf -- "$1" 2>/dev/null || sudo -n rm -rf -- "$1" || '
+    '{ echo "cannot remove $1: the files the containers wrote as their own users need passwordless sudo" >&2; '
+    "exit 1; }"
+)
+
+
+def remove_tree_privileged(path: str) -> list[str]:
+    """Remove a tree holding files the containers wrote as their own users (the
+    database's, Prometheus', the proxy's root): as the deploy user, then with
+    passwordless sudo for what it may not delete."""
+    return ["sh", "-c", REMOVE_PRIVILEGED, "rm", path]
+
+
 SWITCH = 'ln -sfn -- "$1" "$2" && mv -T -- "$2" "$3"'
 
 

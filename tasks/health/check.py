@@ -219,16 +219,29 @@ def group_of(probe: p.Probe) -> str:
     return NAME_GROUP.get(probe.name, probe.group)
 
 
-def select(probes: list[p.Probe], only: str, skip: str) -> list[p.Probe]:
-    def parse(text: str) -> set[str]:
-        names = {x.strip() for x in text.split(",") if x.strip()}
-        unknown = names - set(GROUPS)
-        if unknown:
-            raise ConfigError(f"unknown probe group(s) {', '.join(sorted(unknown))}; allowed: {', '.join(GROUPS)}")
-        return names
+def parse_groups(text: str) -> set[str]:
+    """A comma-separated --only/--skip value: known probe groups, or ConfigError."""
+    names = {x.strip() for x in text.split(",") if x.strip()}
+    unknown = names - set(GROUPS)
+    if unknown:
+        raise ConfigError(f"unknown probe group(s) {', '.join(sorted(unknown))}; allowed: {', '.join(GROUPS)}")
+    return names
 
-    only_set, skip_set = parse(only), parse(skip)
+
+def select(probes: list[p.Probe], only: str, skip: str) -> list[p.Probe]:
+    only_set, skip_set = parse_groups(only), parse_groups(skip)
     return [pr for pr in probes if (not only_set or group_of(pr) in only_set) and group_of(pr) not in skip_set]
+
+
+PUBLIC_GROUPS = frozenset({"udp", "http", "api", "tls"})  # sent from here to the public addresses
+
+
+def wants_public(only: str, skip: str) -> bool:
+    """Whether --only/--skip leave a group probed from outside (udp, http, api, tls): with
+    no address to probe (both families 'none', or --family of one the target lacks) such
+    a check has nothing to run, which is a failure, not a pass."""
+    chosen = (parse_groups(only) or set(GROUPS)) - parse_groups(skip)
+    return bool(chosen & PUBLIC_GROUPS)
 
 
 def reach(
@@ -291,12 +304,17 @@ class CheckResult:
         return [x for x in self.results if x.skipped]
 
     @property
+    def unprobed(self) -> bool:
+        """Public probes were asked for but there is no address to send them to."""
+        return self.public_wanted and not self.families
+
+    @property
     def ok(self) -> bool:
         return self.error() is None
 
     def error(self) -> HealthFailed | None:
         """What health.check fails with (exit 40), or None: no address to probe, or failed probes."""
-        if not self.families and self.public_wanted:
+        if self.unprobed:
             return HealthFailed("no address to probe: set TORRUST_PROBE_IPV4/TORRUST_PROBE_IPV6 or DNS for the names")
         if self.failed:
             return HealthFailed(
@@ -307,7 +325,7 @@ class CheckResult:
 
     def as_dict(self) -> dict:
         return {
-            "ok": not self.failed,
+            "ok": self.ok,
             "env": self.env,
             "families": self.families,
             "wall": round(self.wall, 3),
@@ -349,5 +367,4 @@ def run_check(s: Settings, *, family: str = "both", only: str = "", skip: str = 
             probes += hn.reply_source_probes(public, trackers, s.probe_timeout, s.probe_attempts)
         probes = select(probes, only, skip)
         results = p.run(probes)
-    wanted_public = any(x.group == "public" for x in probes)
-    return CheckResult(s.env, sorted(r.addresses), time.monotonic() - started, results, wanted_public)
+    return CheckResult(s.env, sorted(r.addresses), time.monotonic() - started, results, wants_public(only, skip))

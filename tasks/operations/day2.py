@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import time
 
+from tasks.commands import files
 from tasks.config.settings import Settings
 from tasks.errors import ConfigError, RollbackFailed, ToolError
 from tasks.facts import images, services
@@ -125,7 +126,7 @@ def down(ex: Executor, s: Settings, *, purge_data: bool) -> dict:
     with lock_mod.HostLock(ex, lay, env=s.env, command="app.down"):
         ex.run(store.compose_for(s, lay.current, "down", "--remove-orphans"))
         if purge_data:
-            ex.run(["rm", "-rf", "--", lay.storage])
+            ex.run(files.remove_tree_privileged(lay.storage))
         store.audit(ex, lay, {"event": "down", "env": s.env, "purge_data": purge_data})
     return {"ok": True, "purged": purge_data}
 

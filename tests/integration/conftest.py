@@ -9,6 +9,7 @@ from __future__ import annotations
 import importlib.util
 import json
 import os
+import random
 import socket
 import subprocess
 import sys
@@ -56,10 +57,41 @@ def images() -> dict[str, str]:
     return _load_builder().build_images()
 
 
+EPHEMERAL_LOW = int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
+_handed_out: set[int] = set()
+
+
+def _bindable(port: int) -> bool:
+    """Free for TCP and UDP on every IPv4 and IPv6 address (what a published port binds)."""
+    for family, address in ((socket.AF_INET, "0.0.0.0"), (socket.AF_INET6, "::")):
+        for kind in (socket.SOCK_STREAM, socket.SOCK_DGRAM):
+            try:
+                s = socket.socket(family, kind)
+            except OSError:  # no IPv6 on this machine: nothing to collide with there
+                continue
+            with s:
+                if family == socket.AF_INET6:
+                    s.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
+                try:
+                    s.bind((address, port))
+                except OSError:
+                    return False
+    return True
+
+
 def free_port(kind: int = socket.SOCK_STREAM) -> int:
-    with socket.socket(socket.AF_INET, kind) as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+    """A port free for TCP and UDP, chosen below the kernel's ephemeral range (`kind` is
+    kept for the callers; both are checked). The kernel hands ephemeral ports to client
+    sockets, and docker-proxy holds one per UDP client for 90 s: a published port taken
+    from that range could be taken by anyone while its container is stopped (a tracker
+    stopped for a backup then could not start again)."""
+    rng = random.SystemRandom()
+    for _ in range(500):
+        port = rng.randrange(20000, EPHEMERAL_LOW)
+        if port not in _handed_out and _bindable(port):
+            _handed_out.add(port)
+            return port
+    raise AssertionError(f"no free port between 20000 and {EPHEMERAL_LOW}")
 
 
 def local_env(root: Path, project: str, **extra: str) -> dict[str, str]:
@@ -133,7 +165,7 @@ class SSHHost:
         for m in extra_mounts:
             args += ["-v", m]
         docker(*args, self.image)
-        deadline = time.monotonic() + 30
+        deadline = time.monotonic() + 120  # a hang guard only
         while time.monotonic() < deadline:
             try:
                 with socket.create_connection(("127.0.0.1", self.port), timeout=1) as s:

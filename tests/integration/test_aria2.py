@@ -156,7 +156,7 @@ def test_aria2_seeds_over_udp_and_leeches_over_http(stack, clients, tmp_path, re
         "--bt-seed-unverified=true",
         "--check-integrity=true",
     )
-    deadline = time.monotonic() + 20
+    deadline = time.monotonic() + 120  # a hang guard only
     while (now := stats())["seeders"] < 1:
         assert seeder.poll() is None, f"seeder exited {seeder.returncode}:\n{clients.log(seeder)}"
         assert time.monotonic() < deadline, f"the seeder never announced over UDP: {now}\n{clients.log(seeder)}"

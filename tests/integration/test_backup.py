@@ -1,8 +1,11 @@
 """Backups end to end: real MariaDB in the deployed stack, through the SSH test host.
 
-One deployment (MySQL, backups on) is shared by the module; the tests run in order:
-back up, restore every row, refuse damaged backups, restore drills, a full disk, a
-dropped connection, retention, the cron entry, and the entry's removal.
+One deployment (MySQL, backups on) is shared by the module and its tests run in file
+order (back up, restore every row, refuse damaged backups, restore drills, a full disk,
+a tracker that cannot start again, a dropped connection, retention, the cron entry, its
+removal), but each test takes what it needs itself (its own backup, the row counts of
+the moment) and undoes what it injects in `finally` (a lock, a filled disk, a stopped
+tracker), so any test runs alone with -k and one fault shows as one failure.
 """
 
 from __future__ import annotations
@@ -10,14 +13,20 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import socket
 import subprocess
+import sys
 import time
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
 
+from tests.conftest import ROOT, clean_environ
+from tests.integration.cmdlines import CmdlineWatcher, secrets_in
 from tests.integration.conftest import SSHHost, docker, free_port
-from tests.integration.test_deploy import STRONG, Deployment
+from tests.integration.test_deploy import STRONG, Deployment, secrets_found
+from tests.integration.waiting import wait_for
 
 SMALL_DIR = "/small-backups"  # a 6 MiB tmpfs inside the SSH host: the "full disk"
 TABLES_SQL = """
@@ -25,45 +34,16 @@ INSERT INTO torrents (info_hash, completed) SELECT SHA1(seq), seq % 97 FROM seq_
 INSERT INTO whitelist (info_hash) SELECT SHA1(CONCAT('w', seq)) FROM seq_1_to_500;
 INSERT INTO `keys` (`key`, valid_until) SELECT MD5(seq), IF(seq % 3 = 0, NULL, 1700000000 + seq) FROM seq_1_to_200;
 """  # into the tracker's own tables (the stand-in creates them like the tracker does)
+TABLES = ("keys", "torrents", "whitelist")
+SCRIPT = "bin/torrust-backu[p]"  # pgrep pattern of the host script (never matches pgrep itself)
 
 
 class BackupDeployment(Deployment):
-    def sql(self, statement: str, check: bool = True) -> str:
-        """Run SQL in the stack's database container (password read inside it)."""
-        out = subprocess.run(
-            [
-                "docker",
-                "compose",
-                "--project-name",
-                self.project,
-                "exec",
-                "-T",
-                "mysql",
-                "sh",
-                "-c",
-                'MYSQL_PWD="$MYSQL_ROOT_PASSWORD" exec mysql -uroot -N -B "$MYSQL_DATABASE"',
-            ],
-            input=statement,
-            capture_output=True,
-            text=True,
-            timeout=120,
-            cwd=self.workdir,
-        )
-        if check:
-            assert out.returncode == 0, out.stderr
-        return out.stdout
-
     def rows(self) -> dict[str, str]:
-        return {t: self.sql(f"SELECT * FROM `{t}` ORDER BY id;") for t in ("torrents", "whitelist", "keys")}
+        return {t: self.sql(f"SELECT * FROM `{t}` ORDER BY id;") for t in TABLES}
 
-    def json_cli(self, *args: str, env: dict | None = None, timeout: int = 400) -> tuple[int, dict, str]:
-        res = self.cli(*args, "--json", env=env, timeout=timeout)
-        assert "Traceback" not in res.stderr, res.stderr
-        try:
-            doc = json.loads(res.stdout)
-        except json.JSONDecodeError:
-            doc = {}
-        return res.returncode, doc, res.stderr
+    def counts(self) -> dict[str, int]:
+        return {t: int(self.sql(f"SELECT COUNT(*) FROM `{t}`;")) for t in TABLES}
 
     def backup(self, *flags: str, env: dict | None = None) -> dict:
         code, doc, err = self.json_cli("app.backup", *flags, env=env)
@@ -83,7 +63,54 @@ class BackupDeployment(Deployment):
         return self.root / "backups"
 
     def tracker_started(self) -> str:
-        return self.containers()["tracker"][1]
+        containers = self.containers()
+        assert "tracker" in containers, self.service_report("tracker")
+        return containers["tracker"][1]
+
+    def host_alive(self, pid: int) -> bool:
+        r = docker("exec", self.host.name, "test", "-d", f"/proc/{pid}", check=False)
+        assert r.returncode in (0, 1), f"docker exec failed ({r.returncode}): {r.stderr}"
+        return r.returncode == 0
+
+    def waiting_for_a_table_lock(self) -> int:
+        """Queries of other sessions waiting for a table lock (MySQL's processlist)."""
+        return int(
+            self.sql(
+                "SELECT COUNT(*) FROM information_schema.processlist "
+                "WHERE state LIKE 'Waiting for table%' AND id <> CONNECTION_ID();"
+            )
+        )
+
+
+class TableLock:
+    """A MySQL session holding `LOCK TABLES <table> WRITE` for the block: whatever reads
+    the table (the backup's row count, mysqldump) waits until the block ends."""
+
+    def __init__(self, bdep: BackupDeployment, table: str):
+        self.bdep, self.table = bdep, table
+
+    def __enter__(self) -> TableLock:
+        self.proc = subprocess.Popen(
+            self.bdep.mysql("--unbuffered"),
+            cwd=self.bdep.workdir,
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        self.proc.stdin.write(f"LOCK TABLES `{self.table}` WRITE; SELECT 'locked';\n")
+        self.proc.stdin.flush()
+        line = self.proc.stdout.readline()
+        assert line.strip() == "locked", f"no table lock: {line!r} {self.proc.stderr.read()}"
+        return self
+
+    def __exit__(self, *exc) -> None:
+        try:
+            self.proc.stdin.write("UNLOCK TABLES;\n")
+            self.proc.stdin.close()
+        except OSError:
+            pass
+        self.proc.wait(timeout=120)
 
 
 @pytest.fixture(scope="module")
@@ -132,6 +159,10 @@ def bdep(images, tmp_path_factory):
             docker("rm", "-f", name, check=False)
 
 
+def _id_time(backup_id: str) -> float:
+    return datetime.strptime(backup_id[:16], "%Y%m%dT%H%M%SZ").replace(tzinfo=UTC).timestamp()
+
+
 def test_backup_writes_a_complete_checksummed_backup(bdep):
     # a certificate store as Caddy leaves it: root-owned, private (TLS is off in this stack)
     certs = bdep.root / "storage/proxy/data/caddy/certificates"
@@ -139,32 +170,34 @@ def test_backup_writes_a_complete_checksummed_backup(bdep):
         f"mkdir -p {certs} && echo KEY > {certs}/site.key && chmod -R go-rwx {bdep.root}/storage/proxy/data",
         user="root",
     )
+    counts, before = bdep.counts(), [r["id"] for r in bdep.listed()]
     doc = bdep.backup()
-    assert doc["ok"] and {t: doc["tables"][t] for t in ("keys", "torrents", "whitelist")} == {
-        "keys": 200,
-        "torrents": 3000,
-        "whitelist": 500,
-    }
+    assert doc["ok"] and {t: doc["tables"][t] for t in TABLES} == counts
     b = bdep.backups_dir / doc["id"]
     manifest = json.loads((b / "manifest.json").read_text())
     names = {f["path"] for f in manifest["files"]}
-    assert {"database.sql.zst", "release.tar.gz"} <= names  # zstd: the default, on the host
-    assert "proxy-data.tar.gz" in names  # the certificate store (root-owned: read through sudo)
+    assert names == {"database.sql.zst", "release.tar.gz", "proxy-data.tar.gz"}  # zstd: the default, on the host
     members = subprocess.run(["tar", "-tzf", str(b / "proxy-data.tar.gz")], capture_output=True, text=True).stdout
-    assert "./caddy/certificates/site.key" in members.split()
+    assert "./caddy/certificates/site.key" in members.split()  # root-owned: read through sudo
     release = subprocess.run(["tar", "-tzf", str(b / "release.tar.gz")], capture_output=True, text=True).stdout
     assert "./.env" in release.split() and "./compose.yaml" in release.split()
     for f in manifest["files"]:
         assert (b / f["path"]).stat().st_size == f["size"]
         assert oct((b / f["path"]).stat().st_mode)[-3:] == "600"
-    assert manifest["release"] == bdep.current() and manifest["database"]["tables"]["torrents"] == 3000
+    assert manifest["release"] == bdep.current() and manifest["database"]["tables"] == doc["tables"]
     assert manifest["tools"]["mysqldump"].startswith("mysqldump") and manifest["started"] <= manifest["finished"]
     assert not [p for p in bdep.backups_dir.iterdir() if p.name.startswith(".")]
     assert not (bdep.root / "deploy.lock").exists()
-    assert bdep.audit()[-1]["event"] == "backup" and bdep.audit()[-1]["backup"] == doc["id"]
+    last = bdep.audit()[-1]
+    assert (last["event"], last["result"], last["backup"], last["release"]) == (
+        "backup", "ok", doc["id"], bdep.current()
+    )  # fmt: skip
+    asked = time.time()
     listed = bdep.listed()
-    assert [r["id"] for r in listed] == [doc["id"], bdep.baseline] and listed[0]["verified"] is None
-    assert 0 <= listed[0]["age_seconds"] < 600
+    answered = time.time()
+    assert [r["id"] for r in listed] == sorted([doc["id"], *before], reverse=True)[: len(listed)]
+    assert listed[0]["id"] == doc["id"] and listed[0]["verified"] is None and listed[0]["reason"] == "manual"
+    assert int(asked - _id_time(doc["id"])) - 1 <= listed[0]["age_seconds"] <= int(answered - _id_time(doc["id"])) + 1
 
 
 def test_restore_brings_back_every_row(bdep):
@@ -182,41 +215,53 @@ def test_restore_brings_back_every_row(bdep):
     safety = out["safety_backup"]
     assert safety and (bdep.backups_dir / safety / "manifest.json").is_file()
     assert json.loads((bdep.backups_dir / safety / "manifest.json").read_text())["database"]["tables"]["extra"] == 0
-    assert "probes" in out and bdep.containers()["tracker"]
-    assert bdep.audit()[-1]["event"] == "restore" and bdep.audit()[-1]["result"] == "ok"
+    assert "probes" in out and bdep.state_of("tracker") == "running/healthy"
+    last = bdep.audit()[-1]
+    assert (last["event"], last["result"], last["backup"], last["safety"]) == ("restore", "ok", doc["id"], safety)
     assert not (bdep.root / "deploy.lock").exists()
 
 
 def test_restore_needs_yes_under_ci(bdep):
-    newest = bdep.listed()[0]["id"]
+    newest = bdep.backup()["id"]
+    rows, started = bdep.rows(), bdep.tracker_started()
     code, doc, err = bdep.json_cli("app.restore", "--id", newest, env={"CI": "1"})
     assert code == 5 and "--yes" in err and doc["ok"] is False
+    assert bdep.rows() == rows and bdep.tracker_started() == started
 
 
-@pytest.mark.parametrize("damage", ["flip", "truncate", "missing"])
+DAMAGE = {  # what the check names for each kind of damage
+    "flip": "{name}: sha256 differs from the manifest",
+    "truncate": "{name}: size {half}, manifest says {size}",
+    "missing": "{name}: missing",
+}
+
+
+@pytest.mark.parametrize("damage", sorted(DAMAGE))
 def test_damaged_backup_is_refused_before_anything_is_touched(bdep, damage):
     doc = bdep.backup()
     b = bdep.backups_dir / doc["id"]
-    victim = next(b.glob("database.sql.*")) if damage != "missing" else b / "release.tar.gz"
-    if damage == "flip":
-        data = bytearray(victim.read_bytes())
-        data[len(data) // 2] ^= 0xFF
-        victim.write_bytes(bytes(data))
-    elif damage == "truncate":
-        with open(victim, "r+b") as fh:
-            fh.truncate(victim.stat().st_size // 2)
-    else:
-        victim.unlink()
-    bdep.sql(f"INSERT INTO whitelist (info_hash) VALUES (SHA1('after the backup {damage}'));")
-    rows, started, count = bdep.rows(), bdep.tracker_started(), len(bdep.listed())
-    code, out, err = bdep.json_cli("app.restore", "--id", doc["id"], "--yes")
-    assert code == 52, err
-    assert victim.name in out["message"] and (
-        "sha256" in out["message"] or "size" in out["message"] or "missing" in out["message"]
-    )
-    assert bdep.rows() == rows and bdep.tracker_started() == started  # not even stopped
-    assert len(bdep.listed()) == count  # no safety backup was taken either
-    shutil.rmtree(b)
+    try:
+        victim = next(b.glob("database.sql.*")) if damage != "missing" else b / "release.tar.gz"
+        size = victim.stat().st_size
+        if damage == "flip":
+            data = bytearray(victim.read_bytes())
+            data[len(data) // 2] ^= 0xFF
+            victim.write_bytes(bytes(data))
+        elif damage == "truncate":
+            with open(victim, "r+b") as fh:
+                fh.truncate(size // 2)
+        else:
+            victim.unlink()
+        bdep.sql(f"INSERT INTO whitelist (info_hash) VALUES (SHA1('after the backup {damage}'));")
+        rows, started, count = bdep.rows(), bdep.tracker_started(), len(bdep.listed())
+        code, out, err = bdep.json_cli("app.restore", "--id", doc["id"], "--yes")
+        assert code == 52, err
+        expected = DAMAGE[damage].format(name=victim.name, half=size // 2, size=size)
+        assert out["message"] == f"backup {doc['id']} is damaged: {expected}", out
+        assert bdep.rows() == rows and bdep.tracker_started() == started  # not even stopped
+        assert len(bdep.listed()) == count  # no safety backup was taken either
+    finally:
+        shutil.rmtree(b)
 
 
 def _forge(bdep, source_id: str, new_id: str, mutate) -> Path:
@@ -243,10 +288,11 @@ def _rehash(dst: Path, manifest: dict, name: str) -> None:
 
 
 def test_verify_drill_passes_a_good_backup_and_catches_bad_ones(bdep):
+    torrents = bdep.counts()["torrents"]
     good = bdep.backup()["id"]
     code, out, err = bdep.json_cli("app.backup-verify", "--id", good)
     assert code == 0, err
-    assert out["tables"]["torrents"] == 3000
+    assert out["tables"]["torrents"] == torrents
     assert {r["id"]: r["verified"] for r in bdep.listed()}[good] is True
 
     def bad_sql(dst: Path, manifest: dict) -> None:  # intact checksums, a dump that does not load
@@ -259,16 +305,19 @@ def test_verify_drill_passes_a_good_backup_and_catches_bad_ones(bdep):
         manifest["database"]["tables"]["torrents"] += 1
         manifest["database"]["tables_before"]["torrents"] += 1
 
+    counted = f"table torrents: {torrents} rows restored, manifest says {torrents + 1}"
     for bad_id, mutate, message in (
         ("20200101T000000Z-bad1", bad_sql, "loading the dump failed"),
-        ("20200101T000000Z-bad2", fewer_rows, "table torrents: 3000 rows restored, manifest says 3001"),
+        ("20200101T000000Z-bad2", fewer_rows, counted),
     ):
         dst = _forge(bdep, good, bad_id, mutate)
-        code, out, err = bdep.json_cli("app.backup-verify", "--id", bad_id)
-        assert code == 53, err
-        assert message in out["message"], out
-        assert {r["id"]: r["verified"] for r in bdep.listed()}[bad_id] is False
-        shutil.rmtree(dst)
+        try:
+            code, out, err = bdep.json_cli("app.backup-verify", "--id", bad_id)
+            assert code == 53, err
+            assert message in out["message"], out
+            assert {r["id"]: r["verified"] for r in bdep.listed()}[bad_id] is False
+        finally:
+            shutil.rmtree(dst)
     assert not docker("ps", "-aq", "--filter", f"name={bdep.project}-verify-").stdout.strip()  # scratch removed
 
 
@@ -298,98 +347,123 @@ def test_download_then_restore_from_the_copy(bdep, tmp_path):
     assert (bdep.backups_dir / doc["id"] / "manifest.json").is_file()
 
 
+def _clear_small_dir(bdep) -> None:
+    bdep.sh(f"find {SMALL_DIR} -mindepth 1 -maxdepth 1 -exec rm -rf {{}} +")
+
+
 def test_full_disk_fails_cleanly_and_keeps_earlier_backups(bdep):
     small = {"TORRUST_BACKUP_DIR": SMALL_DIR}
-    first = bdep.backup(env=small)["id"]
-    # fill the tmpfs, leaving less than a backup needs
-    bdep.sh(f"dd if=/dev/zero of={SMALL_DIR}/filler bs=64k count=400 2>/dev/null; true")
-    bdep.sh(f"df -k {SMALL_DIR} | tail -1")
-    started = bdep.tracker_started()
-    code, out, err = bdep.json_cli("app.backup", "--stop-tracker", env=small)
-    assert code == 50, err
-    assert "tracker" in bdep.containers() and bdep.tracker_started() != started  # stopped, then started again
-    assert "No space left on device" in out["message"], out
-    assert [r["id"] for r in bdep.listed(env=small)] == [first]
-    names = bdep.sh(f"ls -A {SMALL_DIR}").stdout.split()
-    assert sorted(names) == sorted([first, "filler"]), names  # no .tmp-* left behind
-    check = bdep.sh(f"{bdep.root}/current/bin/torrust-backup check {first} --dir {SMALL_DIR} --json", check=False)
-    assert check.returncode == 0 and json.loads(check.stdout)["ok"], check.stdout + check.stderr
-    assert not (bdep.root / "deploy.lock").exists()
+    _clear_small_dir(bdep)
+    try:
+        first = bdep.backup(env=small)["id"]
+        # fill the tmpfs, leaving less than a backup needs
+        bdep.sh(f"dd if=/dev/zero of={SMALL_DIR}/filler bs=64k count=400 2>/dev/null; true")
+        started = bdep.tracker_started()
+        code, out, err = bdep.json_cli("app.backup", "--stop-tracker", env=small)
+        assert code == 50, err
+        assert "No space left on device" in out["message"], out
+        # stopped, then started again: running and healthy when the task returns
+        assert bdep.state_of("tracker") == "running/healthy", bdep.service_report("tracker")
+        assert bdep.tracker_started() != started
+        assert "did not start again" not in out["message"], out
+        assert [r["id"] for r in bdep.listed(env=small)] == [first]
+        names = bdep.sh(f"ls -A {SMALL_DIR}").stdout.split()
+        assert sorted(names) == sorted([first, "filler"]), names  # no .tmp-* left behind
+        check = bdep.sh(f"{bdep.root}/current/bin/torrust-backup check {first} --dir {SMALL_DIR} --json", check=False)
+        assert check.returncode == 0 and json.loads(check.stdout)["ok"], check.stdout + check.stderr
+        assert not (bdep.root / "deploy.lock").exists()
+    finally:
+        _clear_small_dir(bdep)
+        bdep.ensure_running("tracker")
+
+
+def test_a_tracker_that_cannot_start_again_is_reported(bdep):
+    """The host script checks that the tracker it stopped runs again (it used to ignore
+    `compose start` failing): here its UDP port is taken while it is stopped, so Docker
+    cannot start it; the task fails naming why, keeps no backup, and the tracker starts
+    once the port is free."""
+    before, started = [r["id"] for r in bdep.listed()], bdep.tracker_started()
+    squatter = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    proc = None
+    try:
+        with TableLock(bdep, "whitelist"):  # the copy waits while the port is taken
+            proc = subprocess.Popen(
+                [sys.executable, str(ROOT / "tasks.py"), "app.backup", "--stop-tracker", "--json", "--env", "e2e"],
+                cwd=bdep.workdir,
+                env=clean_environ(**bdep.env),
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+                stdin=subprocess.DEVNULL,
+                text=True,
+            )
+            wait_for(lambda: bdep.state_of("tracker").startswith("exited"), "the script to stop the tracker")
+            squatter.bind(("0.0.0.0", bdep.udp_port))  # where Docker publishes it
+            wait_for(bdep.waiting_for_a_table_lock, "the backup to wait for the table lock")
+        out, err = proc.communicate(timeout=400)
+        assert proc.returncode == 50, err
+        doc = json.loads(out)
+        assert "the tracker did not start again (`compose start tracker` failed 3 times)" in doc["message"], doc
+        assert "address already in use" in doc["message"], doc
+        assert bdep.state_of("tracker").startswith("exited/")  # what the message says
+        assert [r["id"] for r in bdep.listed()] == before  # nothing partial kept
+        last = bdep.audit()[-1]
+        assert (last["event"], last["result"]) == ("backup", "failed") and "did not start again" in last["error"]
+        assert not (bdep.root / "deploy.lock").exists()
+    finally:
+        squatter.close()
+        if proc is not None:
+            proc.kill()
+            proc.wait()
+        bdep.ensure_running("tracker")
+    assert bdep.tracker_started() != started
 
 
 def test_dropped_connection_during_a_backup(bdep):
+    """The connection drops while the host script waits for the database: the script
+    outlives it, keeps the lock live (its worker pid) and releases it when it ends."""
     before = {r["id"] for r in bdep.listed()}
-    # hold a table lock for a few seconds: the backup blocks in its database step
-    holder = subprocess.Popen(
-        [
-            "docker",
-            "compose",
-            "--project-name",
-            bdep.project,
-            "exec",
-            "-T",
-            "mysql",
-            "sh",
-            "-c",
-            'MYSQL_PWD="$MYSQL_ROOT_PASSWORD" exec mysql -uroot "$MYSQL_DATABASE" '
-            '-e "LOCK TABLES whitelist WRITE; DO SLEEP(8); UNLOCK TABLES;"',
-        ],
-        cwd=bdep.workdir,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    time.sleep(1)
-    proc = subprocess.Popen(
-        [*bdep_cli_argv(bdep), "app.backup", "--json", "--env", "e2e"],
-        cwd=bdep.workdir,
-        env=bdep_env(bdep),
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-    deadline = time.monotonic() + 30
-    while bdep.sh("pgrep -f 'bin/torrust-backu[p] backup'", check=False).returncode != 0:
-        assert time.monotonic() < deadline and proc.poll() is None, "the backup never started"
-        time.sleep(0.1)
-    docker("exec", bdep.host.name, "pkill", "-KILL", "-f", "sshd: torrust", check=False)
-    _out, err = proc.communicate(timeout=60)
-    assert proc.returncode != 0 and "Traceback" not in err, err
-    if bdep.sh("pgrep -f 'bin/torrust-backu[p] backup'", check=False).returncode == 0:
-        # the script outlived the connection: the lock stays live (its worker pid), not stale
-        code, lock, _ = bdep.json_cli("app.lock")
-        assert lock["held"] and not lock["stale"] and lock["info"]["worker_pid"], lock
-    holder.wait(timeout=30)
-    deadline = time.monotonic() + 60  # the host script outlives the connection, then ends
-    while bdep.sh("pgrep -f 'bin/torrust-backu[p]'", check=False).returncode == 0:
-        assert time.monotonic() < deadline
-        time.sleep(0.2)
-    code, lock, _ = bdep.json_cli("app.lock")
-    assert code == 0 and (not lock["held"] or lock["stale"]), lock
-    if lock["held"]:
-        assert bdep.json_cli("app.backup", "--force-unlock")[0] == 0
-    assert not [p.name for p in bdep.backups_dir.iterdir() if p.name.startswith(".")]
-    for row in bdep.listed():
-        if row["id"] not in before:  # a backup the orphaned script finished is complete
-            check = bdep.sh(f"{bdep.root}/current/bin/torrust-backup check {row['id']} --json", check=False)
-            assert check.returncode == 0, check.stdout
-
-
-def bdep_cli_argv(bdep) -> list[str]:
-    import sys
-
-    from tests.conftest import ROOT
-
-    return [sys.executable, str(ROOT / "tasks.py")]
-
-
-def bdep_env(bdep) -> dict:
-    from tests.conftest import clean_environ
-
-    return clean_environ(**bdep.env)
+    proc = None
+    try:
+        with TableLock(bdep, "whitelist"):  # the backup blocks in its database step
+            proc = subprocess.Popen(
+                [sys.executable, str(ROOT / "tasks.py"), "app.backup", "--json", "--env", "e2e"],
+                cwd=bdep.workdir,
+                env=clean_environ(**bdep.env),
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+                stdin=subprocess.DEVNULL,
+                text=True,
+            )
+            wait_for(bdep.waiting_for_a_table_lock, "the backup to wait for the table lock")
+            (script,) = bdep.host_pids(f"{SCRIPT} backup")
+            guard = bdep.lock()["info"]["guard_pid"]
+            docker("exec", bdep.host.name, "pkill", "-KILL", "-f", "sshd: torrust")
+            _out, err = proc.communicate(timeout=120)
+            assert proc.returncode == 13, err
+            assert "connection was lost while running torrust-backup backup" in err and "Traceback" not in err
+            # the session's guard ended with the connection; the script still waits
+            wait_for(lambda: not bdep.host_alive(guard), "the session's guard to end")
+            assert bdep.host_pids(f"{SCRIPT} backup") == [script]
+            lock = bdep.lock()
+            assert (lock["held"], lock["stale"]) == (True, False), lock
+            assert (lock["info"]["worker_pid"], lock["info"]["guard_pid"]) == (script, guard)
+        # the table is free: the script finishes its backup, then releases the lock itself
+        wait_for(lambda: not bdep.host_pids(SCRIPT), "the host script to end")
+        assert bdep.lock() == {"ok": True, "held": False, "stale": False, "info": {}}
+        new = [r for r in bdep.listed() if r["id"] not in before]
+        assert len(new) == 1 and new[0]["reason"] == "manual", new
+        check = bdep.sh(f"{bdep.root}/current/bin/torrust-backup check {new[0]['id']} --json", check=False)
+        assert check.returncode == 0, check.stdout
+        assert not [p.name for p in bdep.backups_dir.iterdir() if p.name.startswith(".")]
+    finally:
+        if proc is not None:
+            proc.kill()
+            proc.wait()
 
 
 def test_retention_keeps_what_it_must(bdep):
     d = bdep.root / "retention"
+    shutil.rmtree(d, ignore_errors=True)
     d.mkdir()
     os.chown(d, 1000, 1000)
     env = {"TORRUST_BACKUP_DIR": str(d)}
@@ -420,13 +494,15 @@ def test_cron_entry_is_installed_valid_and_runs_the_script(bdep):
     assert command.startswith(f"{bdep.root}/current/bin/torrust-backup backup >> ")
     # a live lock held by someone else: the scheduled run skips, creates nothing, says why
     (bdep.root / "deploy.lock").mkdir()
-    (bdep.root / "deploy.lock" / "info.json").write_text(
-        json.dumps({"holder": "x@y", "guard_pid": 1, "command": "app.deploy"})
-    )
-    before = {r["id"] for r in bdep.listed()}
-    assert bdep.sh(command, check=False).returncode == 3
-    assert {r["id"] for r in bdep.listed()} == before
-    shutil.rmtree(bdep.root / "deploy.lock")
+    try:
+        (bdep.root / "deploy.lock" / "info.json").write_text(
+            json.dumps({"holder": "x@y", "guard_pid": 1, "command": "app.deploy"})
+        )
+        before = {r["id"] for r in bdep.listed()}
+        assert bdep.sh(command, check=False).returncode == 3
+        assert {r["id"] for r in bdep.listed()} == before
+    finally:
+        shutil.rmtree(bdep.root / "deploy.lock")
     # the scheduled run takes the lock itself and leaves a complete backup and a log line
     assert bdep.sh(command, check=False).returncode == 0
     new = [r for r in bdep.listed() if r["id"] not in before]
@@ -437,28 +513,54 @@ def test_cron_entry_is_installed_valid_and_runs_the_script(bdep):
 
 
 def test_health_check_reports_the_backup_age(bdep, tmp_path):
+    newest = bdep.backup()["id"]
     code, doc, err = bdep.json_cli("health.check", "--only", "host")
     assert code == 0, err
     probe = next(p for p in doc["probes"] if p["name"] == "backup age")
-    assert probe["ok"] and "h old" in probe["detail"]
+    assert probe["ok"] and probe["detail"] == f"newest backup {newest} is 0.0 h old", probe
     empty = tmp_path / "none"
     code, doc, err = bdep.json_cli("health.check", "--only", "host", env={"TORRUST_BACKUP_DIR": str(empty)})
     probe = next(p for p in doc["probes"] if p["name"] == "backup age")
-    assert code == 40 and not probe["ok"] and "no backup" in probe["detail"]
+    assert code == 40 and not probe["ok"] and probe["detail"].startswith(f"no backup in {empty}; "), probe
+    assert [p["name"] for p in doc["probes"] if not p["ok"]] == ["backup age"]
+
+
+def test_no_secret_on_a_host_command_line_during_a_backup_and_a_restore(bdep):
+    """Issue #19, item 9: while a backup (tracker stopped for it) and a restore run, no
+    command line on the SSH host or in the stack's containers holds a secret, raw or
+    encoded; nor does any output, the backup log or a manifest."""
+    canary = "cmdline-canary-" + os.urandom(4).hex()
+    start = len(bdep.outputs)
+    with CmdlineWatcher() as seen:
+        doc = bdep.backup("--stop-tracker")
+        code, _out, err = bdep.json_cli("app.restore", "--id", doc["id"], "--yes", "--no-safety-backup")
+        assert code == 0, err
+        assert bdep.cli("app.exec", "--service", "mysql", "--command", f"sh -c 'sleep 0.1' {canary}").returncode == 0
+    assert seen.saw(canary), f"the watcher missed the canary in {seen.sweeps} sweeps"
+    assert any("torrust-backup restore" in line for line in seen.cmdlines)
+    assert any("mysqldump" in line for line in seen.cmdlines)
+    assert secrets_in(seen.cmdlines, STRONG) == []
+    assert secrets_found("\n".join(bdep.outputs[start:]) + _host_texts(bdep), STRONG) == []
+
+
+def _host_texts(bdep) -> str:
+    """What the host keeps as text about backups: the cron log (once cron ran) and every manifest."""
+    log = bdep.backups_dir / "backup.log"
+    texts = [log.read_text()] if log.exists() else []
+    texts += [m.read_text() for m in sorted(bdep.backups_dir.glob("*/manifest.json"))]
+    return "\n".join(texts)
 
 
 def test_secrets_never_in_output(bdep):
-    text = "\n".join(bdep.outputs) + (bdep.backups_dir / "backup.log").read_text()
-    for b in bdep.backups_dir.iterdir():
-        if (b / "manifest.json").is_file():
-            text += (b / "manifest.json").read_text()
-    for secret in STRONG.values():
-        assert secret not in text
+    bdep.backup()
+    bdep.listed()
+    assert secrets_found("\n".join(bdep.outputs) + _host_texts(bdep), STRONG) == []
 
 
 def test_backups_off_removes_the_cron_entry(bdep):
-    code, out = bdep.deploy(env={"TORRUST_BACKUP": "false"})
+    bdep.env["TORRUST_BACKUP"] = "false"  # the module's settings from now on
+    code, out = bdep.deploy()
     assert code == 6 and out["removals"] == ["backup-cron"], out["_stderr"]  # never silently (issue #15)
-    code, out = bdep.deploy("--allow-removal", env={"TORRUST_BACKUP": "false"})
+    code, out = bdep.deploy("--allow-removal")
     assert code == 0 and out["status"] == "deployed" and out["removed"] == ["backup-cron"], out["_stderr"]
     assert bdep.sh(f"test -e /etc/cron.d/torrust-backup-{bdep.project}", check=False).returncode == 1

@@ -1,7 +1,7 @@
-"""The host script with SQLite, on this machine (no SSH, no containers needed): an online
-copy through the backup API, a restore drill, a restore, and the tracker always started
-again after `--stop-tracker`. Docker Compose is real; the project has no containers, so
-`stop`/`start` of the tracker act on nothing (and `start` fails, which must not matter)."""
+"""The host script with SQLite, on this machine (no SSH): an online copy through the
+backup API, a restore drill and a restore with no containers at all (nothing to stop or
+start), and with the rendered stack running, the tracker always started again after
+`--stop-tracker`, and waited for, even when the copy fails. Docker Compose is real."""
 
 from __future__ import annotations
 
@@ -60,25 +60,48 @@ def test_sqlite_online_backup_verify_and_restore(sqlite_release):
     again.close()
 
 
-def test_stop_tracker_always_starts_it_again(sqlite_release, tmp_path):
-    root, db, con = sqlite_release
+def _tracker(project: str) -> tuple[str, str]:
+    """(status/health, started at) of the project's tracker container."""
+    cid = subprocess.run(
+        ["docker", "ps", "-aq", "--filter", f"label=com.docker.compose.project={project}",
+         "--filter", "label=com.docker.compose.service=tracker"],
+        capture_output=True, text=True, check=True,
+    ).stdout.split()  # fmt: skip
+    assert len(cid) == 1, cid
+    fmt = "{{.State.Status}}/{{if .State.Health}}{{.State.Health.Status}}{{end}} {{.State.StartedAt}}"
+    out = subprocess.run(["docker", "inspect", "--format", fmt, cid[0]], capture_output=True, text=True, check=True)
+    state, started = out.stdout.split()
+    return state, started
+
+
+def test_stop_tracker_always_starts_it_again(rendered_stack, tmp_path):
+    root, project = rendered_stack.root, rendered_stack.settings.compose_project
+    state, started = _tracker(project)
+    assert state == "running/healthy"
     log = tmp_path / "calls"
     fake = tmp_path / "bin"
     fake.mkdir()
     # a recording `docker` in front of the real one: what matters is the order of calls
     (fake / "docker").write_text(f'#!/bin/sh\necho "$*" >> {log}\nexec /usr/bin/docker "$@"\n')
     (fake / "docker").chmod(0o755)
-    db.unlink()  # the copy fails: no database
-    con.close()
+    db = root / "storage/tracker/lib/database/sqlite3.db"
+    assert db.is_file()
+    db.rename(db.with_name("elsewhere.db"))  # the copy fails: no database
     env = {"PATH": f"{fake}:/usr/local/bin:/usr/bin:/bin"}
     p = subprocess.run(
         [str(root / "current/bin/torrust-backup"), "backup", "--stop-tracker", "--json"],
         capture_output=True,
         text=True,
         env=env,
-        timeout=120,
+        timeout=300,
     )
-    assert p.returncode == 4 and "does not exist" in p.stdout
-    calls = [ln.split()[-2:] for ln in log.read_text().splitlines()]
+    assert p.returncode == 4, p.stderr
+    error = json.loads(p.stdout.strip().splitlines()[-1])["error"]
+    assert error == f"the SQLite database {db} does not exist", error
+    calls = [ln.split()[-2:] for ln in log.read_text().splitlines() if " compose " in f" {ln} "]
     assert calls == [["stop", "tracker"], ["start", "tracker"]]
+    # started again, and running and healthy when the script returns
+    state, started_again = _tracker(project)
+    assert state == "running/healthy" and started_again != started, p.stderr
+    assert "the tracker is running and healthy" in p.stderr
     assert not [x for x in (root / "backups").iterdir() if x.name != "backup.log"]

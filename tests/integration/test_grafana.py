@@ -44,7 +44,7 @@ def test_grafana_is_provisioned_reachable_through_the_proxy_and_probed(local_sta
     health = requests.get(f"{via_proxy}/api/health", headers=host, timeout=5)
     assert health.status_code == 200 and health.json()["database"] == "ok"
     # the provisioned datasource reaches Prometheus over the metrics network
-    deadline = time.monotonic() + 60
+    deadline = time.monotonic() + 180  # a hang guard only
     while True:
         ds = requests.get(f"{via_proxy}/standin/datasource", headers=host, timeout=5)
         if ds.status_code == 200 or time.monotonic() > deadline:

@@ -1,15 +1,18 @@
 """The provision flow end to end, with a STAND-IN for OpenTofu (tests/standins/tofu)
 whose outputs point at the real SSH test host, whose readiness each test controls.
 
-In order: a failed apply and its re-run (no server thrown away), every distinct wait
+In file order: a failed apply and its re-run (no server thrown away), every distinct wait
 error, the ready host with its key recorded, app.deploy to the recorded host, destroy;
-then register and bootstrap of a server you already own.
+then register and bootstrap of a server you already own. Each test first puts the server
+where it needs it (`Flow.applied`, `booted`, `stopped`, `destroyed`), so any test also
+runs alone with -k.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import shutil
 import socket
 import subprocess
 import sys
@@ -128,6 +131,43 @@ class Flow:
             )
         return keys["ed25519_public"]
 
+    # -------------------------------------------- where a test starts (any test runs alone)
+    def applied(self) -> None:
+        """The server created and recorded (infra.apply ran)."""
+        state = self.cwd / ".torrust/prov/infra/hetzner/terraform.tfstate"
+        if state.exists() and "server" in self.state["resources"] and (self.cwd / ".torrust/prov/host.env").exists():
+            return
+        res = self.cli("infra.apply", "--no-wait")
+        assert res.returncode == 0, res.stderr
+
+    def destroyed(self) -> None:
+        state = self.cwd / ".torrust/prov/infra/hetzner/terraform.tfstate"
+        if state.exists() and self.state["resources"]:
+            res = self.cli("infra.destroy", "--yes")
+            assert res.returncode == 0, res.stderr
+
+    def running(self) -> bool:
+        r = docker("inspect", "--format", "{{.State.Running}}", self.host.name, check=False)
+        return r.stdout.strip() == "true"
+
+    def stopped(self) -> None:
+        """sshd down: nothing listens on the server's SSH port."""
+        if self.running():
+            self.host.stop()
+
+    def booted(self, *, key: bool = False) -> None:
+        """The server up with the host key of its user-data, no trace of cloud-init (a test
+        writes the ones it needs); `key`: the deploy key installed."""
+        self.applied()
+        wanted = self.user_data_host_key()["ed25519_public"].split()[:2]
+        pub = self.host.run_dir / "host_keys" / "ssh_host_ed25519_key.pub"
+        if not self.running() or not pub.exists() or pub.read_text().split()[:2] != wanted:
+            self.boot_from_user_data()
+        self.on_host("rm -rf /var/lib/cloud /var/lib/torrust /var/log/cloud-init-output.log")
+        if key:
+            deploy_key = (self.host.workdir / "id_deploy.pub").read_text().strip()
+            self.on_host(f"echo '{deploy_key}' > /home/torrust/.ssh/authorized_keys")
+
     def secrets_seen(self) -> list[str]:
         """Lines of the generated private host key found in any output so far."""
         lines = [ln for ln in self.user_data_host_key()["ed25519_private"].splitlines() if not ln.startswith("-----")]
@@ -176,6 +216,7 @@ def test_apply_failing_midway_then_rerun_continues(flow):
 def test_apply_pins_the_generated_host_key_before_any_connection(flow):
     """Finding 11: the server's host key is the one the tool put into its user-data, and
     it is in known_hosts before anything connects (the SSH host has not even started)."""
+    flow.applied()
     public = flow.user_data_host_key()["ed25519_public"]
     assert flow.known_hosts() == f"[127.0.0.1]:{flow.host.port} {public}\n"
     assert oct((flow.cwd / ".torrust/prov/known_hosts").stat().st_mode)[-3:] == "600"
@@ -188,6 +229,7 @@ def test_apply_pins_the_generated_host_key_before_any_connection(flow):
 
 
 def test_settings_take_the_recorded_host(flow):
+    flow.applied()
     res = flow.cli("app.settings", "--json")
     assert res.returncode == 0, res.stderr
     rows = {r["name"]: r for r in json.loads(res.stdout)["settings"]}
@@ -196,12 +238,15 @@ def test_settings_take_the_recorded_host(flow):
 
 
 def test_wait_refused_while_sshd_is_down(flow):
+    flow.applied()
+    flow.stopped()
     res = flow.cli("infra.wait")
     assert res.returncode == 64, res.stderr
     assert "refused connections" in res.stderr
 
 
 def test_wait_unreachable_when_nothing_speaks_ssh(flow):
+    flow.applied()
     silent = socket.socket()
     silent.bind(("127.0.0.1", 0))
     silent.listen(8)  # the kernel accepts; nobody sends an SSH banner
@@ -217,7 +262,10 @@ def test_a_server_with_another_host_key_is_refused_at_first_contact(flow):
     """Finding 11: whoever answers at the server's address with another key (someone in
     between, or not our server) is refused at once, before authentication. Before the
     fix infra.wait trusted the first key it saw and recorded it."""
+    flow.applied()
+    flow.stopped()
     pinned = flow.known_hosts()
+    flow.host.new_host_key()
     flow.host.start()  # its own random host key, not the one from the user-data
     try:
         res = flow.cli("infra.wait")
@@ -229,6 +277,7 @@ def test_a_server_with_another_host_key_is_refused_at_first_contact(flow):
 
 
 def test_wait_auth_refused_until_the_key_is_installed(flow):
+    flow.applied()
     public = flow.boot_from_user_data()
     res = flow.cli("infra.wait")
     assert res.returncode == 65, res.stderr
@@ -238,17 +287,15 @@ def test_wait_auth_refused_until_the_key_is_installed(flow):
 
 
 def test_wait_cloud_init_still_running(flow):
-    pub = (flow.host.workdir / "id_deploy.pub").read_text().strip()
-    flow.on_host(
-        f"echo '{pub}' > /home/torrust/.ssh/authorized_keys && mkdir -p /var/lib/cloud/instance "
-        "&& echo 'Setting up docker.io ...' > /var/log/cloud-init-output.log"
-    )
+    flow.booted(key=True)
+    flow.on_host("mkdir -p /var/lib/cloud/instance && echo 'Setting up docker.io ...' > /var/log/cloud-init-output.log")
     res = flow.cli("infra.wait")
     assert res.returncode == 66, res.stderr
     assert "still running" in res.stderr and "Setting up docker.io" in res.stderr
 
 
 def test_wait_cloud_init_failed_shows_the_log_tail(flow):
+    flow.booted(key=True)
     flow.on_host(
         "mkdir -p /var/lib/cloud/data && echo 'E: Unable to locate package docker-compose-v2' "
         ">> /var/log/cloud-init-output.log && printf '%s' "
@@ -261,14 +308,22 @@ def test_wait_cloud_init_failed_shows_the_log_tail(flow):
 
 
 def test_wait_done_without_marker_is_a_failure(flow):
-    flow.on_host("""printf '%s' '{"v1": {"datasource": "x", "errors": []}}' > /var/lib/cloud/data/result.json""")
+    flow.booted(key=True)
+    flow.on_host(
+        """mkdir -p /var/lib/cloud/data && printf '%s' '{"v1": {"datasource": "x", "errors": []}}' """
+        "> /var/lib/cloud/data/result.json"
+    )
     res = flow.cli("infra.wait")
     assert res.returncode == 67, res.stderr
     assert "did not write /var/lib/torrust/host-ready" in res.stderr
 
 
 def test_wait_ready_then_deploy_to_the_recorded_host(flow):
-    flow.on_host("mkdir -p /var/lib/torrust && echo ok > /var/lib/torrust/host-ready")
+    flow.booted(key=True)
+    flow.on_host(
+        """mkdir -p /var/lib/cloud/data && printf '%s' '{"v1": {"datasource": "x", "errors": []}}' """
+        "> /var/lib/cloud/data/result.json && mkdir -p /var/lib/torrust && echo ok > /var/lib/torrust/host-ready"
+    )
     res = flow.cli("infra.wait", "--json")
     assert res.returncode == 0, res.stderr
     assert json.loads(res.stdout)["cloud_init"] == "done"
@@ -278,6 +333,7 @@ def test_wait_ready_then_deploy_to_the_recorded_host(flow):
 
 
 def test_plan_output_never_shows_the_token(flow):
+    flow.applied()
     res = flow.cli("infra.plan")
     assert res.returncode == 0, res.stderr
     assert "provider token in use: ***" in res.stdout and TOKEN not in res.stdout + res.stderr
@@ -285,6 +341,7 @@ def test_plan_output_never_shows_the_token(flow):
 
 
 def test_ssh_status_environments_providers(flow):
+    flow.booted(key=True)
     res = flow.cli("infra.ssh", "--print")
     assert res.returncode == 0, res.stderr
     known = flow.cwd / ".torrust/prov/known_hosts"
@@ -308,6 +365,7 @@ def test_ssh_status_environments_providers(flow):
 
 
 def test_changed_host_key_stops_the_wait_at_once(flow):
+    flow.applied()
     flow.restart_with_new_host_key()
     res = flow.cli("infra.wait")
     assert res.returncode == 12, res.stderr
@@ -315,13 +373,27 @@ def test_changed_host_key_stops_the_wait_at_once(flow):
 
 
 def test_destroy_needs_confirmation_and_respects_protection(flow):
+    flow.applied()
     res = flow.cli("infra.destroy")
     assert res.returncode == 5, res.stderr
-    res = flow.cli("infra.destroy", "--yes", env={"TORRUST_DELETION_PROTECTION": "true"})
+    protected = {"TORRUST_DELETION_PROTECTION": "true"}
+    res = flow.cli("infra.destroy", "--yes", env=protected)
     assert res.returncode == 62, res.stderr
+    assert "'prov' is protected (TORRUST_DELETION_PROTECTION=true)" in res.stderr and "--force-protected" in res.stderr
     assert "server" in flow.state["resources"]
-    res = flow.cli("infra.destroy", "--yes")
+    res = flow.cli("infra.destroy", "--force-protected", env={**protected, "CI": "1"})
+    assert res.returncode == 5 and "--yes" in res.stderr, res.stderr  # still a destructive action to confirm
+    assert "server" in flow.state["resources"]
+    # --force-protected passes the tool's own guard; Hetzner's protection (set at apply) still
+    # refuses until TORRUST_DELETION_PROTECTION=false is applied, as the hint says
+    res = flow.cli("infra.destroy", "--yes", "--force-protected", env=protected)
+    assert res.returncode == 60 and "server deletion is protected" in res.stderr, res.stderr
+    assert "server" in flow.state["resources"] and (flow.cwd / ".torrust/prov/host.env").exists()
+    res = flow.cli("infra.apply", "--no-wait")  # protection off at the provider
     assert res.returncode == 0, res.stderr
+    res = flow.cli("infra.destroy", "--yes", "--json")
+    assert res.returncode == 0, res.stderr
+    assert json.loads(res.stdout) == {"ok": True, "env": "prov", "destroyed": True}
     assert flow.state["resources"] == {}
     assert not (flow.cwd / ".torrust/prov/host.env").exists()
     assert f"[127.0.0.1]:{flow.host.port}" not in (flow.cwd / ".torrust/prov/known_hosts").read_text()
@@ -332,7 +404,30 @@ def test_destroy_needs_confirmation_and_respects_protection(flow):
     assert res.returncode == 0, res.stderr  # a re-run (e.g. after a failed destroy) is safe
 
 
+def test_force_protected_destroys_a_protected_server_the_provider_does_not_guard(flow):
+    """Issue #19, item 10: libvirt has no provider-side protection, so the tool's refusal is
+    the guard: without --force-protected nothing is destroyed, with it the server goes."""
+    env_file = (flow.cwd / ".env.prov").read_text().replace("TORRUST_PROVIDER=hetzner", "TORRUST_PROVIDER=libvirt")
+    (flow.cwd / ".env.lv").write_text(env_file + "TORRUST_DELETION_PROTECTION=true\n")
+    try:
+        res = flow.cli("infra.apply", "--no-wait", name="lv")
+        assert res.returncode == 0, res.stderr
+        state = flow.cwd / ".torrust/lv/infra/libvirt/terraform.tfstate"
+        assert "server" in json.loads(state.read_text())["resources"]
+        res = flow.cli("infra.destroy", "--yes", name="lv")
+        assert res.returncode == 62 and "'lv' is protected" in res.stderr, res.stderr
+        assert "server" in json.loads(state.read_text())["resources"]
+        res = flow.cli("infra.destroy", "--yes", "--force-protected", "--json", name="lv")
+        assert res.returncode == 0, res.stderr
+        assert json.loads(res.stdout) == {"ok": True, "env": "lv", "destroyed": True}
+        assert json.loads(state.read_text())["resources"] == {}
+        assert not (flow.cwd / ".torrust/lv/host.env").exists()
+    finally:
+        (flow.cwd / ".env.lv").unlink()
+
+
 def test_a_rebuilt_server_is_keyed_afresh_after_destroy(flow):
+    flow.destroyed()
     old_key = (flow.host.run_dir / "host_keys" / "ssh_host_ed25519_key.pub").read_text().split()[1]
     res = flow.cli("infra.apply", "--no-wait")
     assert res.returncode == 0, res.stderr
@@ -346,6 +441,8 @@ def test_a_rebuilt_server_is_keyed_afresh_after_destroy(flow):
 
 
 def test_the_token_never_reaches_a_file_or_output(flow):
+    flow.applied()
+    assert flow.cli("infra.plan").returncode == 0
     for p in (flow.cwd / ".torrust").rglob("*"):
         if p.is_file():
             assert TOKEN not in p.read_text(errors="replace"), p
@@ -359,7 +456,9 @@ def test_hetzner_without_token_is_refused(flow):
 
 
 # ------------------------------------------------------------ a server you already own
-def test_register_then_bootstrap_then_wait(flow):
+def _own(flow: Flow) -> tuple[str, ...]:
+    """The environment 'own': the SSH test host as a server you already own (not yet
+    registered); returns the register command."""
     own = {
         "TORRUST_DEPLOY_TARGET": "ssh",
         "TORRUST_PROVIDER": "existing",
@@ -371,13 +470,24 @@ def test_register_then_bootstrap_then_wait(flow):
         **STRONG,
     }
     (flow.cwd / ".env.own").write_text("".join(f"{k}={v}\n" for k, v in own.items()))
-    flow.on_host("rm -rf /var/lib/torrust /var/lib/cloud /run/cloud-init")
-    shown = subprocess.run(
+    shutil.rmtree(flow.cwd / ".torrust/own", ignore_errors=True)
+    return ("infra.register", "--host", "127.0.0.1", "--port", str(flow.host.port), "--json")
+
+
+def _shown(flow: Flow) -> str:
+    """The fingerprint of the host key the SSH test host shows (checked out of band)."""
+    return subprocess.run(
         ["ssh-keygen", "-lf", str(flow.host.run_dir / "host_keys" / "ssh_host_ed25519_key.pub")],
         capture_output=True,
         text=True,
     ).stdout.split()[1]
-    register = ("infra.register", "--host", "127.0.0.1", "--port", str(flow.host.port), "--json")
+
+
+def test_register_then_bootstrap_then_wait(flow):
+    flow.booted(key=True)
+    register = _own(flow)
+    flow.on_host("rm -rf /var/lib/torrust /var/lib/cloud /run/cloud-init")
+    shown = _shown(flow)
     # Finding 11: no first-use trust unless asked; the error shows what the server shows
     res = flow.cli(*register, name="own")
     assert res.returncode == 12, res.stderr
@@ -420,11 +530,15 @@ def test_register_then_bootstrap_then_wait(flow):
 
     res = flow.cli("infra.wait", name="own")
     assert res.returncode == 0, res.stderr
-    res = flow.cli("infra.destroy", "--yes", name="own")
-    assert res.returncode == 62 and "never deletes" in res.stderr, res.stderr
+    for flags in (("--yes",), ("--yes", "--force-protected")):  # never, whatever the flags
+        res = flow.cli("infra.destroy", *flags, name="own")
+        assert res.returncode == 62 and "never deletes" in res.stderr, res.stderr
 
 
 def test_register_a_host_without_docker_keeps_the_record_for_bootstrap(flow):
+    flow.booted(key=True)
+    res = flow.cli(*_own(flow), "--host-key-fingerprint", _shown(flow), name="own")  # registered before
+    assert res.returncode == 0, res.stderr
     flow.on_host("mv /usr/bin/docker /usr/bin/docker.off")
     try:
         res = flow.cli("infra.register", "--host", "127.0.0.1", "--port", str(flow.host.port), name="own")
@@ -441,6 +555,7 @@ def test_register_a_host_without_docker_keeps_the_record_for_bootstrap(flow):
 def test_register_refuses_a_wrong_key_and_records_nothing(flow, tmp_path):
     from tests.integration.conftest import make_keypair
 
+    flow.booted()
     other = make_keypair(tmp_path / "other")
     (flow.cwd / ".env.wrong").write_text(
         f"TORRUST_DEPLOY_TARGET=ssh\nTORRUST_PROVIDER=existing\nTORRUST_SSH_KEY={other}\n"
