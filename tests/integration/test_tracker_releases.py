@@ -33,7 +33,9 @@ def deployed(images, tmp_path, cli):
         res = cli("app.deploy", "--env", "local", "--json", env=env)
         assert res.returncode == 0, res.stdout + res.stderr
         assert json.loads(res.stdout)["status"] == "deployed"
-        check = cli("health.check", "--env", "local", "--json", env=env)
+        # the network group judges this shared machine's kernel counters, not the release
+        # (tests/integration/test_network_host.py is its test)
+        check = cli("health.check", "--env", "local", "--skip", "network", "--json", env=env)
         assert check.returncode == 0, check.stdout + check.stderr
         return env, json.loads(check.stdout)
 
