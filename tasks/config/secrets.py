@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import secrets
 import string
 
@@ -101,9 +102,12 @@ def bad_characters(value: str) -> str:
     return "".join(sorted({c for c in value if c not in SECRET_ALPHABET}))
 
 
+@functools.lru_cache(maxsize=64)
 def weakness(value: str) -> str | None:
     """Why a secret is too weak for a non-local environment, or None. The strength estimate
-    is zxcvbn's (dictionary words, keyboard patterns, sequences, repeats, dates, l33t)."""
+    is zxcvbn's (dictionary words, keyboard patterns, sequences, repeats, dates, l33t).
+    Remembered for this process only (7-25 ms a value: a fleet's hosts often share secrets,
+    and a fleet task loads every host's settings)."""
     from zxcvbn import zxcvbn  # imported when a secret is judged: start-up stays lean
 
     if value.lower() in KNOWN_WEAK:
