@@ -112,7 +112,7 @@ def test_a_hung_resolver_is_bounded():
         return ["203.0.113.1"]
 
     started = time.monotonic()
-    found = resolve(spec(), ["tracker.example.org"], hung, timeout=0.3)
+    found = resolve(spec(), ["tracker.example.org"], hung, timeout=0.1)
     assert time.monotonic() - started < 5
     assert found == {"tracker.example.org": {4: [], 6: []}}
 
@@ -157,6 +157,7 @@ def tls_server(tmp_path: Path):
     th.start()
     yield sock.getsockname()[1], ca.read_text(), leaf
     stop.set()
+    socket.create_connection(sock.getsockname()).close()  # ends the wait in accept now
     th.join()
     sock.close()
 
