@@ -277,15 +277,13 @@ def test_failing_channels_neither_stop_nor_delay_the_watch_and_are_retried(tmp_p
     assert "tok3n" not in caplog.text and "Wr0-Ng9" not in caplog.text
 
 
-@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT])
-def test_a_signal_stops_a_foreground_loop_cleanly(tmp_path, sig):
+def _start_runner(directory: Path) -> tuple[subprocess.Popen, Path]:
     """The runner (what a vantage runs) in a process of its own, probing closed loopback
-    ports; SIGTERM ends it after the round in progress: exit 0, every round recorded."""
-    udp = free_port()
+    ports, one round a second (the shortest interval a settings file may hold)."""
     spec = TargetSpec(
         "t",
         "torrust.local",
-        (udp,),
+        (free_port(),),
         ("tracker.torrust.local",),
         "api.torrust.local",
         False,
@@ -293,8 +291,9 @@ def test_a_signal_stops_a_foreground_loop_cleanly(tmp_path, sig):
         ("tracker.torrust.local",),
         local=True,
     )
-    c = cfg(tmp_path, interval=1, jitter=0, probe_timeout=0.5)
-    settings = tmp_path / "watch.json"
+    directory.mkdir()
+    c = cfg(directory, interval=1, jitter=0, probe_timeout=0.5)
+    settings = directory / "watch.json"
     settings.write_text(json.dumps(runner.settings_document(c, spec, "t")))
     proc = subprocess.Popen(
         [sys.executable, "-m", "tasks.watch.runner", "--config", str(settings), "loop"],
@@ -303,25 +302,36 @@ def test_a_signal_stops_a_foreground_loop_cleanly(tmp_path, sig):
         stderr=subprocess.PIPE,
         text=True,
     )
+    return proc, c.store_path
 
-    def rounds() -> int:
+
+def test_a_signal_stops_a_foreground_loop_cleanly(tmp_path):
+    """SIGTERM and SIGINT, each to a runner of its own (started together: each waits for two
+    rounds a second apart), end it after the round in progress: exit 0, every round recorded."""
+    runs = {sig: _start_runner(tmp_path / sig.name) for sig in (signal.SIGTERM, signal.SIGINT)}
+
+    def rounds(proc: subprocess.Popen, store_path: Path) -> int:
         if proc.poll() is not None:
             raise AssertionError(f"the runner exited early: {proc.communicate()}")
         try:
-            with Store.open(c.store_path) as st:
+            with Store.open(store_path) as st:
                 return st.round_count()
         except StoreMissing:  # not created yet
             return 0
 
     try:
-        wait_for(lambda: rounds() >= 2, 60)
-        proc.send_signal(sig)
-        out, err = proc.communicate(timeout=30)
+        for sig, (proc, store_path) in runs.items():
+            wait_for(lambda proc=proc, store_path=store_path: rounds(proc, store_path) >= 2, 60)
+            proc.send_signal(sig)
+        ended = {sig: proc.communicate(timeout=30) for sig, (proc, _) in runs.items()}
     finally:
-        proc.kill()
-    assert proc.returncode == 0, err
-    doc = json.loads(out)
-    with Store.open(c.store_path) as st:
-        assert doc["rounds"] == st.round_count() >= 2
-        assert st.raw_counts(0, 2**62)[0][1] == doc["rounds"]  # each round complete
-    assert "Traceback" not in err
+        for proc, _ in runs.values():
+            proc.kill()
+    for sig, (proc, store_path) in runs.items():
+        out, err = ended[sig]
+        assert proc.returncode == 0, (sig.name, err)
+        doc = json.loads(out)
+        with Store.open(store_path) as st:
+            assert doc["rounds"] == st.round_count() >= 2, sig.name
+            assert st.raw_counts(0, 2**62)[0][1] == doc["rounds"], sig.name  # each round complete
+        assert "Traceback" not in err, sig.name
