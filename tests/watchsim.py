@@ -62,18 +62,26 @@ def simulate(
         if maintain:
             store.maintain(now, *maintain)
 
+    # per series, once: its base latency, the outages that hit it, its recorded value
+    series = [
+        (
+            k,
+            base[k],
+            [(o.start, o.end) for o in outages if o.kind in (k.kind, "all") and o.family in (0, k.family)],
+            cert_not_after if k.kind == "tls" else None,
+        )
+        for k in keys
+    ]
+    draw, lognormal = rng.random, rng.lognormvariate
     for i in range(rounds):
         t = start + i * interval_ms
         if batch and t // HOUR_MS != batch[-1].t // HOUR_MS:
             flush(t)  # once per hour, as the watch writes and maintains
         failed = 0
-        for k in keys:
-            down = any(
-                o.start <= t < o.end and o.kind in (k.kind, "all") and o.family in (0, k.family) for o in outages
-            )
-            ok = not down and rng.random() > flaky
-            latency = int(base[k] * rng.lognormvariate(0, 0.35)) if ok else 5000
-            value = cert_not_after if k.kind == "tls" else None
+        for k, k_base, k_outages, value in series:
+            down = bool(k_outages) and any(s <= t < e for s, e in k_outages)
+            ok = not down and draw() > flaky
+            latency = int(k_base * lognormal(0, 0.35)) if ok else 5000
             batch.append(Row(k, t, ok, latency, None if ok else "timeout", value))
             failed += not ok
         round_rows.append((t, failed))

@@ -38,18 +38,29 @@ def _shell_scripts() -> list[Path]:
     return found
 
 
+# The unit tests run on two workers (pytest-xdist), each file's tests on one worker, so a
+# module's fixture is built once; the integration tests stay serial: they share a deployment
+# through module fixtures and fixed ports.
+UNIT_ARGS = ("-m", "pytest", "-m", "'not integration'", "-n", "2", "--dist", "loadfile")
+INTEGRATION_ARGS = ("-m", "pytest", "-m", "integration")
+
+
+def _k(k: str) -> list[str]:
+    return ["-k", repr(k)] if k else []
+
+
 @task(help={"k": "only tests matching this pytest -k expression"})
 def unit(c, k=""):
     """Unit tests: settings, rendering, command builders (no Docker needed)."""
     with c.cd(str(ROOT)):
-        _py(c, "-m", "pytest", "-m", "'not integration'", *(["-k", repr(k)] if k else []))
+        _py(c, *UNIT_ARGS, *_k(k))
 
 
 @task(help={"k": "only tests matching this pytest -k expression"})
 def integration(c, k=""):
     """Integration tests against real Docker, Compose, sshd and the test images."""
     with c.cd(str(ROOT)):
-        _py(c, "-m", "pytest", "-m", "integration", *(["-k", repr(k)] if k else []))
+        _py(c, *INTEGRATION_ARGS, *_k(k))
 
 
 @task
@@ -61,18 +72,20 @@ def images(c):
 
 @task(name="all")
 def all_(c):
-    """Everything CI runs: the whole pytest suite (unit and integration), then lint."""
+    """Everything CI runs: the unit tests (two workers), the integration tests (serial), then lint."""
     with c.cd(str(ROOT)):
-        tests = _py(c, "-m", "pytest", warn=True)
+        unit_run = _py(c, *UNIT_ARGS, warn=True)
+        integration_run = _py(c, *INTEGRATION_ARGS, warn=True)
     try:
         lint(c)
         linted = True
     except UnexpectedExit:
         linted = False
-    if tests.exited != 0 or not linted:
-        failed = [name for name, ok in (("pytest", tests.exited == 0), ("lint", linted)) if not ok]
+    parts = (("unit tests", unit_run.exited == 0), ("integration tests", integration_run.exited == 0), ("lint", linted))
+    failed = [name for name, ok in parts if not ok]
+    if failed:
         raise Exit(f"test.all: failed: {', '.join(failed)}", code=1)
-    print("test.all: pytest and lint passed")
+    print("test.all: unit tests, integration tests and lint passed")
 
 
 BENCHMARKS = tuple(sorted(p.stem for p in (ROOT / "tests" / "benchmarks").glob("*.py") if p.stem != "__init__"))

@@ -119,6 +119,8 @@ class Responder:
     def stop(self) -> None:
         self._stop.set()
         if self._thread:
+            with socket.socket(self.sock.family, socket.SOCK_DGRAM) as wake:  # ends the wait in recvfrom now
+                wake.sendto(b"", self.sock.getsockname())
             self._thread.join(2)
         self.sock.close()
 

@@ -208,7 +208,13 @@ def _interrupt_main():
     signal.pthread_kill(threading.main_thread().ident, signal.SIGINT)
 
 
-def test_ctrl_c_stops_starting_hosts_and_lets_the_running_one_finish(members):
+@pytest.fixture
+def prompt(monkeypatch):
+    """The walk looks for Ctrl-C every 20 ms instead of every 0.2 s (the same loop, sooner)."""
+    monkeypatch.setattr(r, "POLL", 0.02)
+
+
+def test_ctrl_c_stops_starting_hosts_and_lets_the_running_one_finish(members, prompt):
     stream = Stream()
     noticed = stream.when("interrupted: no other host will be started")
 
@@ -225,7 +231,7 @@ def test_ctrl_c_stops_starting_hosts_and_lets_the_running_one_finish(members):
     assert "waiting for the running ones to finish or roll back: ta" in stream.getvalue()
 
 
-def test_ctrl_c_twice_still_waits_for_every_running_host(members):
+def test_ctrl_c_twice_still_waits_for_every_running_host(members, prompt):
     stream = Stream()
     first, second = stream.when("running ones to finish or roll back: ta, tb"), threading.Event()
 

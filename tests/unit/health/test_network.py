@@ -119,6 +119,8 @@ class Misreplier:
                 data, addr = self.inbox.recvfrom(2048)
             except TimeoutError:
                 continue
+            if not data:  # the wake-up from __exit__
+                continue
             self.outbox.sendto(data[8:16][:4] + data[12:16] + b"\0" * 8, addr)  # connect reply
 
     def __enter__(self):
@@ -127,6 +129,8 @@ class Misreplier:
 
     def __exit__(self, *exc):
         self.stop.set()
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as wake:  # ends the wait in recvfrom now
+            wake.sendto(b"", self.inbox.getsockname())
         self.thread.join(2)
         self.inbox.close()
         self.outbox.close()
@@ -150,13 +154,13 @@ def test_no_reply_is_a_timeout():
         quiet.bind(("127.0.0.1", 0))
         port = quiet.getsockname()[1]
         with pytest.raises(p.ProbeFailed) as exc:
-            hn.reply_source("127.0.0.1", port, 0.3)
+            hn.reply_source("127.0.0.1", port, 0.1)
     assert str(exc.value) == f"no reply from 127.0.0.1 port {port} (timed out)"
 
 
 def test_reply_source_probes_one_per_address_and_port():
     with Responder() as a, Responder("::1") as b:
-        probes = hn.reply_source_probes(["127.0.0.1", "::1"], [a.port, b.port], 1.0, attempts=1)
+        probes = hn.reply_source_probes(["127.0.0.1", "::1"], [a.port, b.port], 0.5, attempts=1)
         results = p.run(probes)
     assert [(r.name, r.target, r.family) for r in results] == [
         ("udp reply source", f"127.0.0.1 port {a.port}", 4),
@@ -188,7 +192,7 @@ def test_host_side_probe_runs_the_shipped_script_through_the_executor():
         quiet.bind(("::1", 0))
         port = quiet.getsockname()[1]
         with pytest.raises(p.ProbeFailed) as exc:
-            hn.host_udp_probe(ex, "::1", port, 0.3)
+            hn.host_udp_probe(ex, "::1", port, 0.1)
     assert str(exc.value) == f"no reply from ::1 port {port} (timed out) (probed from the host)"
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import subprocess
 from pathlib import Path
 
@@ -46,10 +47,16 @@ def render(workdir: Path, profile: str) -> tuple[str, dict]:
     return cloudinit.render_user_data(s, s.provider, cloudinit.read_public_key(s)), s
 
 
+@functools.cache
+def _parsed(text: str) -> dict:
+    """A module file as python-hcl2 reads it, parsed once per content (tests only read it)."""
+    return hcl2.loads(text)
+
+
 def module_declarations(provider: str) -> tuple[dict, set]:
     variables, outputs = {}, set()
     for tf in sorted((ROOT / "infrastructure" / provider).glob("*.tf")):
-        doc = hcl2.loads(tf.read_text())
+        doc = _parsed(tf.read_text())
         for block in doc.get("variable", []):
             variables |= {k.strip('"'): v for k, v in block.items()}
         for block in doc.get("output", []):

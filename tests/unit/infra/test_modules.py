@@ -52,6 +52,14 @@ def test_the_hetzner_firewall_opens_both_families_and_the_tracker_ports(workdir)
 
 
 # ---------------------------------------------------------------- the stand-in
+@pytest.fixture(scope="module", autouse=True)
+def parsed_module_cache(tmp_path_factory):
+    """The stand-in parses each module file once for this file's runs (kept by content hash)."""
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("TOFU_STANDIN_CACHE", str(tmp_path_factory.mktemp("tofu-parsed")))
+        yield
+
+
 def _standin(tmp_path: Path, *args: str, env: dict | None = None) -> subprocess.CompletedProcess:
     import os
     import sys

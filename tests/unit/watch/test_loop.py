@@ -4,11 +4,13 @@ store keeps rounds in memory; failing channels neither stop nor slow the watch."
 from __future__ import annotations
 
 import json
+import random
 import signal
 import subprocess
 import sys
 import threading
 import time
+import types
 from dataclasses import replace
 from pathlib import Path
 
@@ -17,7 +19,7 @@ import pytest
 from tasks.config.secrets import Secret
 from tasks.errors import StoreLocked, StoreMissing
 from tasks.health import probes as p
-from tasks.watch import runner
+from tasks.watch import loop, runner
 from tasks.watch.config import WatchConfig
 from tasks.watch.loop import RoundLock, Watch, classify, run_probes
 from tasks.watch.store import Store
@@ -87,7 +89,7 @@ def test_a_probe_past_the_round_deadline_fails_and_the_round_ends(tmp_path):
     sw = Switch(("udp",))
     sw.delay = 3
     started = time.monotonic()
-    (o,) = run_probes(sw.probes(), "v", deadline=0.3)
+    (o,) = run_probes(sw.probes(), "v", deadline=0.1)
     assert time.monotonic() - started < sw.delay  # the round did not wait for the hung probe
     assert (o.ok, o.error, o.detail) == (False, "deadline", "no answer within the round's deadline")
 
@@ -124,7 +126,7 @@ def test_a_locked_store_keeps_rounds_in_memory_until_it_can_write(tmp_path):
     c = cfg(tmp_path)
     w = Watch(c, Switch().probes, "local")
     w.store.close()
-    w.store = Store.open(c.store_path, wait=0.2)
+    w.store = Store.open(c.store_path, wait=0.05)
     holder = sqlite3.connect(c.store_path, isolation_level=None)
     holder.execute("BEGIN EXCLUSIVE")
     assert w.round().recorded is False
@@ -136,12 +138,90 @@ def test_a_locked_store_keeps_rounds_in_memory_until_it_can_write(tmp_path):
     w.close()
 
 
+class SimClock:
+    """The loop's clocks in simulated seconds: `monotonic` for the schedule, `wall` for the
+    recorded times. Only waiting (`SimStop.wait`) and a probe that takes time advance them."""
+
+    def __init__(self):
+        self.now = 1000.0
+        self.time = types.SimpleNamespace(monotonic=lambda: self.now)  # stands in for loop's `time`
+
+    def wall(self) -> float:
+        return 1_700_000_000.0 + self.now
+
+
+class SimStop(threading.Event):
+    """A stop event whose wait passes simulated time instead of real time."""
+
+    def __init__(self, clock: SimClock):
+        super().__init__()
+        self.clock, self.waits = clock, []
+
+    def wait(self, timeout=None):
+        self.waits.append(timeout)
+        self.clock.now += timeout
+        return self.is_set()
+
+
+class Draws(random.Random):
+    """The jitter: these values in turn (exact in binary), each checked against its range."""
+
+    def __init__(self, values, jitter):
+        super().__init__(0)
+        self.values, self.jitter = list(values), jitter
+
+    def uniform(self, a, b):
+        assert (a, b) == (0, self.jitter)
+        return self.values.pop(0)
+
+
+def test_a_loop_runs_rounds_at_each_slot_plus_its_jitter_until_the_duration(tmp_path, monkeypatch):
+    sim = SimClock()
+    monkeypatch.setattr(loop, "time", sim.time)
+    draws = Draws([0.125, 0.0, 0.1875, 0.0625, 0.03125], jitter=0.2)
+    w = Watch(cfg(tmp_path, interval=1, jitter=0.2), Switch().probes, "local", clock=sim.wall, rng=draws)
+    started, times = int(sim.wall() * 1000), []
+    rounds = w.run(SimStop(sim), duration=3.5, on_round=lambda r: times.append(r.t))
+    # slots 0, 1, 2, 3 s plus their jitter; the fifth (4.03 s) is past the 3.5 s duration
+    assert rounds == 4 and w.store.round_count() == 4
+    assert [t - started for t in times] == [125, 1000, 2187, 3062]
+    assert draws.values == []
+    w.close()
+
+
+def test_a_round_that_overruns_skips_the_slots_it_missed(tmp_path, monkeypatch):
+    sim = SimClock()
+    monkeypatch.setattr(loop, "time", sim.time)
+    sw = Switch(("udp",))
+    slow = iter([2.5])  # the first round takes 2.5 s, the others no time
+
+    def probes():
+        ps = sw.probes()
+        check = ps[0].probe.check
+
+        def timed():
+            sim.now += next(slow, 0.0)
+            return check()
+
+        return [replace(ps[0], probe=replace(ps[0].probe, check=timed))]
+
+    w = Watch(cfg(tmp_path, interval=1, jitter=0), probes, "local", clock=sim.wall)
+    started, times = int(sim.wall() * 1000), []
+    rounds = w.run(SimStop(sim), duration=6.5, on_round=lambda r: times.append(r.t))
+    # 0 s (ends at 2.5 s: slots 1 and 2 are skipped, not run back to back), then 3, 4, 5, 6 s
+    assert rounds == 5 and [t - started for t in times] == [0, 3000, 4000, 5000, 6000]
+    w.close()
+
+
 def test_a_loop_runs_rounds_on_schedule_for_a_duration(tmp_path):
-    w = Watch(cfg(tmp_path, interval=1, jitter=0.2), Switch().probes, "local")
-    rounds = w.run(threading.Event(), duration=3.5)
+    """The same in real time, short: rounds at 0, 0.3, 0.6 and 0.9 s (each up to 0.06 s
+    late) within 1.05 s; a round on a busy machine may overrun and skip one."""
+    w = Watch(cfg(tmp_path, interval=0.3, jitter=0.06), Switch().probes, "local")
+    started = time.time()
+    rounds = w.run(threading.Event(), duration=1.05)
     assert rounds in (3, 4) and w.store.round_count() == rounds
-    times = sorted(w.store.last_rounds().values())
-    assert times
+    (last,) = w.store.last_rounds().values()
+    assert last >= int(started * 1000) + 600  # the third round waited for its slot
     w.close()
 
 
@@ -159,9 +239,11 @@ def test_failing_channels_neither_stop_nor_delay_the_watch_and_are_retried(tmp_p
         smtp_from="watch@example.org",
         smtp_to=("ops@example.org",),
         smtp_cafile=str(pki[0]),
-        interval=0.5,
+        interval=0.2,
         jitter=0,
         silent_after=60,
+        retry_base=0.05,
+        retry_max=0.2,
     )
     sw = Switch()
     sw.ok["udp"] = False
@@ -195,15 +277,13 @@ def test_failing_channels_neither_stop_nor_delay_the_watch_and_are_retried(tmp_p
     assert "tok3n" not in caplog.text and "Wr0-Ng9" not in caplog.text
 
 
-@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT])
-def test_a_signal_stops_a_foreground_loop_cleanly(tmp_path, sig):
+def _start_runner(directory: Path) -> tuple[subprocess.Popen, Path]:
     """The runner (what a vantage runs) in a process of its own, probing closed loopback
-    ports; SIGTERM ends it after the round in progress: exit 0, every round recorded."""
-    udp = free_port()
+    ports, one round a second (the shortest interval a settings file may hold)."""
     spec = TargetSpec(
         "t",
         "torrust.local",
-        (udp,),
+        (free_port(),),
         ("tracker.torrust.local",),
         "api.torrust.local",
         False,
@@ -211,8 +291,9 @@ def test_a_signal_stops_a_foreground_loop_cleanly(tmp_path, sig):
         ("tracker.torrust.local",),
         local=True,
     )
-    c = cfg(tmp_path, interval=1, jitter=0, probe_timeout=0.5)
-    settings = tmp_path / "watch.json"
+    directory.mkdir()
+    c = cfg(directory, interval=1, jitter=0, probe_timeout=0.5)
+    settings = directory / "watch.json"
     settings.write_text(json.dumps(runner.settings_document(c, spec, "t")))
     proc = subprocess.Popen(
         [sys.executable, "-m", "tasks.watch.runner", "--config", str(settings), "loop"],
@@ -221,25 +302,36 @@ def test_a_signal_stops_a_foreground_loop_cleanly(tmp_path, sig):
         stderr=subprocess.PIPE,
         text=True,
     )
+    return proc, c.store_path
 
-    def rounds() -> int:
+
+def test_a_signal_stops_a_foreground_loop_cleanly(tmp_path):
+    """SIGTERM and SIGINT, each to a runner of its own (started together: each waits for two
+    rounds a second apart), end it after the round in progress: exit 0, every round recorded."""
+    runs = {sig: _start_runner(tmp_path / sig.name) for sig in (signal.SIGTERM, signal.SIGINT)}
+
+    def rounds(proc: subprocess.Popen, store_path: Path) -> int:
         if proc.poll() is not None:
             raise AssertionError(f"the runner exited early: {proc.communicate()}")
         try:
-            with Store.open(c.store_path) as st:
+            with Store.open(store_path) as st:
                 return st.round_count()
         except StoreMissing:  # not created yet
             return 0
 
     try:
-        wait_for(lambda: rounds() >= 2, 60)
-        proc.send_signal(sig)
-        out, err = proc.communicate(timeout=30)
+        for sig, (proc, store_path) in runs.items():
+            wait_for(lambda proc=proc, store_path=store_path: rounds(proc, store_path) >= 2, 60)
+            proc.send_signal(sig)
+        ended = {sig: proc.communicate(timeout=30) for sig, (proc, _) in runs.items()}
     finally:
-        proc.kill()
-    assert proc.returncode == 0, err
-    doc = json.loads(out)
-    with Store.open(c.store_path) as st:
-        assert doc["rounds"] == st.round_count() >= 2
-        assert st.raw_counts(0, 2**62)[0][1] == doc["rounds"]  # each round complete
-    assert "Traceback" not in err
+        for proc, _ in runs.values():
+            proc.kill()
+    for sig, (proc, store_path) in runs.items():
+        out, err = ended[sig]
+        assert proc.returncode == 0, (sig.name, err)
+        doc = json.loads(out)
+        with Store.open(store_path) as st:
+            assert doc["rounds"] == st.round_count() >= 2, sig.name
+            assert st.raw_counts(0, 2**62)[0][1] == doc["rounds"], sig.name  # each round complete
+        assert "Traceback" not in err, sig.name
