@@ -175,10 +175,16 @@ DEPLOY_HELP = {
 
 def gate_probes(s: settings_mod.Settings):
     """The gate's protocol probes, built once an executor on the target exists (it reads
-    the proxy's internal CA for internal names): tasks/health/gate_probes.py."""
-    from tasks.health import gate_probes as gate
+    the proxy's internal CA for internal names): tasks/health/gate_probes.py. Imported
+    when they are built, while the release uploads: a no-op deploy never needs them
+    (the health modules and cryptography's x509 are 0.1-0.2 s of imports)."""
 
-    return lambda ex: gate.gate_probes(s, ex)
+    def build(ex):
+        from tasks.health import gate_probes as gate
+
+        return gate.gate_probes(s, ex)
+
+    return build
 
 
 def certificate_wait(s: settings_mod.Settings, started: float):
