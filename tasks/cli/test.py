@@ -12,8 +12,14 @@ from tasks.cli.options import task
 ROOT = Path(__file__).resolve().parents[2]
 
 
+# Bytecode is written for the test runs as the launcher writes it for the tool (in the
+# git-ignored __pycache__ folders) even where PYTHONDONTWRITEBYTECODE is set: else every
+# pytest process and worker compiles the project and rewrites the tests again.
+BYTECODE = {"PYTHONDONTWRITEBYTECODE": ""}
+
+
 def _py(c, *args: str, warn: bool = False):
-    return c.run(" ".join([sys.executable, *args]), pty=False, warn=warn, echo=True)
+    return c.run(" ".join([sys.executable, *args]), pty=False, warn=warn, echo=True, env=BYTECODE)
 
 
 @task

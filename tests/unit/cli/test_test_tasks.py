@@ -22,14 +22,16 @@ class Recorder(invoke.Context):
     commands starting with one of `failing` exit 1 (raising, as Invoke does, unless warn)."""
 
     commands: list[str] = None  # (class attributes: Invoke's context keeps other names as config)
+    envs: list[dict] = None
     failing: tuple[str, ...] = ()
 
     def __init__(self, failing: tuple[str, ...] = ()):
         super().__init__()
-        self.commands, self.failing = [], failing
+        self.commands, self.envs, self.failing = [], [], failing
 
     def run(self, command, warn=False, **kwargs):
         self.commands.append(command)
+        self.envs.append(kwargs.get("env") or {})
         result = Result(command=command, exited=1 if command.startswith(self.failing) else 0)
         if result.exited and not warn:
             raise UnexpectedExit(result)
@@ -42,6 +44,14 @@ def test_unit_runs_on_two_workers_and_integration_serially():
     t.unit(c, k="watch and not loop")
     t.integration(c)
     assert c.commands == [UNIT, f"{UNIT} -k 'watch and not loop'", INTEGRATION]
+
+
+def test_the_test_runs_write_bytecode_even_under_pythondontwritebytecode():
+    c = Recorder()
+    t.unit(c)
+    t.integration(c)
+    # an empty value turns the variable off for the child (Python reads a non-empty string)
+    assert [e.get("PYTHONDONTWRITEBYTECODE") for e in c.envs] == ["", ""]
 
 
 def test_all_runs_unit_then_integration_then_lint(capsys):
