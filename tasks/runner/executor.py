@@ -10,12 +10,15 @@ output and errors, and records what ran for the step log.
 
 from __future__ import annotations
 
+import contextlib
 import io
 import os
 import shlex
 import shutil
+import signal
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
@@ -228,6 +231,10 @@ class Executor:
                 proc.wait()
 
     def _stream_remote(self, command: str, timeout: int | None) -> int:
+        with interrupts_as_flag() as stop:
+            return self._stream_channel(command, timeout, stop)
+
+    def _stream_channel(self, command: str, timeout: int | None, stop: threading.Event) -> int:
         chan = self.ctx.client.get_transport().open_session()
         deadline = time.monotonic() + timeout if timeout else None
         pending = {1: b"", 2: b""}
@@ -244,6 +251,8 @@ class Executor:
         try:
             chan.exec_command(shlex.join(sh("stoppable")) + f" {command}")
             while True:
+                if stop.is_set():  # Ctrl-C or SIGTERM, acted on between paramiko's calls
+                    raise KeyboardInterrupt
                 if chan.recv_ready():
                     emit(1, chan.recv(65536))
                 elif chan.recv_stderr_ready():
@@ -348,3 +357,24 @@ class Guard:
 def local(redact: Redactor | None = None, timeout: int = 600) -> Executor:
     # lazy: no /etc/invoke.yaml or ~/.invoke.yaml (run.echo, run.env, ...) changes how commands run
     return Executor(invoke.Context(config=invoke.Config(lazy=True)), redact or Redactor(), timeout, "local")
+
+
+@contextlib.contextmanager
+def interrupts_as_flag():
+    """Ctrl-C and SIGTERM set the yielded flag instead of raising wherever the main thread
+    is: a KeyboardInterrupt raised inside paramiko (between a lock's acquire and its try)
+    can leave the lock held, and closing the channel then waits forever. The streaming loop
+    reads the flag between calls and raises KeyboardInterrupt itself. Outside the main
+    thread (no signal handlers there) the flag is never set."""
+    stop = threading.Event()
+    if threading.current_thread() is not threading.main_thread():
+        yield stop
+        return
+    previous = {sig: signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGTERM)}
+    for sig in previous:
+        signal.signal(sig, lambda _signum, _frame: stop.set())
+    try:
+        yield stop
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, signal.SIG_DFL if handler is None else handler)  # None: not set from Python

@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
+import os
+import signal
+import threading
+
 import pytest
 
 from tasks.errors import CommandFailed, ToolError
+from tasks.runner import executor
 from tasks.runner.executor import Redactor, local
 
 
@@ -74,3 +79,31 @@ def test_local_stream_is_redacted(capfd):
     assert ex.stream(["sh", "-c", "printf 'token=s3cr3t-%s\\ndone\\n' value-xyz; exit 3"]) == 3
     out = capfd.readouterr().out
     assert "s3cr3t-value-xyz" not in out and "token=********\ndone\n" in out
+
+
+def test_a_signal_during_a_stream_sets_the_flag_and_the_handlers_come_back():
+    """Ctrl-C and SIGTERM while streaming set a flag read between paramiko's calls (an
+    interrupt raised inside paramiko can leave its lock held: the close then hangs)."""
+    if threading.current_thread() is not threading.main_thread():
+        pytest.skip("signals reach the main thread only")
+    before = signal.getsignal(signal.SIGINT), signal.getsignal(signal.SIGTERM)
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        with executor.interrupts_as_flag() as stop:
+            assert not stop.is_set()
+            os.kill(os.getpid(), sig)  # delivered to the main thread at once: no KeyboardInterrupt
+            assert stop.wait(5)
+        assert (signal.getsignal(signal.SIGINT), signal.getsignal(signal.SIGTERM)) == before
+
+
+def test_outside_the_main_thread_the_flag_is_never_set_and_no_handler_is_touched():
+    before = signal.getsignal(signal.SIGINT)
+    seen = []
+
+    def worker():
+        with executor.interrupts_as_flag() as stop:
+            seen.append((stop.is_set(), signal.getsignal(signal.SIGINT)))
+
+    t = threading.Thread(target=worker)
+    t.start()
+    t.join()
+    assert seen == [(False, before)]
