@@ -7,6 +7,7 @@ kind or its `pattern` in variables.py, not here. `check.strict` is true outside 
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 
 from tasks.config import trackers
@@ -90,6 +91,29 @@ def proxy(s, check) -> None:
             check.fail("TORRUST_TLS_INTERNAL", f"'never' but {internal_names[0]} cannot get a public certificate")
     if check.strict and acme_names and s.public_acme:
         _challenge_ports(s, check)
+    if acme_names:
+        _caddy_account_race(s, check)
+
+
+# Caddy before 2.9 (certmagic before 0.21.4, caddyserver/certmagic#293) registers an ACME
+# account per name it obtains at the same time and can store one account's registration
+# with another's key: every later order then fails with "JWS verification error", so no
+# certificate is ever renewed. A first deploy obtains every public name at once.
+CADDY_ACCOUNT_RACE_FIXED = (2, 9)
+OFFICIAL_CADDY = ("caddy", "library/caddy", "docker.io/library/caddy")
+
+
+def _caddy_account_race(s, check) -> None:
+    ref = s.images["caddy"].split("@", 1)[0]
+    repo, _, tag = ref.rpartition(":")
+    version = re.match(r"v?(\d+)\.(\d+)(?:\D|$)", tag) if repo and "/" not in tag else None
+    if repo in OFFICIAL_CADDY and version and tuple(map(int, version.groups())) < CADDY_ACCOUNT_RACE_FIXED:
+        check.fail(
+            "TORRUST_CADDY_IMAGE",
+            f"{ref} can store a mismatched ACME account when it gets certificates for several names at once "
+            "(caddyserver/certmagic#293, fixed in Caddy 2.9): renewals then fail with 'JWS verification error'; "
+            "use caddy:2.10.2 or later",
+        )
 
 
 # The port each challenge reaches on the host (RFC 8555 8.3, RFC 8737 3): fixed by the CA.

@@ -27,6 +27,15 @@ CHALLENGE_FAILED = "challenge failed"
 ISSUER_FAILED = "could not get certificate from issuer"
 MAX_DETAIL = 300
 ACME_ERROR = "urn:ietf:params:acme:error:"
+# The CA could not verify the account's signature: the stored registration belongs to
+# another key. Caddy before 2.9 can store its account so when it registers for several
+# names at once (caddyserver/certmagic#293); every order of that account fails from then on.
+ACCOUNT_MISMATCH = "JWS verification error"
+ACCOUNT_HINT = (
+    "the proxy's stored ACME account does not match its key (Caddy before 2.9 can store it so: "
+    "caddyserver/certmagic#293); use caddy:2.10.2 or later, move storage/proxy/data/caddy/acme/*/users "
+    "aside and restart the proxy: it registers a new account"
+)
 
 
 @dataclass(frozen=True)
@@ -38,7 +47,8 @@ class Failure:
 
     def __str__(self) -> str:
         what = f"{self.challenge} challenge failed" if self.challenge else "the CA refused the order"
-        return f"{self.name}: {what}" + (f" ({self.problem})" if self.problem else "") + f": {self.detail}"
+        text = f"{self.name}: {what}" + (f" ({self.problem})" if self.problem else "") + f": {self.detail}"
+        return text + (f"; {ACCOUNT_HINT}" if ACCOUNT_MISMATCH in self.detail else "")
 
 
 @dataclass(frozen=True)

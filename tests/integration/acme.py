@@ -19,6 +19,7 @@ into one PEM file, which is what TORRUST_ACME_CA_ROOT takes (docs/guides/certifi
 
 from __future__ import annotations
 
+import base64
 import datetime
 import ipaddress
 import json
@@ -26,6 +27,7 @@ import re
 import socket
 import ssl
 import time
+import urllib.error
 import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -33,6 +35,7 @@ from pathlib import Path
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.hazmat.primitives.asymmetric.utils import decode_dss_signature
 from cryptography.x509.oid import NameOID
 
 from tests.integration.conftest import docker, free_port
@@ -45,6 +48,10 @@ def bridge_gateway() -> str:
     network reach the host there."""
     subnet = json.loads(docker("network", "inspect", "bridge", "-f", "{{json .IPAM.Config}}").stdout)[0]["Subnet"]
     return str(ipaddress.ip_network(subnet)[1])
+
+
+def _b64(data: bytes) -> str:
+    return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
 
 
 def _key():
@@ -225,6 +232,35 @@ class Pebble:
     def get(self, url: str) -> bytes:
         with urllib.request.urlopen(url, context=self.context, timeout=5) as r:
             return r.read()
+
+    def account_for_key(self, key_pem: bytes) -> str | None:
+        """The URL of the account Pebble holds for this P-256 account key, or None: a
+        newAccount request with onlyReturnExisting (RFC 8555 7.3.1), signed with the key."""
+        key = serialization.load_pem_private_key(key_pem, None)
+        assert isinstance(key, ec.EllipticCurvePrivateKey) and key.curve.name == "secp256r1", type(key)
+        numbers = key.public_key().public_numbers()
+        jwk = {"crv": "P-256", "kty": "EC", "x": _b64(numbers.x.to_bytes(32, "big")),
+               "y": _b64(numbers.y.to_bytes(32, "big"))}  # fmt: skip
+        directory = json.loads(self.get(self.directory))
+        head = urllib.request.Request(directory["newNonce"], method="HEAD")
+        with urllib.request.urlopen(head, context=self.context, timeout=5) as r:
+            nonce = r.headers["Replay-Nonce"]
+        header = {"alg": "ES256", "jwk": jwk, "nonce": nonce, "url": directory["newAccount"]}
+        protected = _b64(json.dumps(header).encode())
+        payload = _b64(json.dumps({"onlyReturnExisting": True}).encode())
+        r_, s_ = decode_dss_signature(key.sign(f"{protected}.{payload}".encode(), ec.ECDSA(hashes.SHA256())))
+        signature = _b64(r_.to_bytes(32, "big") + s_.to_bytes(32, "big"))
+        body = json.dumps({"protected": protected, "payload": payload, "signature": signature}).encode()
+        post = urllib.request.Request(directory["newAccount"], data=body, method="POST",
+                                      headers={"Content-Type": "application/jose+json"})  # fmt: skip
+        try:
+            with urllib.request.urlopen(post, context=self.context, timeout=5) as r:
+                return r.headers["Location"]
+        except urllib.error.HTTPError as exc:
+            problem = exc.read().decode(errors="replace")
+            if "accountDoesNotExist" in problem:
+                return None
+            raise AssertionError(f"newAccount (onlyReturnExisting): HTTP {exc.code}: {problem}") from None
 
     def issuance_root_pem(self) -> bytes:
         return self.get(f"https://{self.host}:{self.mgmt_port}/roots/0")

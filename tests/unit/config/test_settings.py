@@ -119,6 +119,8 @@ BAD = [
     ("prod", {"TORRUST_MYSQL_USER": "root"}, "TORRUST_MYSQL_USER", "root"),
     ("prod", {"TORRUST_ACME_EMAIL": ""}, "TORRUST_ACME_EMAIL", "required with TLS on"),
     ("prod", {"TORRUST_ACME_EMAIL": "not-an-email"}, "TORRUST_ACME_EMAIL", "not an email"),
+    ("prod", {"TORRUST_CADDY_IMAGE": "caddy:2.8.4"}, "TORRUST_CADDY_IMAGE", "certmagic#293"),
+    ("prod", {"TORRUST_CADDY_IMAGE": "docker.io/library/caddy:2.6"}, "TORRUST_CADDY_IMAGE", "fixed in Caddy 2.9"),
     ("prod", {"TORRUST_DOMAIN": "REPLACE_ME"}, "TORRUST_DOMAIN", "placeholder"),
     ("prod", {"TORRUST_DOMAIN": "example.com"}, "TORRUST_DOMAIN", "reserved for documentation"),
     ("local", {"TORRUST_DOMAIN": "bad_domain"}, "TORRUST_DOMAIN", "fully qualified"),
@@ -364,7 +366,7 @@ def test_digest_pinned_images_can_be_required_outside_local(workdir):
     with pytest.raises(SettingsError) as info:
         load_settings("prod", root=workdir, environ=strict)
     problems = [p for p in info.value.problems if "pinned by digest" in p]
-    assert len(problems) == 1 and problems[0].startswith("TORRUST_CADDY_IMAGE = 'caddy:2.8.4' (default)")
+    assert len(problems) == 1 and problems[0].startswith("TORRUST_CADDY_IMAGE = 'caddy:2.10.2' (default)")
     load_settings("local", root=workdir, environ={**strict, "TORRUST_TRACKER_ADMIN_TOKEN": ""})  # local: not required
 
 
@@ -374,3 +376,24 @@ def test_allow_removal_takes_a_list_of_names(workdir):
     assert load_settings("local", root=workdir, environ={"TORRUST_ALLOW_REMOVAL": "grafana,9090/tcp"}).allow_removal
     with pytest.raises(SettingsError, match="TORRUST_ALLOW_REMOVAL"):
         load_settings("local", root=workdir, environ={"TORRUST_ALLOW_REMOVAL": "grafana; rm -rf /"})
+
+
+@pytest.mark.parametrize(
+    "image",
+    [
+        "caddy:2.10.2",
+        "caddy:2.9.0",
+        "caddy@sha256:" + "c" * 64,
+        "registry.example.org:5000/caddy:2.8.4",
+        "my/caddy:2.6",
+    ],
+)
+def test_caddy_images_without_the_account_race_or_not_judged_load(workdir, image):
+    """Only official Caddy tags before 2.9 are refused with ACME; a digest or another
+    repository names no version the tool can judge (the test stand-in is torrust-test/caddy:2.6)."""
+    assert load("prod", root=workdir, environ=prod_env(TORRUST_CADDY_IMAGE=image)).images["caddy"] == image
+
+
+def test_an_old_caddy_is_accepted_without_acme_names(workdir):
+    env = prod_env(TORRUST_CADDY_IMAGE="caddy:2.8.4", TORRUST_TLS="false", TORRUST_ACME_EMAIL="")
+    assert load("prod", root=workdir, environ=env).images["caddy"] == "caddy:2.8.4"

@@ -42,6 +42,20 @@ def test_an_order_refused_before_any_challenge():
     assert str(failure).startswith("tracker.acme.example: the CA refused the order (badNonce): HTTP 400")
 
 
+def test_a_renewal_refused_for_a_mismatched_account_names_the_cause_and_the_way_out():
+    """Recorded from Debian's Caddy 2.6 against Pebble after it stored one account's
+    registration with another's key (caddyserver/certmagic#293)."""
+    story = proxy_log.parse(recorded("proxy-log/account-mismatch-renewal.txt"))
+    assert sorted(story.failures) == ["api.acme.example", "tracker.acme.example"]
+    failure = story.failure("tracker.acme.example")
+    assert (failure.challenge, failure.problem) == ("", "malformed") and "JWS verification error" in failure.detail
+    text = str(failure)
+    assert text.startswith("tracker.acme.example: the CA refused the order (malformed): HTTP 400")
+    assert text.endswith("; " + proxy_log.ACCOUNT_HINT) and "caddy:2.10.2" in text
+    other = proxy_log.parse(recorded("proxy-log/bad-nonce-errors-only.txt")).failure("tracker.acme.example")
+    assert proxy_log.ACCOUNT_HINT not in str(other)
+
+
 def test_hostile_lines_are_skipped_or_cleaned():
     story = proxy_log.parse(recorded("proxy-log/hostile.txt"))
     assert story.obtained == ()
