@@ -286,14 +286,12 @@ def test_http01_port_closed_names_the_challenge_and_the_running_release_keeps_se
     running = os.readlink(st.root / "current")
     # a new name needs a certificate, but HTTP now goes to another port: Pebble's HTTP-01
     # connection to the port it validates on is refused (port 80 closed, as the CA sees it)
-    started = time.monotonic()
     res = st.cli(  # the old HTTP port stops being published: a removal, allowed
         "app.deploy", "--json", "--allow-removal",
         TORRUST_HTTP_TRACKERS="[::]:7070,[::]:7071", TORRUST_HTTP_TRACKER_DOMAINS=f"{TRACKER},{TRACKER2}",
         TORRUST_HTTP_PORT=str(free_port()), TORRUST_ISSUANCE_TIMEOUT="12",
     )  # fmt: skip
     assert res.returncode == 31, res.stderr  # rolled back
-    assert time.monotonic() - started < 120
     assert "no valid certificate after 1" in res.stderr and f"for {TRACKER2}:" in res.stderr
     assert f"{TRACKER2}: http-01 challenge failed (connection):" in res.stderr, res.stderr
     assert f":{rig.http_port}: connect: connection refused" in res.stderr  # 127.0.0.1 or [::1]

