@@ -11,6 +11,8 @@ import re
 from collections.abc import Callable
 
 from tasks.config import trackers
+from tasks.config.kinds import IMAGE_RE
+from tasks.config.variables import BY_NAME
 from tasks.errors import ConfigError
 
 INTERNAL_SUFFIXES = (".local", ".localhost", ".test", ".internal")
@@ -104,15 +106,15 @@ OFFICIAL_CADDY = ("caddy", "library/caddy", "docker.io/library/caddy")
 
 
 def _caddy_account_race(s, check) -> None:
-    ref = s.images["caddy"].split("@", 1)[0]
-    repo, _, tag = ref.rpartition(":")
-    version = re.match(r"v?(\d+)\.(\d+)(?:\D|$)", tag) if repo and "/" not in tag else None
+    image = IMAGE_RE.fullmatch(s.images["caddy"])  # the kind accepted it: it matches
+    repo, tag = image.group(1), image.group(2) or ""
+    version = re.match(r"v?(\d+)\.(\d+)(?:\D|$)", tag)
     if repo in OFFICIAL_CADDY and version and tuple(map(int, version.groups())) < CADDY_ACCOUNT_RACE_FIXED:
         check.fail(
             "TORRUST_CADDY_IMAGE",
-            f"{ref} can store a mismatched ACME account when it gets certificates for several names at once "
+            f"{repo}:{tag} can store a mismatched ACME account when it gets certificates for several names at once "
             "(caddyserver/certmagic#293, fixed in Caddy 2.9): renewals then fail with 'JWS verification error'; "
-            "use caddy:2.10.2 or later",
+            f"use {BY_NAME['TORRUST_CADDY_IMAGE'].default} or later",
         )
 
 

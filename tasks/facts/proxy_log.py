@@ -20,6 +20,7 @@ import json
 from dataclasses import dataclass
 
 from tasks.commands import docker
+from tasks.config.variables import BY_NAME
 from tasks.runner.executor import Executor
 
 OBTAINED = "certificate obtained successfully"
@@ -33,7 +34,8 @@ ACME_ERROR = "urn:ietf:params:acme:error:"
 ACCOUNT_MISMATCH = "JWS verification error"
 ACCOUNT_HINT = (
     "the proxy's stored ACME account does not match its key (Caddy before 2.9 can store it so: "
-    "caddyserver/certmagic#293); use caddy:2.10.2 or later, move storage/proxy/data/caddy/acme/*/users "
+    f"caddyserver/certmagic#293); use {BY_NAME['TORRUST_CADDY_IMAGE'].default} or later, "
+    "move storage/proxy/data/caddy/acme/*/users "
     "aside and restart the proxy: it registers a new account"
 )
 

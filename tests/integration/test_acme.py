@@ -125,17 +125,22 @@ class Stack:
     def down(self) -> None:
         self.cli("app.down")
 
+    def account_registrations(self) -> list[Path]:
+        """The proxy's stored ACME registrations (certmagic: acme/<CA>/users/<email>/<user>.json,
+        the key beside it as <user>.key)."""
+        return sorted((self.root / "storage/proxy/data/caddy/acme").glob("*/users/*/*.json"))
+
     def settle_account(self) -> list[str]:
         """Point the proxy's stored ACME registration at the account Pebble holds for the
         stored key; returns what was repaired. The proxy stand-in is Debian's Caddy 2.6
         (certmagic 0.17): it registers one account per name it obtains at once and can
         store one account's registration with another's key (caddyserver/certmagic#293,
-        seen here once in about a dozen runs), and every later order then fails with 'JWS
+        one first deploy in 36 here), and every later order then fails with 'JWS
         verification error'. The pinned caddy:2.10.2 registers under a lock, and the tool
         refuses older official Caddy tags with ACME (tasks/config/rules.py), so a test whose
         stack orders again after its first deploy settles the account first, and says so."""
         repaired = []
-        regs = sorted((self.root / "storage/proxy/data/caddy/acme").glob("*/users/*/*.json"))
+        regs = self.account_registrations()
         assert regs, "the proxy stored no ACME account"
         for reg in regs:
             doc = json.loads(reg.read_text())
@@ -380,7 +385,7 @@ def test_proxy_renews_without_a_deploy_and_without_downtime(rig, stacks):
     assert st.cli("app.deploy").returncode == 0
     st.settle_account()  # the renewal orders again with the stored account
     # the check can fail: a registration naming another account is found and pointed back
-    (reg,) = (st.root / "storage/proxy/data/caddy/acme").glob("*/users/*/*.json")
+    (reg,) = st.account_registrations()
     doc = json.loads(reg.read_text())
     good, doc["location"] = doc["location"], doc["location"].rsplit("/", 1)[0] + "/0"
     reg.write_text(json.dumps(doc))
