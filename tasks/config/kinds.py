@@ -190,14 +190,41 @@ IMAGE_RE = re.compile(
     r"((?:[A-Za-z0-9.-]+(?::[0-9]+)?/)?[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*(?:/[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*)*)"
     r"(?::([A-Za-z0-9_][A-Za-z0-9_.-]{0,127}))?(?:@(sha256:[0-9a-f]{64}))?"
 )
+# Registry hosts that are Docker Hub: a name there is the same image as without the host.
+DOCKER_HUB = ("docker.io", "index.docker.io", "registry-1.docker.io")
+
+
+@dataclass(frozen=True)
+class ImageRef:
+    """An image reference split as Docker splits it: NAME[:TAG][@DIGEST]."""
+
+    name: str  # as written, with its registry host and port if any
+    tag: str | None = None
+    digest: str | None = None
+
+    @property
+    def repository(self) -> str:
+        """Docker's familiar name: Docker Hub's host and its `library/` namespace dropped,
+        so `docker.io/library/caddy`, `index.docker.io/caddy` and `caddy` are one repository
+        (`docker image inspect` names RepoDigests this way); another registry's name is kept."""
+        host, _, rest = self.name.partition("/")
+        name = rest if rest and host in DOCKER_HUB else self.name
+        return name.removeprefix("library/") if name.startswith("library/") and name.count("/") == 1 else name
+
+
+def image_ref(value: str) -> ImageRef | None:
+    """The parts of an image reference, or None when `value` is not one. The one parser of
+    image references: settings validation, release lookup and digest records use it."""
+    m = IMAGE_RE.fullmatch(value.strip())
+    return ImageRef(*m.groups()) if m else None
 
 
 def _image(check: Check, var, value: str) -> str:
-    m = IMAGE_RE.fullmatch(value)
-    if not m:
+    ref = image_ref(value)
+    if ref is None:
         check.fail(var.name, "not an image reference")
         return var.default
-    tag, digest = m.group(2), m.group(3)
+    tag, digest = ref.tag, ref.digest
     if not tag and not digest:
         check.fail(var.name, "has no tag: pin a release tag or a digest")
     elif tag in MOVING_TAGS and not digest and check.strict:

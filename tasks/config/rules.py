@@ -11,7 +11,7 @@ import re
 from collections.abc import Callable
 
 from tasks.config import trackers
-from tasks.config.kinds import IMAGE_RE
+from tasks.config.kinds import image_ref
 from tasks.config.variables import BY_NAME
 from tasks.errors import ConfigError
 
@@ -102,17 +102,17 @@ def proxy(s, check) -> None:
 # with another's key: every later order then fails with "JWS verification error", so no
 # certificate is ever renewed. A first deploy obtains every public name at once.
 CADDY_ACCOUNT_RACE_FIXED = (2, 9)
-OFFICIAL_CADDY = ("caddy", "library/caddy", "docker.io/library/caddy")
+OFFICIAL_CADDY = "caddy"  # Docker Hub's official image, in any spelling (kinds.ImageRef.repository)
 
 
 def _caddy_account_race(s, check) -> None:
-    image = IMAGE_RE.fullmatch(s.images["caddy"])  # the kind accepted it: it matches
-    repo, tag = image.group(1), image.group(2) or ""
-    version = re.match(r"v?(\d+)\.(\d+)(?:\D|$)", tag)
-    if repo in OFFICIAL_CADDY and version and tuple(map(int, version.groups())) < CADDY_ACCOUNT_RACE_FIXED:
+    written = s.images["caddy"]
+    image = image_ref(written)  # the kind accepted it: it parses
+    version = re.match(r"v?(\d+)\.(\d+)(?:\D|$)", image.tag or "")
+    if image.repository == OFFICIAL_CADDY and version and tuple(map(int, version.groups())) < CADDY_ACCOUNT_RACE_FIXED:
         check.fail(
             "TORRUST_CADDY_IMAGE",
-            f"{repo}:{tag} can store a mismatched ACME account when it gets certificates for several names at once "
+            f"{written} can store a mismatched ACME account when it gets certificates for several names at once "
             "(caddyserver/certmagic#293, fixed in Caddy 2.9): renewals then fail with 'JWS verification error'; "
             f"use {BY_NAME['TORRUST_CADDY_IMAGE'].default} or later",
         )

@@ -19,10 +19,10 @@ Lookup of an image reference (`resolve`):
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass, field
 from typing import Any
 
+from tasks.config.kinds import MOVING_TAGS, image_ref
 from tasks.errors import ConfigError
 
 TRACKER_REPOSITORY = "torrust/tracker"
@@ -238,7 +238,6 @@ KNOWN_UNSUPPORTED: dict[str, str] = {
         "renders schema 2.0.0"
     ),
 }
-MOVING_TAGS = ("develop", "latest", "main")
 
 # The setting that names the release of an image the table does not list (a digest-pinned
 # development build, a private registry's name).
@@ -257,20 +256,12 @@ def dashboards(release: TrackerRelease) -> tuple[str, ...]:
 
 
 # --------------------------------------------------------------------------- lookup
-_REF = re.compile(r"^(?P<name>[^@:]+(?::[0-9]+/[^@:]+)?)(?::(?P<tag>[^@]+))?(?:@(?P<digest>sha256:[0-9a-f]{64}))?$")
-_DEFAULT_REGISTRIES = ("docker.io/", "index.docker.io/", "registry-1.docker.io/")
-
-
 def normalise(image: str) -> tuple[str, str | None, str | None]:
-    """(repository, tag, digest) with Docker Hub's implicit prefixes removed."""
-    m = _REF.match(image.strip())
-    if not m:
+    """(repository, tag, digest), the repository in Docker's familiar form."""
+    ref = image_ref(image)
+    if ref is None:
         raise ConfigError(f"tracker image {image!r} is not an image reference")
-    name = m.group("name")
-    for prefix in _DEFAULT_REGISTRIES:
-        if name.startswith(prefix):
-            name = name[len(prefix) :]
-    return name, m.group("tag"), m.group("digest")
+    return ref.repository, ref.tag, ref.digest
 
 
 @dataclass(frozen=True)

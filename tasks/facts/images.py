@@ -22,6 +22,7 @@ import re
 from dataclasses import dataclass
 
 from tasks.commands import docker
+from tasks.config.kinds import image_ref
 from tasks.errors import MalformedFact
 from tasks.runner.executor import Executor
 
@@ -50,7 +51,7 @@ class ImageFact:
         """The registry digest of the reference's repository when the host knows one,
         else the image ID (a locally built image has no registry digest)."""
         repo = repository(self.ref)
-        same = [d for d in self.repo_digests if d.rsplit("@", 1)[0] == repo]
+        same = [d for d in self.repo_digests if repository(d) == repo]
         return (same or list(self.repo_digests) or [self.id])[0]
 
     @property
@@ -62,10 +63,11 @@ class ImageFact:
 
 
 def repository(ref: str) -> str:
-    """`name` of `name:tag` or `name@sha256:...` (a registry port's colon kept)."""
-    name = ref.split("@", 1)[0]
-    head, _, tail = name.rpartition(":")
-    return head if head and "/" not in tail else name
+    """The repository of `name:tag` or `name@sha256:...` in Docker's familiar form, as
+    RepoDigests name it (`docker.io/library/caddy:2.10.2` -> `caddy`); a reference that
+    does not parse is kept whole, so it matches nothing."""
+    parsed = image_ref(ref)
+    return parsed.repository if parsed else ref
 
 
 def is_digest_pinned(ref: str) -> bool:

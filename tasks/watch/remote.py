@@ -44,6 +44,7 @@ ROOT = Path(__file__).resolve().parents[2]
 BUNDLED = (
     "tasks/errors.py",
     "tasks/config/__init__.py",
+    "tasks/config/kinds.py",
     "tasks/config/secrets.py",
     "tasks/config/trackers.py",
     "tasks/health/__init__.py",

@@ -121,6 +121,10 @@ BAD = [
     ("prod", {"TORRUST_ACME_EMAIL": "not-an-email"}, "TORRUST_ACME_EMAIL", "not an email"),
     ("prod", {"TORRUST_CADDY_IMAGE": "caddy:2.8.4"}, "TORRUST_CADDY_IMAGE", "certmagic#293"),
     ("prod", {"TORRUST_CADDY_IMAGE": "docker.io/library/caddy:2.6"}, "TORRUST_CADDY_IMAGE", "fixed in Caddy 2.9"),
+    ("prod", {"TORRUST_CADDY_IMAGE": "docker.io/caddy:2.8.4"}, "TORRUST_CADDY_IMAGE", "certmagic#293"),
+    ("prod", {"TORRUST_CADDY_IMAGE": "index.docker.io/library/caddy:2.8.4"}, "TORRUST_CADDY_IMAGE", "certmagic#293"),
+    ("prod", {"TORRUST_CADDY_IMAGE": "registry-1.docker.io/library/caddy:2.8"}, "TORRUST_CADDY_IMAGE", "certmagic#293"),
+    ("prod", {"TORRUST_CADDY_IMAGE": "library/caddy:2.7.6-alpine"}, "TORRUST_CADDY_IMAGE", "certmagic#293"),
     ("prod", {"TORRUST_DOMAIN": "REPLACE_ME"}, "TORRUST_DOMAIN", "placeholder"),
     ("prod", {"TORRUST_DOMAIN": "example.com"}, "TORRUST_DOMAIN", "reserved for documentation"),
     ("local", {"TORRUST_DOMAIN": "bad_domain"}, "TORRUST_DOMAIN", "fully qualified"),
@@ -385,7 +389,10 @@ def test_allow_removal_takes_a_list_of_names(workdir):
         "caddy:2.9.0",
         "caddy@sha256:" + "c" * 64,
         "registry.example.org:5000/caddy:2.8.4",
+        "registry.example.org/library/caddy:2.8.4",
         "my/caddy:2.6",
+        "docker.io/library/caddy:2.10.2",
+        "caddy:2",
     ],
 )
 def test_caddy_images_without_the_account_race_or_not_judged_load(workdir, image):

@@ -3,6 +3,8 @@
 
 from __future__ import annotations
 
+import json
+
 import pytest
 
 from tasks.errors import MalformedFact
@@ -26,6 +28,13 @@ def test_the_repo_digest_of_the_references_repository_is_the_digest():
     assert fact.kind == "repo-digest" and fact.digest == fact.repo_digests[0]
     mirrored = images.parse(recorded("images/repo-digests.txt"), ["registry.example.org:5000/mirror/caddy:2.8.4"])
     assert next(iter(mirrored.values())).digest == fact.repo_digests[1]
+    # Docker names RepoDigests in the familiar form: a Docker Hub spelling of the reference
+    # still picks the digest of its own repository, not the mirror's
+    # (the mirror's listed first, so the fallback to the first digest would pick the wrong one)
+    image_id, _, digests = recorded("images/repo-digests.txt").strip().partition("|")
+    mirror_first = f"{image_id}|{json.dumps(list(reversed(json.loads(digests))))}\n"
+    hub = images.parse(mirror_first, ["docker.io/library/caddy:2.8.4"])
+    assert next(iter(hub.values())).digest == fact.repo_digests[0]
 
 
 @pytest.mark.parametrize(
@@ -48,6 +57,9 @@ def test_odd_or_hostile_output_is_refused(name, refs, message):
         ("registry.example.org:5000/a/b:v3", "registry.example.org:5000/a/b"),
         ("torrust/tracker@sha256:" + "a" * 64, "torrust/tracker"),
         ("registry.example.org:5000/a/b", "registry.example.org:5000/a/b"),
+        ("docker.io/library/caddy:2.8.4", "caddy"),
+        ("index.docker.io/caddy@sha256:" + "a" * 64, "caddy"),
+        ("not a reference", "not a reference"),
     ],
 )
 def test_repository_of_a_reference(ref, repo):
